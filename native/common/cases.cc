@@ -1,0 +1,31 @@
+#include "cases.h"
+
+namespace lk {
+
+#define LK_OP(name, nin, nout, math) std::vector<OpCase> name##_cases();
+#include "ops.def"
+#undef LK_OP
+
+std::vector<OpCase> op_cases(OpId op) {
+  switch (op) {
+#define LK_OP(name, nin, nout, math) \
+  case OpId::name:                   \
+    return name##_cases();
+#include "ops.def"
+#undef LK_OP
+    default:
+      return {};
+  }
+}
+
+Tolerance tolerance(OpId op, DType out) {
+  if (op != OpId::matmul) return {true, 0, 0};
+  switch (out) {
+    case DType::f32: return {false, 1e-10, 1e-4};
+    case DType::f16: return {false, 1e-6, 4e-3};
+    case DType::bf16: return {false, 3e-5, 2e-2};
+    default: return {true, 0, 0};
+  }
+}
+
+}  // namespace lk

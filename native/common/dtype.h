@@ -1,0 +1,125 @@
+// Element types and their scalar conversions.
+//
+// f16 and bf16 are stored as raw uint16_t bit patterns. Conversions from f32 round to nearest, ties to even, and
+// keep NaN a NaN (the quiet bit is set, the sign and the top mantissa bits are kept) and Inf an Inf. These scalar
+// functions are the reference for every vectorised conversion (F16C on x86, CUDA intrinsics), which must match
+// them bit for bit.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace lk {
+
+// The numeric values are part of the N-API surface (lib/binding.ts mirrors them). Block-quantized formats of the
+// quantized-matmul issue take ids from 16 up, so the dense types keep theirs.
+enum class DType : int32_t { f32 = 0, f16 = 1, bf16 = 2, i8 = 3, u8 = 4, i32 = 5 };
+constexpr int kNumDTypes = 6;
+
+constexpr size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f16: return 2;
+    case DType::bf16: return 2;
+    case DType::i8: return 1;
+    case DType::u8: return 1;
+    case DType::i32: return 4;
+  }
+  return 0;
+}
+constexpr const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+    case DType::i8: return "i8";
+    case DType::u8: return "u8";
+    case DType::i32: return "i32";
+  }
+  return "?";
+}
+constexpr bool dtype_valid(int32_t v) { return v >= 0 && v < kNumDTypes; }
+constexpr bool dtype_is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+
+static_assert(sizeof(float) == 4, "f32 must be 4 bytes");
+static_assert(dtype_size(DType::f16) == sizeof(uint16_t) && dtype_size(DType::bf16) == sizeof(uint16_t), "half types are 2 bytes");
+static_assert(dtype_size(DType::i32) == sizeof(int32_t), "i32 is 4 bytes");
+
+inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+
+// f32 -> f16, round to nearest even. Handles subnormal results, overflow to Inf, and NaN (quiet bit forced, like
+// the F16C instruction vcvtps2ph).
+inline uint16_t f32_to_f16(float f) {
+  const uint32_t x = f32_bits(f);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) {  // Inf or NaN
+    if (ax == 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u);
+    return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+  }
+  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: Inf
+  if (ax < 0x38800000u) {  // result is subnormal or zero: value = m * 2^-24
+    if (ax < 0x33000000u) return static_cast<uint16_t>(sign);  // < 2^-25: rounds to 0 (2^-25 ties to even 0)
+    const uint32_t e = ax >> 23;
+    const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - e;  // 14..24 bits shifted out to reach units of 2^-24
+    uint32_t r = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1u);
+    const uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u))) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  // normal: rebias exponent 127 -> 15 and round the 13 dropped mantissa bits
+  uint32_t r = ax - 0x38000000u;
+  const uint32_t rem = r & 0x1fffu;
+  r >>= 13;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;  // a carry into the exponent is the right result
+  return static_cast<uint16_t>(sign | r);
+}
+
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1fu;
+  const uint32_t m = h & 0x3ffu;
+  if (e == 0x1f) return f32_from_bits(sign | 0x7f800000u | (m << 13));
+  if (e == 0) {
+    if (m == 0) return f32_from_bits(sign);
+    // subnormal: m * 2^-24, exact in f32
+    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+// f32 -> bf16, round to nearest even; NaN stays NaN with the quiet bit set.
+inline uint16_t f32_to_bf16(float f) {
+  const uint32_t x = f32_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);
+  const uint32_t lsb = (x >> 16) & 1u;
+  return static_cast<uint16_t>((x + 0x7fffu + lsb) >> 16);
+}
+inline float bf16_to_f32(uint16_t b) { return f32_from_bits(static_cast<uint32_t>(b) << 16); }
+
+// Load/store one element of a float dtype as f32 (used by references and scalar fallbacks).
+inline float load_f32(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::i8: return static_cast<float>(static_cast<const int8_t*>(p)[i]);
+    case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+  }
+  return 0.0f;
+}
+inline void store_f32(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::f32: static_cast<float*>(p)[i] = v; return;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); return;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); return;
+    default: return;  // integer outputs are never produced from floats by the dense ops
+  }
+}
+
+}  // namespace lk

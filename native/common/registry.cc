@@ -1,0 +1,172 @@
+#include "registry.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace lk {
+
+const char* backend_name(Backend b) {
+  switch (b) {
+    case Backend::ref: return "ref";
+    case Backend::cpu: return "cpu";
+    case Backend::cuda: return "cuda";
+    default: return "?";
+  }
+}
+
+static const OpInfo kOpInfo[] = {
+#define LK_OP(name, nin, nout, math) {#name, nin, nout, math},
+#include "ops.def"
+#undef LK_OP
+};
+static_assert(sizeof(kOpInfo) / sizeof(kOpInfo[0]) == kNumOps, "one OpInfo per op");
+
+const OpInfo& op_info(OpId op) { return kOpInfo[static_cast<int>(op)]; }
+
+OpId op_from_name(const char* name) {
+  for (int i = 0; i < kNumOps; ++i)
+    if (std::strcmp(kOpInfo[i].name, name) == 0) return static_cast<OpId>(i);
+  return OpId::count;
+}
+
+// Tables are defined by each backend (cpu/backend.cc, cuda/backend.cu); a build without CUDA defines
+// cuda_kernel_table() to return nullptr (cpu/no_cuda.cc).
+const Kernel* ref_kernel_table();
+const Kernel* cpu_kernel_table();
+const Kernel* cuda_kernel_table();
+
+const Kernel* kernel_table(Backend b) {
+  switch (b) {
+    case Backend::ref: return ref_kernel_table();
+    case Backend::cpu: return cpu_kernel_table();
+    case Backend::cuda: return cuda_kernel_table();
+    default: return nullptr;
+  }
+}
+
+namespace {
+
+std::string expected(const char* op, const std::string& what, const char* param, const std::string& got) {
+  return std::string(op) + ": expected " + what + " for " + param + ", got " + got;
+}
+
+bool same_shape(const TensorView& a, const TensorView& b) {
+  if (a.ndim != b.ndim) return false;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a.shape[i] != b.shape[i]) return false;
+  return true;
+}
+
+Status check_float(const char* op, const char* param, const TensorView& t) {
+  if (!dtype_is_float(t.dtype))
+    return type_error(expected(op, "a float dtype (f32, f16, bf16)", param, dtype_name(t.dtype)));
+  return Status::OK();
+}
+
+Status check_dtype(const char* op, const char* param, const TensorView& t, DType want) {
+  if (t.dtype != want) return type_error(expected(op, std::string("dtype ") + dtype_name(want), param, dtype_name(t.dtype)));
+  return Status::OK();
+}
+
+Status check_shape(const char* op, const char* param, const TensorView& t, const TensorView& like) {
+  if (!same_shape(t, like)) return range_error(expected(op, "shape " + like.shape_str(), param, t.shape_str()));
+  return Status::OK();
+}
+
+// b has a's shape, or b is [N] with N = a's last dimension (row broadcast).
+Status check_broadcast(const char* op, const TensorView& a, const TensorView& b) {
+  if (same_shape(a, b)) return Status::OK();
+  if (b.ndim == 1 && a.ndim >= 1 && b.shape[0] == a.cols()) return Status::OK();
+  return range_error(expected(op, "b of a's shape " + a.shape_str() + " or of its last dimension [" +
+                                      std::to_string(a.cols()) + "]", "b.shape", b.shape_str()));
+}
+
+}  // namespace
+
+Status validate_op(const OpArgs& a) {
+  if (static_cast<int>(a.op) < 0 || a.op >= OpId::count) return internal_error("validate_op: unknown op id");
+  const OpInfo& info = op_info(a.op);
+  const char* op = info.name;
+  if (a.n_in != info.n_in || a.n_out != info.n_out)
+    return internal_error(std::string(op) + ": expected " + std::to_string(info.n_in) + " inputs and " +
+                          std::to_string(info.n_out) + " outputs, got " + std::to_string(a.n_in) + " and " +
+                          std::to_string(a.n_out));
+  for (int i = 0; i < a.n_in; ++i) {
+    if (!a.in[i].contiguous()) return unsupported(std::string(op) + ": expected contiguous inputs, got strides");
+    if (a.in[i].numel() > 0 && !a.in[i].data) return internal_error(std::string(op) + ": input without data");
+  }
+  for (int i = 0; i < a.n_out; ++i) {
+    if (!a.out[i].contiguous()) return unsupported(std::string(op) + ": expected contiguous outputs, got strides");
+    if (a.out[i].numel() > 0 && !a.out[i].data) return internal_error(std::string(op) + ": output without data");
+  }
+  const TensorView* in = a.in;
+  const TensorView& y = a.out[0];
+  switch (a.op) {
+    case OpId::copy:
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
+      if (y.numel() != in[0].numel())
+        return range_error(expected(op, std::to_string(in[0].numel()) + " elements", "y", std::to_string(y.numel())));
+      return Status::OK();
+    case OpId::cast:
+      LK_RETURN_IF_ERROR(check_float(op, "y.dtype", y));
+      if (y.numel() != in[0].numel())
+        return range_error(expected(op, std::to_string(in[0].numel()) + " elements", "y", std::to_string(y.numel())));
+      return Status::OK();
+    case OpId::fill: {
+      const double v = a.params.f[0];
+      if (std::isnan(v) && !dtype_is_float(y.dtype))
+        return range_error(expected(op, "a number", "value", "NaN for an integer dtype"));
+      if (!dtype_is_float(y.dtype)) {
+        double lo = y.dtype == DType::i8 ? -128 : y.dtype == DType::u8 ? 0 : -2147483648.0;
+        double hi = y.dtype == DType::i8 ? 127 : y.dtype == DType::u8 ? 255 : 2147483647.0;
+        if (!(v >= lo && v <= hi) || std::trunc(v) != v)
+          return range_error(expected(op, std::string("an integer in [") + std::to_string(static_cast<long long>(lo)) +
+                                              ", " + std::to_string(static_cast<long long>(hi)) + "]",
+                                      "value", std::to_string(v)));
+      }
+      return Status::OK();
+    }
+    case OpId::add:
+    case OpId::mul:
+      LK_RETURN_IF_ERROR(check_float(op, "a.dtype", in[0]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "b.dtype", in[1], in[0].dtype));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
+      LK_RETURN_IF_ERROR(check_broadcast(op, in[0], in[1]));
+      return check_shape(op, "y.shape", y, in[0]);
+    case OpId::scale:
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", in[0]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
+      if (!std::isfinite(a.params.f[0]))
+        return range_error(expected(op, "a finite number", "alpha", std::to_string(a.params.f[0])));
+      return check_shape(op, "y.shape", y, in[0]);
+    case OpId::matmul: {
+      const TensorView& x = in[0];
+      const TensorView& w = in[1];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      LK_RETURN_IF_ERROR(check_dtype(op, "w.dtype", w, x.dtype));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, x.dtype));
+      if (x.ndim < 1) return range_error(expected(op, "x with at least 1 dimension [..., K]", "x.shape", x.shape_str()));
+      if (w.ndim != 2) return range_error(expected(op, "w of 2 dimensions [N, K]", "w.shape", w.shape_str()));
+      if (w.shape[1] != x.cols())
+        return range_error(expected(op, "w.shape[1] to equal x's last dimension (K=" + std::to_string(x.cols()) + ")",
+                                    "w.shape[1]", std::to_string(w.shape[1])));
+      if (y.ndim != x.ndim || y.cols() != w.shape[0] || y.rows() != x.rows())
+        return range_error(expected(op, "y of shape [..., N] with N=" + std::to_string(w.shape[0]), "y.shape", y.shape_str()));
+      return Status::OK();
+    }
+    default:
+      return internal_error(std::string(op) + ": no validation rule");
+  }
+}
+
+const char* backend_unsupported_reason(Backend b, const OpArgs& a) {
+  const Kernel* table = kernel_table(b);
+  if (!table) return b == Backend::cuda ? "this build has no CUDA backend" : "backend not compiled";
+  const Kernel& k = table[static_cast<int>(a.op)];
+  if (!k.run) return "no kernel for this op on this backend";
+  if (k.supports) return k.supports(a);
+  return nullptr;
+}
+
+}  // namespace lk
