@@ -48,7 +48,11 @@ struct TensorView {
   // Size of the last dimension (1 for a scalar) and the product of all others: the [rows, cols] view used by the
   // row-broadcast elementwise ops and by matmul.
   int64_t cols() const { return ndim == 0 ? 1 : shape[ndim - 1]; }
-  int64_t rows() const { return ndim == 0 ? 1 : numel() / (shape[ndim - 1] == 0 ? 1 : shape[ndim - 1]); }
+  int64_t rows() const {
+    int64_t r = 1;
+    for (int i = 0; i < ndim - 1; ++i) r *= shape[i];
+    return r;
+  }
   std::string shape_str() const {
     std::string s = "[";
     for (int i = 0; i < ndim; ++i) s += (i ? "," : "") + std::to_string(shape[i]);

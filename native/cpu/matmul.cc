@@ -1,9 +1,348 @@
-// matmul on the CPU. Placeholder: calls the reference until the fast path lands.
+// matmul on the CPU: y[M,N] = x[M,K] . w[N,K]^T, f32 accumulation. The driver (threads, blocking, buffers, errors)
+// lives here and is shared by the scalar kernels below and the AVX2 kernels of simd/matmul_avx2.cc; see that file's
+// header for the packing format, the blocking parameters and the measurements.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "../common/thread_pool.h"
 #include "cpu.h"
-#include "ref/ref.h"
 
 namespace lk {
 
-Status matmul_cpu(const OpArgs& a) { return matmul_ref(a); }
+#if defined(LLMK_HAVE_AVX2_TU)
+// simd/matmul_avx2.cc (compiled with -mavx2 -mfma -mf16c; called only when cpu_simd_level() says so)
+void matmul_avx2_pack(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
+void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
+                       bool accumulate);
+void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst);
+void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t);
+void matmul_avx2_gemv(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
+                      int64_t N);
+#endif
+
+namespace {
+
+// One SIMD level's kernels and its blocking. pack(): R rows x kc columns of a K-contiguous matrix into panels of R
+// rows, element (r, k) of a panel at [k*R + r] (x with R = mr, w with R = nr). macro(): c[mc,nc] (+)= the packed
+// block of x times the packed panel of w. gemv(): rows [n0, n1) of y for M <= 4, x already f32.
+struct GemmKernels {
+  int mr, nr;
+  int64_t kc, mc, nc;
+  void (*pack)(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
+  void (*macro)(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
+                bool accumulate);
+  void (*to_f32)(const void* src, DType t, int64_t n, float* dst);
+  void (*from_f32)(const float* src, int64_t n, void* dst, DType t);
+  void (*gemv)(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
+               int64_t N);
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scalar kernels: portable C++ for CPUs without AVX2 (and LLMK_SIMD=scalar). The same packed layout with a 4x8 tile
+// written as fixed-size loops, which GCC turns into SSE2 code on baseline x86-64 (8 accumulator registers of 4 lanes).
+constexpr int kScalarMR = 4, kScalarNR = 8;
+
+template <DType T>
+inline float ld_elem(const void* p, int64_t i) {
+  if constexpr (T == DType::f32) return static_cast<const float*>(p)[i];
+  else if constexpr (T == DType::f16) return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+template <DType T>
+void pack_scalar_t(const void* src, int64_t ld, int64_t rows, int64_t kc, int R, float* dst) {
+  for (int64_t r0 = 0; r0 < rows; r0 += R, dst += R * kc)
+    for (int r = 0; r < R; ++r) {
+      if (r0 + r < rows) {
+        const int64_t base = (r0 + r) * ld;
+        for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = ld_elem<T>(src, base + k);
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = 0.0f;
+      }
+    }
+}
+
+void pack_scalar(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst) {
+  switch (t) {
+    case DType::f16: pack_scalar_t<DType::f16>(src, ld, rows, kc, R, dst); return;
+    case DType::bf16: pack_scalar_t<DType::bf16>(src, ld, rows, kc, R, dst); return;
+    default: pack_scalar_t<DType::f32>(src, ld, rows, kc, R, dst); return;
+  }
+}
+
+inline void kernel_scalar(int64_t kc, const float* a, const float* b, float acc[kScalarMR][kScalarNR]) {
+  float s[kScalarMR][kScalarNR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += kScalarMR, b += kScalarNR)
+    for (int r = 0; r < kScalarMR; ++r)
+      for (int q = 0; q < kScalarNR; ++q) s[r][q] += a[r] * b[q];
+  std::memcpy(acc, s, sizeof(s));
+}
+
+void macro_scalar(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
+                  bool accumulate) {
+  float acc[kScalarMR][kScalarNR];
+  for (int64_t j = 0; j < nc; j += kScalarNR) {
+    const int nr = static_cast<int>(std::min<int64_t>(kScalarNR, nc - j));
+    for (int64_t i = 0; i < mc; i += kScalarMR) {
+      const int mr = static_cast<int>(std::min<int64_t>(kScalarMR, mc - i));
+      kernel_scalar(kc, ap + i * kc, bp + j * kc, acc);
+      float* ct = c + i * ldc + j;
+      for (int r = 0; r < mr; ++r)
+        for (int q = 0; q < nr; ++q) ct[r * ldc + q] = accumulate ? ct[r * ldc + q] + acc[r][q] : acc[r][q];
+    }
+  }
+}
+
+void to_f32_scalar(const void* src, DType t, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = load_f32(src, t, i);
+}
+
+void from_f32_scalar(const float* src, int64_t n, void* dst, DType t) {
+  for (int64_t i = 0; i < n; ++i) store_f32(dst, t, i, src[i]);
+}
+
+template <DType T>
+void gemv_scalar_t(const float* x, int64_t M, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
+  // 8 independent partial sums per dot product: the compiler may vectorize them without reassociating anything
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x + m * K;
+      const int64_t wb = n * K;
+      float s[8] = {};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) s[l] += xr[k + l] * ld_elem<T>(w, wb + k + l);
+      float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      for (; k < K; ++k) r += xr[k] * ld_elem<T>(w, wb + k);
+      store_f32(y, T, m * N + n, r);
+    }
+}
+
+void gemv_scalar(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
+                 int64_t N) {
+  switch (t) {
+    case DType::f16: gemv_scalar_t<DType::f16>(x, M, w, K, n0, n1, y, N); return;
+    case DType::bf16: gemv_scalar_t<DType::bf16>(x, M, w, K, n0, n1, y, N); return;
+    default: gemv_scalar_t<DType::f32>(x, M, w, K, n0, n1, y, N); return;
+  }
+}
+
+// KC 256: the 4x256 panel of x (4 KB) and 256x8 panel of w (8 KB) stay in L1 while MC/NC follow the AVX2 choice.
+const GemmKernels kScalarKernels = {kScalarMR, kScalarNR, 256, 128, 2048,
+                                    pack_scalar, macro_scalar, to_f32_scalar, from_f32_scalar, gemv_scalar};
+
+#if defined(LLMK_HAVE_AVX2_TU)
+#ifndef LK_MM_KC
+#define LK_MM_KC 256
+#endif
+#ifndef LK_MM_MC
+#define LK_MM_MC 144
+#endif
+#ifndef LK_MM_NC
+#define LK_MM_NC 2048
+#endif
+const GemmKernels kAvx2Kernels = {6, 16, LK_MM_KC, LK_MM_MC, LK_MM_NC,
+                                  matmul_avx2_pack, matmul_avx2_macro, matmul_avx2_to_f32, matmul_avx2_from_f32,
+                                  matmul_avx2_gemv};
+#endif
+
+// ---------------------------------------------------------------------------------------------------------------
+// Per-thread packing buffers, 64-byte aligned, kept between calls (grow only) so that back-to-back matmuls do not
+// pay for page faults; they are freed when the thread exits (ThreadPool::resize, process end).
+struct AlignedBuf {
+  float* p = nullptr;
+  size_t cap = 0;  // floats
+  AlignedBuf() = default;
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+  ~AlignedBuf() { std::free(p); }
+  float* get(size_t n) {
+    if (n <= cap) return p;
+    std::free(p);
+    cap = 0;
+    const size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
+    p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (p) cap = n;
+    return p;
+  }
+};
+thread_local AlignedBuf tl_pack_x, tl_pack_w, tl_acc;
+
+// Half-precision outputs accumulate in an f32 buffer of [rows of the thread, nc] between K blocks; nc shrinks so
+// that it stays under this size (x is then packed once per nc columns, a few percent of the work at most).
+constexpr int64_t kAccBudgetFloats = (4 << 20) / 4;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+// An even split of n into blocks of at most `max`, each a multiple of `align` (the last may be shorter).
+inline int64_t even_block(int64_t n, int64_t max, int64_t align) {
+  return round_up(ceil_div(n, ceil_div(n, max)), align);
+}
+// Part i of `parts` of [0, n), boundaries on multiples of `align`.
+inline void split_range(int64_t n, int parts, int64_t align, int i, int64_t* b, int64_t* e) {
+  const int64_t units = ceil_div(n, align), base = units / parts, extra = units % parts;
+  const int64_t ub = i * base + std::min<int64_t>(i, extra), ue = ub + base + (i < extra ? 1 : 0);
+  *b = std::min(n, ub * align);
+  *e = std::min(n, ue * align);
+}
+
+struct GemmJob {
+  const GemmKernels* ks;
+  const char* x;  // [M, K]
+  const char* w;  // [N, K]
+  char* y;        // [M, N]
+  DType t;
+  int64_t es;  // element size in bytes
+  int64_t M, N, K;
+  int tm, tn;  // thread grid: tm parts of M times tn parts of N
+  std::atomic<bool> oom{false};
+};
+
+// One thread's tile of y, computed like GotoBLAS: for each nc-wide panel of w and kc-deep slice of K, pack the w
+// panel (L3-resident), then for each mc rows of x pack them (L2-resident) and run the macro-kernel.
+void gemm_tile(GemmJob& j, int t) {
+  const GemmKernels& ks = *j.ks;
+  int64_t m0, m1, n0, n1;
+  split_range(j.M, j.tm, ks.mr, t / j.tn, &m0, &m1);
+  split_range(j.N, j.tn, ks.nr, t % j.tn, &n0, &n1);
+  if (m0 >= m1 || n0 >= n1) return;
+  const int64_t Mt = m1 - m0, Nt = n1 - n0, K = j.K, N = j.N;
+  const bool f32_out = j.t == DType::f32;
+  int64_t nc_max = ks.nc;
+  if (!f32_out) nc_max = std::min(nc_max, std::max<int64_t>(ks.nr, kAccBudgetFloats / Mt / ks.nr * ks.nr));
+  const int64_t kc_blk = even_block(K, ks.kc, 8);
+  const int64_t mc_blk = even_block(Mt, ks.mc, ks.mr);
+  const int64_t nc_blk = even_block(Nt, nc_max, ks.nr);
+  // +16 floats: the 6-row packer writes 2 lanes past a panel (simd/matmul_avx2.cc)
+  float* ap = tl_pack_x.get(static_cast<size_t>(mc_blk * kc_blk + 16));
+  float* bp = tl_pack_w.get(static_cast<size_t>(nc_blk * kc_blk + 16));
+  float* acc = f32_out ? nullptr : tl_acc.get(static_cast<size_t>(Mt * nc_blk));
+  if (!ap || !bp || (!f32_out && !acc)) {
+    j.oom.store(true);
+    return;
+  }
+  for (int64_t jc = n0; jc < n1; jc += nc_blk) {
+    const int64_t nc = std::min(nc_blk, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+      const int64_t kc = std::min(kc_blk, K - pc);
+      ks.pack(j.w + (jc * K + pc) * j.es, j.t, K, nc, kc, ks.nr, bp);
+      for (int64_t ic = m0; ic < m1; ic += mc_blk) {
+        const int64_t mc = std::min(mc_blk, m1 - ic);
+        ks.pack(j.x + (ic * K + pc) * j.es, j.t, K, mc, kc, ks.mr, ap);
+        if (f32_out)
+          ks.macro(ap, bp, mc, nc, kc, reinterpret_cast<float*>(j.y) + ic * N + jc, N, pc > 0);
+        else
+          ks.macro(ap, bp, mc, nc, kc, acc + (ic - m0) * nc, nc, pc > 0);
+      }
+    }
+    if (!f32_out)
+      for (int64_t m = m0; m < m1; ++m) ks.from_f32(acc + (m - m0) * nc, nc, j.y + (m * N + jc) * j.es, j.t);
+  }
+}
+
+// Below this many multiply-adds a second thread costs more (wake-up, a second packing of x) than it saves.
+constexpr int64_t kSerialMacs = 1 << 16;
+
+Status gemm(const GemmKernels& ks, const TensorView& x, const TensorView& w, const TensorView& y, int64_t M, int64_t N,
+            int64_t K) {
+  ThreadPool& pool = ThreadPool::global();
+  int T = pool.threads();
+  if (M * N * K < kSerialMacs) T = 1;
+  GemmJob j;
+  j.ks = &ks;
+  j.x = static_cast<const char*>(x.data);
+  j.w = static_cast<const char*>(w.data);
+  j.y = static_cast<char*>(y.data);
+  j.t = x.dtype;
+  j.es = static_cast<int64_t>(dtype_size(x.dtype));
+  j.M = M;
+  j.N = N;
+  j.K = K;
+  // The thread grid with the least padded work per thread; on a tie the one that splits N (each thread then
+  // reads only its part of w, the larger operand in inference).
+  j.tm = 1;
+  j.tn = T;
+  int64_t best = -1;
+  for (int tm = 1; tm <= T; ++tm) {
+    if (T % tm) continue;
+    const int tn = T / tm;
+    const int64_t mt = round_up(ceil_div(M, tm), ks.mr), nt = round_up(ceil_div(N, tn), ks.nr);
+    const int64_t cost = mt * nt + (mt + nt) * ks.nr;
+    if (best < 0 || cost < best) {
+      best = cost;
+      j.tm = tm;
+      j.tn = tn;
+    }
+  }
+  GemmJob* jp = &j;  // one pointer: the std::function keeps it inline, no allocation
+  pool.parallel_for(T, [jp](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) gemm_tile(*jp, static_cast<int>(t));
+  }, T);
+  if (j.oom.load()) return Status(Code::oom, "matmul: could not allocate the packing buffers");
+  return Status::OK();
+}
+
+struct GemvJob {
+  const GemmKernels* ks;
+  const float* x;
+  const void* w;
+  void* y;
+  DType t;
+  int64_t M, N, K;
+};
+
+constexpr int64_t kGemvRows = 4;  // rows of w per work unit, a multiple of every gemv kernel's row group
+
+Status gemv(const GemmKernels& ks, const TensorView& x, const TensorView& w, const TensorView& y, int64_t M, int64_t N,
+            int64_t K) {
+  GemvJob j;
+  j.ks = &ks;
+  j.w = w.data;
+  j.y = y.data;
+  j.t = x.dtype;
+  j.M = M;
+  j.N = N;
+  j.K = K;
+  if (x.dtype == DType::f32) {
+    j.x = static_cast<const float*>(x.data);
+  } else {
+    float* xf = tl_pack_x.get(static_cast<size_t>(M * K));
+    if (!xf) return Status(Code::oom, "matmul: could not allocate the f32 copy of x");
+    ks.to_f32(x.data, x.dtype, M * K, xf);
+    j.x = xf;
+  }
+  ThreadPool& pool = ThreadPool::global();
+  const int T = M * N * K < kSerialMacs ? 1 : pool.threads();
+  const GemvJob* jp = &j;
+  pool.parallel_for(ceil_div(N, kGemvRows), [jp](int64_t b, int64_t e, int) {
+    const GemvJob& g = *jp;
+    g.ks->gemv(g.x, g.M, g.w, g.t, g.K, b * kGemvRows, std::min(g.N, e * kGemvRows), g.y, g.N);
+  }, T);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status matmul_cpu(const OpArgs& a) {
+  const TensorView& x = a.in[0];
+  const TensorView& w = a.in[1];
+  const TensorView& y = a.out[0];
+  const int64_t K = x.cols(), N = w.shape[0];
+  int64_t M = 1;  // not x.rows(): that is 0 when K is 0
+  for (int i = 0; i + 1 < x.ndim; ++i) M *= x.shape[i];
+  if (M == 0 || N == 0) return Status::OK();
+  if (K == 0) {  // an empty sum; all-zero bits are +0 in every float dtype
+    std::memset(y.data, 0, static_cast<size_t>(M * N) * dtype_size(y.dtype));
+    return Status::OK();
+  }
+  const GemmKernels* ks = &kScalarKernels;
+#if defined(LLMK_HAVE_AVX2_TU)
+  if (cpu_simd_level() == SimdLevel::avx2) ks = &kAvx2Kernels;
+#endif
+  if (M <= 4) return gemv(*ks, x, w, y, M, N, K);
+  return gemm(*ks, x, w, y, M, N, K);
+}
 
 }  // namespace lk

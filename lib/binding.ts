@@ -1,0 +1,131 @@
+/**
+ * Loads the native addon (build/Release/llm_kernels.node, through node-gyp-build) and declares its raw interface
+ * once. Nothing else in lib/ touches the addon's exports without going through the {@link NativeBinding} type.
+ * native/addon/*.cc implements exactly this interface; keep the two in step.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LlmKernelsError } from './errors.js';
+
+/** A tensor handle of the addon: a view of reference-counted device memory. */
+export interface NativeTensor {
+  /** Drops this handle's reference to the memory (queued ops keep theirs). Idempotent. */
+  dispose(): void;
+  isDisposed(): boolean;
+  /** Bytes of the tensor, read after every op queued before it on its device has run. */
+  read(): Promise<ArrayBuffer>;
+  /** Same, blocking the calling thread. */
+  readSync(): ArrayBuffer;
+  /** A view on the same memory: byteOffset from this view's start, within its bytes. */
+  view(byteOffset: number, dtype: number, shape: number[]): NativeTensor;
+  /** A copy on device (kind 0 = cpu, 1 = cuda; index). */
+  to(kind: number, index: number): NativeTensor;
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  computeCapability: string;
+  smCount: number;
+  totalMemory: number;
+  freeMemory: number;
+  memoryBandwidthGBs: number;
+}
+
+export interface NativeInfo {
+  build: { compiler: string; cuda: boolean; cudaArchs: string; sanitizers: boolean };
+  cpu: { simd: string; simdDetected: string; threads: number; hardwareThreads: number; liveBytes: number };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason: string;
+    runtimeVersion: number;
+    driverVersion: number;
+    liveBytes: number;
+    devices: NativeCudaDevice[];
+  };
+}
+
+export interface NativeRoofline {
+  threads: number;
+  readGBs: number;
+  fmaGflops: number;
+  int8Gops: number;
+  simd: string;
+}
+
+export interface NativeBinding {
+  NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  setErrorClass(ctor: new (code: string, message: string) => Error): void;
+  /** Op names in op-id order (native/common/ops.def). */
+  opNames(): string[];
+  empty(kind: number, index: number, dtype: number, shape: number[]): NativeTensor;
+  fromBytes(kind: number, index: number, dtype: number, shape: number[], data: ArrayBufferView | ArrayBuffer): NativeTensor;
+  /** Enqueue op `op` on backend (0 ref, 1 cpu, 2 cuda) of device (kind, index); returns the output at once. */
+  run(
+    op: number,
+    backend: number,
+    kind: number,
+    index: number,
+    inputs: NativeTensor[],
+    outDtype: number,
+    outShape: number[],
+    f0?: number,
+    f1?: number,
+    i0?: number,
+    i1?: number,
+  ): NativeTensor;
+  synchronize(kind: number, index: number): Promise<void>;
+  synchronizeSync(kind: number, index: number): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  setSimd(level: 'avx2' | 'scalar'): void;
+  info(): NativeInfo;
+  roofline(threads: number): NativeRoofline;
+  /** The tolerance table row (native/common/cases.cc) for an op and output dtype: one table for every test. */
+  tolerance(op: number, dtype: number): { exact: boolean; nmse: number; rtol: number };
+}
+
+/** The package root: the folder with package.json, above lib/ (sources, under vitest) or dist/ (compiled). */
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const reasons: string[] = [];
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    const b = nodeGypBuild(packageRoot) as NativeBinding;
+    b.setErrorClass(LlmKernelsError as unknown as new (code: string, message: string) => Error);
+    return b;
+  } catch (e) {
+    reasons.push((e as Error).message);
+  }
+  const built = join(packageRoot, 'build', 'Release', 'llm_kernels.node');
+  if (!existsSync(built)) reasons.push(`${built} does not exist: the addon was not built`);
+  if (process.platform !== 'linux') reasons.push(`platform ${process.platform} is untested (Linux x86-64 and aarch64 are supported)`);
+  const napi = Number(process.versions.napi ?? 0);
+  if (napi < 8) reasons.push(`Node-API ${napi} is too old: Node.js >= 20 (Node-API 8) is required`);
+  throw new LlmKernelsError(
+    'ERR_NATIVE_LOAD',
+    `llm-kernels: cannot load the native addon.\n  - ${reasons.join('\n  - ')}\n` +
+      `Fix: run \`npm rebuild llm-kernels\` (or \`npm run build:native\` in a clone), which needs cmake and a C++17 ` +
+      `compiler; set LLMK_CUDA=OFF to build without CUDA.`,
+  );
+}
+
+/** The addon, loaded once at import. */
+export const native: NativeBinding = load();
+
+/** Op ids by name, from the addon's own op list (one op list: native/common/ops.def). */
+export const OP_IDS: ReadonlyMap<string, number> = new Map(native.opNames().map((n, i) => [n, i]));
+
+export function opId(name: string): number {
+  const id = OP_IDS.get(name);
+  if (id === undefined) throw new LlmKernelsError('ERR_INTERNAL', `op '${name}' is not in this build's op list`);
+  return id;
+}
+
+export const BACKEND = { ref: 0, cpu: 1, cuda: 2 } as const;
+export type BackendName = keyof typeof BACKEND;

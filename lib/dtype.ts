@@ -1,0 +1,96 @@
+/**
+ * Element types. Ids mirror native/common/dtype.h (they cross the N-API boundary as numbers).
+ * f16 and bf16 are held in `Uint16Array`s as raw bit patterns; {@link Tensor.toFloat32} converts.
+ */
+import { rangeError, typeError } from './errors.js';
+import { expected } from './validate.js';
+
+export const DTYPES = ['f32', 'f16', 'bf16', 'i8', 'u8', 'i32'] as const;
+export type DType = (typeof DTYPES)[number];
+export type FloatDType = 'f32' | 'f16' | 'bf16';
+
+export const DTYPE_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2, i8: 3, u8: 4, i32: 5 };
+export const DTYPE_SIZE: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4 };
+
+/** The typed array that holds the raw elements of a dtype. */
+export type TypedArrayFor<D extends DType> = D extends 'f32'
+  ? Float32Array
+  : D extends 'f16' | 'bf16'
+    ? Uint16Array
+    : D extends 'i8'
+      ? Int8Array
+      : D extends 'u8'
+        ? Uint8Array
+        : Int32Array;
+
+export type AnyTypedArray = Float32Array | Uint16Array | Int8Array | Uint8Array | Int32Array;
+
+export const TYPED_ARRAY: Readonly<Record<DType, new (buf: ArrayBuffer, off?: number, len?: number) => AnyTypedArray>> = {
+  f32: Float32Array,
+  f16: Uint16Array,
+  bf16: Uint16Array,
+  i8: Int8Array,
+  u8: Uint8Array,
+  i32: Int32Array,
+};
+
+export function isFloat(d: DType): d is FloatDType {
+  return d === 'f32' || d === 'f16' || d === 'bf16';
+}
+
+export function checkDType(fn: string, param: string, v: unknown): DType {
+  if (typeof v !== 'string') throw typeError(expected(fn, `a dtype (${DTYPES.join(', ')})`, param, v));
+  if (!(DTYPES as readonly string[]).includes(v)) throw rangeError(expected(fn, `a dtype (${DTYPES.join(', ')})`, param, v));
+  return v as DType;
+}
+
+// Scalar conversions, the same rules as native/common/dtype.h (round to nearest even, NaN kept quiet). Used for
+// small host-side conversions; bulk conversions run natively (the cast op).
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+export function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  if (e === 0) return sign * m * 2 ** -24;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function bf16ToF32(b: number): number {
+  u32buf[0] = (b & 0xffff) << 16;
+  return f32buf[0]!;
+}
+
+export function f32ToBf16(f: number): number {
+  f32buf[0] = f;
+  const x = u32buf[0]!;
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x0040) & 0xffff;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function f32ToF16(f: number): number {
+  f32buf[0] = f;
+  const x = u32buf[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const ax = x & 0x7fffffff;
+  if (ax >= 0x7f800000) return ax === 0x7f800000 ? sign | 0x7c00 : sign | 0x7e00 | ((ax >>> 13) & 0x3ff);
+  if (ax >= 0x477ff000) return sign | 0x7c00;
+  if (ax < 0x38800000) {
+    if (ax < 0x33000000) return sign;
+    const e = ax >>> 23;
+    const m = (ax & 0x7fffff) | 0x800000;
+    const shift = 126 - e;
+    let r = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = ax - 0x38000000;
+  const rem = r & 0x1fff;
+  r >>>= 13;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+  return sign | r;
+}

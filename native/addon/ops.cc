@@ -1,0 +1,252 @@
+// Tensor creation, op enqueueing and stream control.
+#include <cstring>
+
+#include "addon.h"
+#include "../common/thread_pool.h"
+#include "../cpu/cpu.h"
+#include "../cuda/cuda_backend.h"
+
+namespace lk {
+
+namespace {
+
+Napi::Object new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage) {
+  std::shared_ptr<Storage> st;
+  check(env, Storage::create(meta.device, meta.nbytes(), &st));
+  account_external_memory(env, *st);
+  if (out_storage) *out_storage = st;
+  return NativeTensor::create(env, std::move(st), 0, meta);
+}
+
+// empty(kind, index, dtype, shape): uninitialized memory (the TS layer fills it or hands it to an op).
+Napi::Value empty(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    flush_external_memory(env);
+    TensorView m;
+    m.device = parse_device(env, info[0], info[1], "empty");
+    m.dtype = parse_dtype(env, info[2], "empty", "dtype");
+    parse_shape(env, info[3], "empty", "shape", &m);
+    Stream* s = nullptr;
+    check(env, stream_for(m.device, &s));  // fails early for an unavailable device
+    return new_tensor(env, m, nullptr);
+  });
+}
+
+// fromBytes(kind, index, dtype, shape, bytes): a tensor holding a copy of `bytes` (an ArrayBuffer or a view of
+// one), whose length must be exactly numel * dtype size.
+Napi::Value from_bytes(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    flush_external_memory(env);
+    TensorView m;
+    m.device = parse_device(env, info[0], info[1], "fromArray");
+    m.dtype = parse_dtype(env, info[2], "fromArray", "dtype");
+    parse_shape(env, info[3], "fromArray", "shape", &m);
+    const void* src = nullptr;
+    size_t len = 0;
+    if (info[4].IsTypedArray()) {
+      Napi::TypedArray ta = info[4].As<Napi::TypedArray>();
+      src = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      len = ta.ByteLength();
+    } else if (info[4].IsDataView()) {
+      Napi::DataView dv = info[4].As<Napi::DataView>();
+      src = static_cast<const char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+      len = dv.ByteLength();
+    } else if (info[4].IsArrayBuffer()) {
+      Napi::ArrayBuffer ab = info[4].As<Napi::ArrayBuffer>();
+      src = ab.Data();
+      len = ab.ByteLength();
+    } else {
+      throw_status(env, type_error("fromArray: expected a typed array or ArrayBuffer for data, got another value"));
+    }
+    if (len != m.nbytes())
+      throw_status(env, range_error("fromArray: expected " + std::to_string(m.nbytes()) + " bytes of data for shape " +
+                                    m.shape_str() + ", got " + std::to_string(len)));
+    Stream* s = nullptr;
+    check(env, stream_for(m.device, &s));
+    std::shared_ptr<Storage> st;
+    Napi::Object t = new_tensor(env, m, &st);
+    if (len > 0) {
+      if (m.device.kind == DeviceKind::cpu)
+        std::memcpy(st->data(), src, len);  // fresh memory no queued op can touch yet
+      else
+        check(env, cuda_copy_h2d(m.device.index, st->data(), src, len));
+    }
+    return t;
+  });
+}
+
+// run(op, backend, kind, index, inputs, outDtype, outShape, f0, f1, i0, i1): enqueue one op with one output and
+// return the output at once. Validated here again (validate_op) whatever lib/ops checked.
+Napi::Value run(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    flush_external_memory(env);
+    OpArgs a;
+    a.op = static_cast<OpId>(parse_int(env, info[0], "run", "op", 0, kNumOps - 1));
+    const char* name = op_info(a.op).name;
+    const Backend b = static_cast<Backend>(parse_int(env, info[1], name, "backend", 0, kNumBackends - 1));
+    const Device dev = parse_device(env, info[2], info[3], name);
+    if ((b == Backend::cuda) != (dev.kind == DeviceKind::cuda))
+      throw_status(env, range_error(std::string(name) + ": expected backend " + backend_name(b) +
+                                    " to match the device, got " + dev.name()));
+    if (!info[4].IsArray())
+      throw_status(env, type_error(std::string(name) + ": expected an array of tensors for inputs"));
+    Napi::Array ins = info[4].As<Napi::Array>();
+    const uint32_t n_in = ins.Length();
+    if (n_in != static_cast<uint32_t>(op_info(a.op).n_in))
+      throw_status(env, range_error(std::string(name) + ": expected " + std::to_string(op_info(a.op).n_in) +
+                                    " inputs, got " + std::to_string(n_in)));
+    TensorView in[4];
+    std::vector<std::shared_ptr<Storage>> keep;
+    keep.reserve(n_in + 1);
+    for (uint32_t i = 0; i < n_in; ++i) {
+      NativeTensor* t = NativeTensor::unwrap_arg(env, ins.Get(i), std::string(name) + ": inputs[" + std::to_string(i) + "]");
+      if (t->meta().device != dev)
+        throw_status(env, Status(Code::device, std::string(name) + ": expected every input on " + dev.name() +
+                                                   ", got inputs[" + std::to_string(i) + "] on " + t->meta().device.name()));
+      in[i] = t->view();
+      keep.push_back(t->storage());
+    }
+    TensorView out;
+    out.device = dev;
+    out.dtype = parse_dtype(env, info[5], name, "output dtype");
+    parse_shape(env, info[6], name, "output shape", &out);
+    for (int k = 0; k < 2; ++k) {
+      if (info[7 + k].IsNumber()) a.params.f[k] = info[7 + k].As<Napi::Number>().DoubleValue();
+      if (info[9 + k].IsNumber()) a.params.i[k] = static_cast<int64_t>(info[9 + k].As<Napi::Number>().DoubleValue());
+    }
+    a.in = in;
+    a.n_in = static_cast<int32_t>(n_in);
+    a.out = &out;
+    a.n_out = 1;
+    // Validate before allocating: a bad call must not cost an allocation. data pointers are checked later.
+    out.data = reinterpret_cast<void*>(uintptr_t(64));
+    check(env, validate_op(a));
+    if (const char* why = backend_unsupported_reason(b, a))
+      throw_status(env, unsupported(std::string(name) + ": not supported on " + backend_name(b) + ": " + why));
+    Stream* stream = nullptr;
+    check(env, stream_for(dev, &stream));
+    std::shared_ptr<Storage> st;
+    out.data = nullptr;
+    Napi::Object result = new_tensor(env, out, &st);
+    out.data = st->data();
+    keep.push_back(st);
+    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, std::move(keep)));
+    return result;
+  });
+}
+
+// synchronize(kind, index): Promise<void>, settled when every op queued so far on the device has run; rejects
+// with the first error of those ops.
+struct SyncResult {
+  Status status;
+};
+void settle_sync(Napi::Env env, Napi::Function, Napi::Promise::Deferred* d, SyncResult* r) {
+  std::unique_ptr<SyncResult> res(r);
+  if (!env || !d || !r) return;
+  flush_external_memory(env);
+  if (r->status.ok()) d->Resolve(env.Undefined());
+  else d->Reject(status_to_error(env, r->status));
+}
+using SyncTsfn = Napi::TypedThreadSafeFunction<Napi::Promise::Deferred, SyncResult, settle_sync>;
+
+Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Device dev = parse_device(env, info[0], info[1], "synchronize");
+    Stream* stream = nullptr;
+    check(env, stream_for(dev, &stream));
+    auto* d = new Napi::Promise::Deferred(env);
+    Napi::Promise p = d->Promise();
+    SyncTsfn tsfn = SyncTsfn::New(env, "llm-kernels.synchronize", 0, 1, d,
+                                  [](Napi::Env, void*, Napi::Promise::Deferred* x) { delete x; });
+    stream->submit_host([tsfn](Status prior) mutable -> Status {
+      auto* r = new SyncResult{std::move(prior)};
+      if (tsfn.BlockingCall(r) != napi_ok) delete r;
+      tsfn.Release();
+      return Status::OK();
+    });
+    return p;
+  });
+}
+
+Napi::Value synchronize_sync(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Device dev = parse_device(env, info[0], info[1], "synchronizeSync");
+    Stream* stream = nullptr;
+    check(env, stream_for(dev, &stream));
+    check(env, stream->synchronize());
+    flush_external_memory(env);
+    return env.Undefined();
+  });
+}
+
+// setThreads(n): resizes the pool between two ops of the CPU stream (queued in order, so ops already enqueued run
+// with the old size).
+int g_threads_requested = 0;
+
+Napi::Value set_threads(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int n = static_cast<int>(parse_int(env, info[0], "setThreads", "threads", 1, 1024));
+    Stream* stream = nullptr;
+    check(env, stream_for(Device{}, &stream));
+    g_threads_requested = n;
+    stream->submit_host([n](Status prior) -> Status {
+      ThreadPool::global().resize(n);
+      return prior;
+    });
+    return env.Undefined();
+  });
+}
+
+Napi::Value get_threads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), g_threads_requested ? g_threads_requested : ThreadPool::global().threads());
+}
+
+// setSimd('avx2' | 'scalar'): the SIMD level of the CPU kernels, clamped to what the CPU has (tests use it to
+// run the scalar paths). Queued in order like setThreads.
+Napi::Value set_simd(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw_status(env, type_error("setSimd: expected 'avx2' or 'scalar' for level"));
+    const std::string s = info[0].As<Napi::String>().Utf8Value();
+    SimdLevel level;
+    if (s == "avx2") level = SimdLevel::avx2;
+    else if (s == "scalar") level = SimdLevel::scalar;
+    else throw_status(env, range_error("setSimd: expected 'avx2' or 'scalar' for level, got '" + s + "'"));
+    Stream* stream = nullptr;
+    check(env, stream_for(Device{}, &stream));
+    stream->submit_host([level](Status prior) -> Status {
+      set_cpu_simd_level(level);
+      return prior;
+    });
+    return env.Undefined();
+  });
+}
+
+Napi::Value op_names(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, kNumOps);
+  for (int i = 0; i < kNumOps; ++i) a.Set(i, Napi::String::New(env, op_info(static_cast<OpId>(i)).name));
+  return a;
+}
+
+}  // namespace
+
+void init_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("empty", Napi::Function::New(env, empty, "empty"));
+  exports.Set("fromBytes", Napi::Function::New(env, from_bytes, "fromBytes"));
+  exports.Set("run", Napi::Function::New(env, run, "run"));
+  exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
+  exports.Set("synchronizeSync", Napi::Function::New(env, synchronize_sync, "synchronizeSync"));
+  exports.Set("setThreads", Napi::Function::New(env, set_threads, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New(env, get_threads, "getThreads"));
+  exports.Set("setSimd", Napi::Function::New(env, set_simd, "setSimd"));
+  exports.Set("opNames", Napi::Function::New(env, op_names, "opNames"));
+}
+
+}  // namespace lk

@@ -1,0 +1,294 @@
+#include "stream.h"
+
+#include <array>
+#include <atomic>
+#include <new>
+#include <string>
+
+#include "../cuda/cuda_backend.h"
+#include "thread_pool.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LK_CPU_RELAX() _mm_pause()
+#else
+#define LK_CPU_RELAX() ((void)0)
+#endif
+
+namespace lk {
+
+namespace {
+
+// One queued unit of work: a kernel call (with its own copies of the views) or a host task.
+struct Task {
+  Kernel kernel;
+  OpArgs args;
+  std::array<TensorView, 4> in;
+  std::array<TensorView, 2> out;
+  std::vector<std::shared_ptr<Storage>> keep;
+  HostTask host;
+};
+
+Status copy_args(const OpArgs& args, Task* t) {
+  if (args.n_in > static_cast<int>(t->in.size()) || args.n_out > static_cast<int>(t->out.size()))
+    return internal_error("stream: too many tensors for one op");
+  for (int i = 0; i < args.n_in; ++i) t->in[i] = args.in[i];
+  for (int i = 0; i < args.n_out; ++i) t->out[i] = args.out[i];
+  t->args = args;
+  t->args.in = t->in.data();
+  t->args.out = t->out.data();
+  return Status::OK();
+}
+
+Status run_kernel(const Task& t) {
+  // A kernel returns Status and should not throw; if one does (say std::bad_alloc from a container), the
+  // executor must survive it.
+  try {
+    return t.kernel.run(t.args);
+  } catch (const std::bad_alloc&) {
+    return Status(Code::oom, std::string(op_info(t.args.op).name) + ": out of memory");
+  } catch (const std::exception& e) {
+    return internal_error(std::string(op_info(t.args.op).name) + ": " + e.what());
+  } catch (...) {
+    return internal_error(std::string(op_info(t.args.op).name) + ": unknown exception");
+  }
+}
+
+class CpuStream final : public Stream {
+ public:
+  CpuStream() : thread_([this] { loop(); }) {}
+  ~CpuStream() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  Device device() const override { return Device{DeviceKind::cpu, 0}; }
+
+  Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>> keep) override {
+    std::unique_ptr<Task> t(new (std::nothrow) Task());
+    if (!t) return Status(Code::oom, "out of memory: op queue");
+    t->kernel = kernel;
+    LK_RETURN_IF_ERROR(copy_args(args, t.get()));
+    t->keep = std::move(keep);
+    push(std::move(t));
+    return Status::OK();
+  }
+
+  void submit_host(HostTask task) override {
+    std::unique_ptr<Task> t(new Task());
+    t->host = std::move(task);
+    push(std::move(t));
+  }
+
+  Status synchronize() override {
+    uint64_t target;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      target = submitted_;
+    }
+    // Spin briefly: a script calling dataSync() right after a small op usually finds it done within microseconds.
+    for (int i = 0; i < 4000 && completed_.load(std::memory_order_acquire) < target; ++i) LK_CPU_RELAX();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return completed_.load(std::memory_order_acquire) >= target; });
+    Status s = std::move(sticky_);
+    sticky_ = Status::OK();
+    return s;
+  }
+
+ private:
+  void push(std::unique_ptr<Task> t) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(t));
+      queue_nonempty_hint_.store(true, std::memory_order_relaxed);
+      ++submitted_;
+      wake = sleeping_;
+    }
+    if (wake) cv_.notify_one();
+  }
+
+  void loop() {
+    for (;;) {
+      std::unique_ptr<Task> t;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (queue_.empty()) {
+          // Spin a little before sleeping: ops arrive in bursts, and a futex wake costs ~10 us.
+          lock.unlock();
+          for (int i = 0; i < 2000; ++i) {
+            LK_CPU_RELAX();
+            if (queue_nonempty_hint_.load(std::memory_order_relaxed)) break;
+          }
+          lock.lock();
+          sleeping_ = true;
+          cv_.wait(lock, [&] { return quit_ || !queue_.empty(); });
+          sleeping_ = false;
+        }
+        if (queue_.empty() && quit_) return;
+        t = std::move(queue_.front());
+        queue_.pop_front();
+        queue_nonempty_hint_.store(!queue_.empty(), std::memory_order_relaxed);
+      }
+      if (t->host) {
+        Status prior;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          prior = std::move(sticky_);
+          sticky_ = Status::OK();
+        }
+        Status s = t->host(std::move(prior));
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (sticky_.ok()) sticky_ = std::move(s);
+        }
+      } else {
+        Status s = run_kernel(*t);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (sticky_.ok()) sticky_ = std::move(s);
+        }
+      }
+      t.reset();  // drop the storages before reporting completion, so memory is back when a sync returns
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        completed_.fetch_add(1, std::memory_order_release);
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::unique_ptr<Task>> queue_;
+  std::atomic<bool> queue_nonempty_hint_{false};
+  uint64_t submitted_ = 0;
+  std::atomic<uint64_t> completed_{0};
+  bool sleeping_ = false;
+  bool quit_ = false;
+  Status sticky_;
+  std::thread thread_;  // last: starts after the members above exist
+};
+
+// CUDA: kernels launch straight onto the device stream from the calling thread; host tasks go to a completion
+// thread that first waits for an event recorded when they were submitted.
+class CudaStream final : public Stream {
+ public:
+  explicit CudaStream(int index) : index_(index), thread_([this] { loop(); }) {}
+  ~CudaStream() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  Device device() const override { return Device{DeviceKind::cuda, index_}; }
+
+  Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>>) override {
+    // No need to keep storages: their memory is released with cudaFreeAsync on this same stream, which is
+    // ordered after this launch.
+    void* stream = nullptr;
+    LK_RETURN_IF_ERROR(cuda_stream(index_, &stream));
+    Task t;
+    LK_RETURN_IF_ERROR(copy_args(args, &t));
+    t.kernel = kernel;
+    t.args.stream = stream;
+    return run_kernel(t);
+  }
+
+  void submit_host(HostTask task) override {
+    void* event = nullptr;
+    Status s = cuda_event_record(index_, &event);
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Pending{event, std::move(task), std::move(s)});
+    cv_.notify_one();
+  }
+
+  Status synchronize() override {
+    // Host tasks already queued run first, so that their results are part of what synchronize() reports.
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] { return queue_.empty() && !running_; });
+    Status s = cuda_synchronize(index_);
+    if (!sticky_.ok()) {
+      s = std::move(sticky_);
+      sticky_ = Status::OK();
+    }
+    return s;
+  }
+
+ private:
+  struct Pending {
+    void* event;
+    HostTask task;
+    Status record_error;
+  };
+  void loop() {
+    for (;;) {
+      Pending p;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return quit_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        p = std::move(queue_.front());
+        queue_.pop_front();
+        running_ = true;
+      }
+      Status s = p.record_error.ok() ? cuda_event_wait(index_, p.event) : p.record_error;
+      Status prior;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        prior = sticky_.ok() ? std::move(s) : std::move(sticky_);
+        sticky_ = Status::OK();
+      }
+      Status r = p.task(std::move(prior));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!r.ok() && sticky_.ok()) sticky_ = std::move(r);
+        running_ = false;
+      }
+      idle_cv_.notify_all();
+    }
+  }
+  int index_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<Pending> queue_;
+  bool running_ = false;
+  Status sticky_;
+  bool quit_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+Status stream_for(Device device, Stream** out) {
+  // Streams live for the process (leaked on purpose: their threads must not be joined from static destructors).
+  if (device.kind == DeviceKind::cpu) {
+    static Stream* const cpu = new CpuStream();
+    *out = cpu;
+    return Status::OK();
+  }
+  static std::mutex mu;
+  static std::vector<Stream*> cuda;
+  std::lock_guard<std::mutex> lock(mu);
+  if (device.index >= 0 && device.index < static_cast<int>(cuda.size()) && cuda[device.index]) {
+    *out = cuda[device.index];
+    return Status::OK();
+  }
+  const CudaProbe probe = cuda_probe();
+  if (!probe.available) return Status(Code::device, "CUDA unavailable: " + probe.reason);
+  if (device.index < 0 || device.index >= static_cast<int>(probe.devices.size()))
+    return Status(Code::device, "no CUDA device " + std::to_string(device.index) + " (this machine has " +
+                                    std::to_string(probe.devices.size()) + ")");
+  if (cuda.size() < probe.devices.size()) cuda.resize(probe.devices.size(), nullptr);
+  if (!cuda[device.index]) cuda[device.index] = new CudaStream(device.index);
+  *out = cuda[device.index];
+  return Status::OK();
+}
+
+}  // namespace lk

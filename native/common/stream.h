@@ -1,0 +1,47 @@
+// Streams: one in-order queue of work per device.
+//
+// The JS thread only enqueues. On the CPU, a native executor thread pops ops in order and runs each kernel on the
+// thread pool; on CUDA, kernels are launched straight onto the device's cudaStream_t (launching is asynchronous)
+// and a completion thread runs host tasks once the stream has reached them.
+//
+// Errors: a kernel that fails at run time does not stop the stream. The first failure is kept ("sticky") and
+// handed to the next host task or synchronize(), which reports it and clears it: in JS, the next `await t.data()`
+// or `await device.synchronize()` rejects with that error and its code.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "registry.h"
+#include "storage.h"
+
+namespace lk {
+
+// A host task receives the sticky error of the ops before it (OK if none), which is then cleared. What it returns
+// becomes the sticky error if it is not OK: a task that reports `prior` to the user returns OK; a task that does
+// not (a copy, a setting) returns `prior` when its own work succeeded, so the error reaches the next sync.
+using HostTask = std::function<Status(Status prior)>;
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual Device device() const = 0;
+  // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; `keep` holds the
+  // storages the op touches until it has run. Returns an error only if the op could not be queued or launched.
+  virtual Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>> keep) = 0;
+  // Runs `task` on a background thread once everything submitted before has finished. Must be quick or blocking
+  // only on this stream's own completion (it delays the tasks after it).
+  virtual void submit_host(HostTask task) = 0;
+  // Blocks the caller until everything submitted has finished; returns (and clears) the sticky error.
+  virtual Status synchronize() = 0;
+};
+
+// The stream of a device, created on first use; lives for the process. Code::device if the device is missing.
+Status stream_for(Device device, Stream** out);
+
+}  // namespace lk

@@ -1,0 +1,313 @@
+// matmul, AVX2 + FMA + F16C kernels: y[M,N] = x[M,K] . w[N,K]^T, f32 accumulation.
+// (header comment: see the bottom of this development version)
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "../../common/dtype.h"  // the DType enum only: see "Why no library code here" above
+
+namespace lk {
+
+void matmul_avx2_pack(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
+void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
+                       bool accumulate);
+void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst);
+void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t);
+void matmul_avx2_gemv(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
+                      int64_t N);
+
+namespace {
+
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+
+// ---- element loads: 8 lanes, or one ----
+template <DType T>
+inline __m256 load8(const void* p, int64_t i) {
+  if constexpr (T == DType::f32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (T == DType::f16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <DType T>
+inline float load1(const void* p, int64_t i) {
+  if constexpr (T == DType::f32) {
+    return static_cast<const float*>(p)[i];
+  } else if constexpr (T == DType::f16) {
+    return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+  } else {
+    const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+}
+
+// f32 -> bf16 of 8 lanes, bit-exact with f32_to_bf16 (dtype.h): round to nearest even, NaN -> quiet NaN.
+inline __m128i bf16_from8(__m256 v) {
+  const __m256i x = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+  const __m256i is_nan =
+      _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  const __m256i r = _mm256_blendv_epi8(rounded, quiet, is_nan);
+  // packus works within 128-bit lanes; the values are <= 0xffff so its saturation never triggers
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  return _mm256_castsi256_si128(packed);
+}
+
+inline uint16_t bf16_from1(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);
+  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+inline void store1(void* p, DType t, int64_t i, float v) {
+  if (t == DType::f32) {
+    static_cast<float*>(p)[i] = v;
+  } else if (t == DType::f16) {
+    static_cast<uint16_t*>(p)[i] = _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    static_cast<uint16_t*>(p)[i] = bf16_from1(v);
+  }
+}
+
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Packs `rows` rows (row stride ld elements) x kc columns of a K-contiguous matrix into panels of R rows,
+// panel p at dst + p*R*kc, element (r, k) of the panel at [k*R + r]; missing rows of the last panel are zeros.
+// Rows go through 8x8 register transposes. When R is not a multiple of 8 (R = 6) a transposed row is stored with
+// 8 lanes at k*R, and the 2 extra lanes are overwritten by the next store: stores run in increasing k, and the
+// caller leaves 8 floats of slack after the buffer.
+template <int R, DType T>
+void pack_panels(const void* src, int64_t ld, int64_t rows, int64_t kc, float* dst) {
+  const int64_t kc8 = kc & ~int64_t(7);
+  for (int64_t r0 = 0; r0 < rows; r0 += R, dst += R * kc) {
+    const int nr = rows - r0 < R ? static_cast<int>(rows - r0) : R;
+    for (int g = 0; g < R; g += 8) {
+      const int valid = nr - g;  // rows of this 8-row group that exist (may be <= 0)
+      for (int64_t k = 0; k < kc8; k += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i)
+          v[i] = i < valid ? load8<T>(src, (r0 + g + i) * ld + k) : _mm256_setzero_ps();
+        transpose8(v);
+        if constexpr (R % 8 == 0) {
+          for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (k + j) * R + g, v[j]);
+        } else {
+          for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * R + g, v[j]);
+        }
+      }
+    }
+    for (int64_t k = kc8; k < kc; ++k)
+      for (int r = 0; r < R; ++r) dst[k * R + r] = r < nr ? load1<T>(src, (r0 + r) * ld + k) : 0.0f;
+  }
+}
+
+template <int R>
+void pack_dispatch(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, float* dst) {
+  switch (t) {
+    case DType::f16: pack_panels<R, DType::f16>(src, ld, rows, kc, dst); return;
+    case DType::bf16: pack_panels<R, DType::bf16>(src, ld, rows, kc, dst); return;
+    default: pack_panels<R, DType::f32>(src, ld, rows, kc, dst); return;
+  }
+}
+
+// ---- the 6x16 micro-kernel: c[6,16] (+)= a_panel[kc,6] . b_panel[kc,16] ----
+inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+                        bool accumulate) {
+  // The tile of c is read (and written) once per kc-slice of K; for large y that is a miss to DRAM, 12 lines of
+  // which would otherwise be waited for at the end. Prefetched now, they arrive while the FMAs run.
+  for (int r = 0; r < 6; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+  }
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av;
+    av = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(av, b0, c40);
+    c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(av, b0, c50);
+    c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += 6;
+    b += 16;
+  }
+  const __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  for (int r = 0; r < 6; ++r) {
+    float* cr = c + r * ldc;
+    __m256 v0 = acc[2 * r], v1 = acc[2 * r + 1];
+    if (accumulate) {
+      v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));
+      v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8));
+    }
+    _mm256_storeu_ps(cr, v0);
+    _mm256_storeu_ps(cr + 8, v1);
+  }
+}
+
+// ---- GEMV (M <= 4): each row of w is read once; x (already f32) stays in L1 ----
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int M, int R, DType T>
+void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
+  const int64_t K8 = K & ~int64_t(7);
+  int64_t n = n0;
+  for (; n < n1; n += R) {
+    const int nr = n1 - n < R ? static_cast<int>(n1 - n) : R;
+    __m256 acc[M][R];
+    for (int m = 0; m < M; ++m)
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K8; k += 8) {
+      __m256 xv[M];
+      for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * K + k);
+      for (int r = 0; r < R; ++r) {
+        // a short last group repeats its first row instead of branching in the loop; the result is dropped
+        const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
+        for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+      }
+    }
+    for (int r = 0; r < nr; ++r)
+      for (int m = 0; m < M; ++m) {
+        float s = hsum(acc[m][r]);
+        for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * load1<T>(w, (n + r) * K + k);
+        store1(y, T, m * N + n + r, s);
+      }
+  }
+}
+
+template <DType T>
+void gemv_dispatch(const float* x, int64_t M, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
+  switch (M) {
+    case 1: gemv_rows<1, 4, T>(x, w, K, n0, n1, y, N); return;
+    case 2: gemv_rows<2, 4, T>(x, w, K, n0, n1, y, N); return;
+    case 3: gemv_rows<3, 3, T>(x, w, K, n0, n1, y, N); return;
+    default: gemv_rows<4, 2, T>(x, w, K, n0, n1, y, N); return;
+  }
+}
+
+}  // namespace
+
+void matmul_avx2_pack(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst) {
+  if (R == kMR)
+    pack_dispatch<kMR>(src, t, ld, rows, kc, dst);
+  else
+    pack_dispatch<kNR>(src, t, ld, rows, kc, dst);
+}
+
+void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
+                       bool accumulate) {
+  alignas(64) float tile[kMR * kNR];
+  for (int64_t j = 0; j < nc; j += kNR) {
+    const float* b = bp + j * kc;
+    const int nr = nc - j < kNR ? static_cast<int>(nc - j) : kNR;
+    for (int64_t i = 0; i < mc; i += kMR) {
+      const float* a = ap + i * kc;
+      float* ct = c + i * ldc + j;
+      const int mr = mc - i < kMR ? static_cast<int>(mc - i) : kMR;
+      if (mr == kMR && nr == kNR) {
+        kernel_6x16(kc, a, b, ct, ldc, accumulate);
+      } else {
+        kernel_6x16(kc, a, b, tile, kNR, false);
+        for (int r = 0; r < mr; ++r)
+          for (int q = 0; q < nr; ++q) ct[r * ldc + q] = accumulate ? ct[r * ldc + q] + tile[r * kNR + q] : tile[r * kNR + q];
+      }
+    }
+  }
+}
+
+void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst) {
+  int64_t i = 0;
+  switch (t) {
+    case DType::f16:
+      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<DType::f16>(src, i));
+      for (; i < n; ++i) dst[i] = load1<DType::f16>(src, i);
+      return;
+    case DType::bf16:
+      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<DType::bf16>(src, i));
+      for (; i < n; ++i) dst[i] = load1<DType::bf16>(src, i);
+      return;
+    default:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+  }
+}
+
+void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t) {
+  int64_t i = 0;
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  switch (t) {
+    case DType::f16:
+      for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      break;
+    case DType::bf16:
+      for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), bf16_from8(_mm256_loadu_ps(src + i)));
+      break;
+    default:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+  }
+  for (; i < n; ++i) store1(dst, t, i, src[i]);
+}
+
+void matmul_avx2_gemv(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
+                      int64_t N) {
+  switch (t) {
+    case DType::f16: gemv_dispatch<DType::f16>(x, M, w, K, n0, n1, y, N); return;
+    case DType::bf16: gemv_dispatch<DType::bf16>(x, M, w, K, n0, n1, y, N); return;
+    default: gemv_dispatch<DType::f32>(x, M, w, K, n0, n1, y, N); return;
+  }
+}
+
+}  // namespace lk
