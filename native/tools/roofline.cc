@@ -7,8 +7,12 @@
 // -mavx2 -mfma); the scalar fallbacks below are what a baseline x86-64 / aarch64 build of a kernel could reach,
 // used when cpu_simd_level() is scalar (no AVX2, or LLMK_SIMD=scalar).
 //
-// Measured on the 2-core AMD EPYC (Zen 4, KVM) dev box: read ~17.5 GB/s, FMA ~157 GFLOP/s, int8 ~179 GMAC/s
-// (2 threads) — see lk_bench's output for the current numbers.
+// Measured on the 2-vCPU AMD EPYC (Zen 4, KVM) dev box, one thread, quiet: read ~30 GB/s, FMA ~117 GFLOP/s
+// (32 flops/cycle at ~3.65 GHz), int8 ~117 GMAC/s (one vpmaddubsw + one vpmaddwd per cycle); scalar fallback:
+// FMA ~20 GFLOP/s, int8 ~15 GMAC/s. Two threads give 1x to 2x that: the host often runs both vCPUs on one physical
+// core (two pinned single-thread FMA loops got ~58 GFLOP/s each), and other work on the box halves it again. Earlier
+// readings on a calmer box were read 17.5 GB/s, FMA 157 GFLOP/s, int8 179 GMAC/s at 2 threads. The probe measures
+// whatever the machine gives at the time, so a kernel timed later can come out above 1.0 of it on a noisy host.
 //
 // This file is also compiled into the Node addon: no main(), no printing. How to run: `lk_bench` prints it first.
 #include "roofline.h"
