@@ -43,17 +43,19 @@ export class Device {
 const cpuDevice = new Device('cpu', 0);
 const cudaDevices = new Map<number, Device>();
 
-function cudaUnavailable(why: string): LlmKernelsError {
+function cudaUnavailable(fn: string, why: string): LlmKernelsError {
   return new LlmKernelsError(
     'ERR_DEVICE',
-    `CUDA unavailable: ${why}. Use device('cpu'), or device('auto') to take CUDA only when it is there.`,
+    `${fn}: CUDA unavailable: ${why}. Use device('cpu'), or device('auto') to take CUDA only when it is there.`,
   );
 }
+
+const SPEC_FORMS = "'auto', 'cpu', 'cuda', 'cuda:N' or a Device";
 
 /**
  * Picks a device.
  * @param spec - `'auto'` (CUDA device 0 when available, else the CPU; see {@link info}), `'cpu'`, `'cuda'`
- *   (= `'cuda:0'`), `'cuda:N'`, or a Device (returned as is)
+ *   (= `'cuda:0'`), `'cuda:N'`, or a Device (its unique instance is returned)
  * @throws {TypeError} spec is not a string or Device
  * @throws {RangeError} spec is not one of the forms above
  * @throws {LlmKernelsError} ERR_DEVICE when CUDA was asked for and is unavailable, with the reason
@@ -61,24 +63,38 @@ function cudaUnavailable(why: string): LlmKernelsError {
  * const dev = device('auto'); console.log(dev.name);
  */
 export function device(spec: DeviceSpec = 'auto'): Device {
-  if (spec instanceof Device) return spec;
-  if (typeof spec !== 'string') throw typeError(expected('device', "'auto', 'cpu', 'cuda' or 'cuda:N'", 'spec', spec));
+  return resolveDevice('device', 'spec', spec);
+}
+
+/**
+ * @internal {@link device} for a parameter of another function (`options.device` of a factory, `to(device)`):
+ * the errors name that function and parameter. A Device built with `new Device(...)` is replaced by the unique
+ * instance of its device (tensors compare devices by identity).
+ */
+export function resolveDevice(fn: string, param: string, spec: unknown): Device {
+  if (spec instanceof Device) {
+    if (spec.kind === 'cpu' && spec.index === 0) return cpuDevice;
+    if (spec.kind === 'cuda' && Number.isInteger(spec.index) && spec.index >= 0 && spec.index <= 9999) return cudaAt(fn, spec.index);
+    throw rangeError(expected(fn, 'a device returned by device()', param, `Device(${String(spec.kind)}, ${String(spec.index)})`, true));
+  }
+  if (typeof spec !== 'string') throw typeError(expected(fn, SPEC_FORMS, param, spec));
   if (spec === 'cpu') return cpuDevice;
   if (spec === 'auto') {
     const c = native.info().cuda;
-    return c.available && c.devices.length > 0 ? cudaAt(0, c) : cpuDevice;
+    return c.available && c.devices.length > 0 ? cudaAt(fn, 0) : cpuDevice;
   }
   const m = /^cuda(?::(\d{1,4}))?$/.exec(spec);
-  if (!m) throw rangeError(expected('device', "'auto', 'cpu', 'cuda' or 'cuda:N'", 'spec', spec));
-  return cudaAt(m[1] === undefined ? 0 : Number(m[1]), native.info().cuda);
+  if (!m) throw rangeError(expected(fn, SPEC_FORMS, param, spec));
+  return cudaAt(fn, m[1] === undefined ? 0 : Number(m[1]));
 }
 
-function cudaAt(index: number, c: NativeInfo['cuda']): Device {
+function cudaAt(fn: string, index: number): Device {
   const known = cudaDevices.get(index);
   if (known) return known;
-  if (!c.available) throw cudaUnavailable(c.reason);
+  const c = native.info().cuda;
+  if (!c.available) throw cudaUnavailable(fn, c.reason);
   if (index >= c.devices.length)
-    throw new LlmKernelsError('ERR_DEVICE', `device: no CUDA device ${index}; this machine has ${c.devices.length}`);
+    throw new LlmKernelsError('ERR_DEVICE', `${fn}: no CUDA device ${index}; this machine has ${c.devices.length}`);
   const d = new Device('cuda', index);
   cudaDevices.set(index, d);
   return d;

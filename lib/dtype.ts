@@ -49,7 +49,18 @@ export function checkDType(fn: string, param: string, v: unknown): DType {
 const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
 
+function checkBits(fn: string, v: unknown): void {
+  if (typeof v !== 'number') throw typeError(expected(fn, 'an integer (16-bit pattern)', 'bits', v));
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw rangeError(expected(fn, 'an integer in [0, 65535] (16-bit pattern)', 'bits', v));
+}
+
+function checkNumber(fn: string, v: unknown): void {
+  if (typeof v !== 'number') throw typeError(expected(fn, 'a number', 'value', v));
+}
+
+/** The f32 value of f16 bits (an integer in [0, 65535]). @throws {TypeError} | {RangeError} not 16-bit bits */
 export function f16ToF32(h: number): number {
+  checkBits('f16ToF32', h);
   const sign = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
   const m = h & 0x3ff;
@@ -58,19 +69,25 @@ export function f16ToF32(h: number): number {
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/** The f32 value of bf16 bits (an integer in [0, 65535]). @throws {TypeError} | {RangeError} not 16-bit bits */
 export function bf16ToF32(b: number): number {
+  checkBits('bf16ToF32', b);
   u32buf[0] = (b & 0xffff) << 16;
   return f32buf[0]!;
 }
 
+/** The bf16 bits of a number (rounded to f32 first, then to nearest even). @throws {TypeError} not a number */
 export function f32ToBf16(f: number): number {
+  checkNumber('f32ToBf16', f);
   f32buf[0] = f;
   const x = u32buf[0]!;
   if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x0040) & 0xffff;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** The f16 bits of a number (rounded to f32 first, then to nearest even). @throws {TypeError} not a number */
 export function f32ToF16(f: number): number {
+  checkNumber('f32ToF16', f);
   f32buf[0] = f;
   const x = u32buf[0]!;
   const sign = (x >>> 16) & 0x8000;

@@ -7,7 +7,7 @@
  * the memory until they ran). Garbage collection frees a forgotten tensor eventually: a safety net, not a plan.
  */
 import { native, opId, type NativeTensor } from './binding.js';
-import { Device, device as toDevice, type DeviceSpec } from './device.js';
+import { Device, resolveDevice, type DeviceSpec } from './device.js';
 import {
   checkDType,
   DTYPE_ID,
@@ -64,6 +64,8 @@ export class Tensor<D extends DType = DType> {
 
   /** @internal Use the factories. */
   constructor(handle: NativeTensor, dtype: D, shape: readonly number[], dev: Device) {
+    if (!(handle instanceof native.NativeTensor))
+      throw typeError(expected('Tensor', 'a native tensor handle (create tensors with the factories, not new)', 'handle', handle));
     this.#h = handle;
     this.dtype = dtype;
     this.shape = Object.freeze(shape.slice());
@@ -93,12 +95,17 @@ export class Tensor<D extends DType = DType> {
       throw typeError(expected(FN_FROM, 'a typed array of numbers', 'data', data));
     const length = (data as ArrayLike<number>).length;
     const dtype = (options.dtype === undefined ? inferDType(data) : checkDType(FN_FROM, 'options.dtype', options.dtype)) as D | undefined;
-    if (dtype === undefined)
-      throw typeError(expected(FN_FROM, "options.dtype ('f16' or 'bf16') with a Uint16Array", 'options.dtype', undefined));
+    if (dtype === undefined) {
+      if (data instanceof Uint16Array)
+        throw typeError(expected(FN_FROM, "options.dtype ('f16' or 'bf16') with a Uint16Array", 'options.dtype', undefined));
+      throw typeError(
+        expected(FN_FROM, 'a number[], Float32Array, Float64Array, Int8Array, Uint8Array or Int32Array (or options.dtype)', 'data', data),
+      );
+    }
     const shape = options.shape === undefined ? [length] : checkShape(FN_FROM, 'options.shape', options.shape);
     if (shapeNumel(shape) !== length)
-      throw rangeError(expected(FN_FROM, `${shapeNumel(shape)} elements for shape ${shapeStr(shape)}`, 'data.length', length));
-    const dev = toDevice(options.device ?? 'cpu');
+      throw rangeError(expected(FN_FROM, `${shapeNumel(shape)} elements (shape ${shapeStr(shape)})`, 'data.length', length));
+    const dev = resolveDevice(FN_FROM, 'options.device', options.device ?? 'cpu');
     // Raw data of the dtype itself: copied as is.
     const raw =
       (dtype === 'f32' && data instanceof Float32Array) ||
@@ -110,12 +117,13 @@ export class Tensor<D extends DType = DType> {
     if (data instanceof Uint16Array) throw typeError(expected(FN_FROM, `a Uint16Array only with dtype 'f16' or 'bf16'`, 'options.dtype', dtype));
     // Numbers: check them, store as f32 (or the integer type), convert on the device when the dtype is f16/bf16.
     if (isFloat(dtype)) {
-      const f = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
-      if (!(data instanceof Float32Array) && !(data instanceof Float64Array)) {
+      // Check the elements before converting: Float32Array.from throws an untyped error on a bigint.
+      if (!isView) {
         for (let i = 0; i < length; i++)
           if (typeof (data as ArrayLike<unknown>)[i] !== 'number')
             throw typeError(expected(FN_FROM, 'numbers', `data[${i}]`, (data as ArrayLike<unknown>)[i]));
       }
+      const f = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
       const t32 = Tensor.#wrap(native.fromBytes(dev.kindId, dev.index, DTYPE_ID.f32, shape, f), 'f32', shape, dev);
       if (dtype === 'f32') return t32 as unknown as Tensor<D>;
       try {
@@ -129,7 +137,7 @@ export class Tensor<D extends DType = DType> {
     for (let i = 0; i < length; i++) {
       const v = (data as ArrayLike<unknown>)[i];
       if (typeof v !== 'number') throw typeError(expected(FN_FROM, 'numbers', `data[${i}]`, v));
-      if (!Number.isInteger(v) || v < lo || v > hi) throw rangeError(expected(FN_FROM, `integers in [${lo}, ${hi}] for ${dtype}`, `data[${i}]`, v));
+      if (!Number.isInteger(v) || v < lo || v > hi) throw rangeError(expected(FN_FROM, `an ${dtype} integer in [${lo}, ${hi}]`, `data[${i}]`, v));
     }
     return Tensor.#wrap(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, Ctor.from(data as ArrayLike<number>)), dtype, shape, dev);
   }
@@ -144,13 +152,14 @@ export class Tensor<D extends DType = DType> {
     checkObject(fn, 'options', options);
     const s = checkShape(fn, 'shape', shape);
     const dtype = checkDType(fn, 'options.dtype', options.dtype ?? 'f32') as D;
-    const dev = toDevice(options.device ?? 'cpu');
+    checkBytes(fn, s, dtype);
+    const dev = resolveDevice(fn, 'options.device', options.device ?? 'cpu');
     return Tensor.#wrap(native.empty(dev.kindId, dev.index, DTYPE_ID[dtype], s), dtype, s, dev);
   }
 
   /** A tensor of zeros. @throws see {@link Tensor.empty} */
   static zeros<D extends DType = 'f32'>(shape: readonly number[], options: TensorOptions<D> = {}): Tensor<D> {
-    return Tensor.full(shape, 0, options);
+    return Tensor.#full('Tensor.zeros', shape, 0, options);
   }
 
   /**
@@ -159,7 +168,10 @@ export class Tensor<D extends DType = DType> {
    * @throws {RangeError} value is not representable in an integer dtype, or is NaN/Infinity there
    */
   static full<D extends DType = 'f32'>(shape: readonly number[], value: number, options: TensorOptions<D> = {}): Tensor<D> {
-    const fn = 'Tensor.full';
+    return Tensor.#full('Tensor.full', shape, value, options);
+  }
+
+  static #full<D extends DType>(fn: string, shape: readonly number[], value: number, options: TensorOptions<D>): Tensor<D> {
     checkObject(fn, 'options', options);
     const s = checkShape(fn, 'shape', shape);
     const dtype = checkDType(fn, 'options.dtype', options.dtype ?? 'f32') as D;
@@ -167,9 +179,10 @@ export class Tensor<D extends DType = DType> {
     if (!isFloat(dtype)) {
       const [lo, hi] = dtype === 'i8' ? [-128, 127] : dtype === 'u8' ? [0, 255] : [-2147483648, 2147483647];
       if (!Number.isInteger(value) || value < lo || value > hi)
-        throw rangeError(expected(fn, `an integer in [${lo}, ${hi}] for ${dtype}`, 'value', value));
+        throw rangeError(expected(fn, `an ${dtype} integer in [${lo}, ${hi}]`, 'value', value));
     }
-    const dev = toDevice(options.device ?? 'cpu');
+    checkBytes(fn, s, dtype);
+    const dev = resolveDevice(fn, 'options.device', options.device ?? 'cpu');
     return Tensor.#run('fill', dev, [], dtype, s, value);
   }
 
@@ -196,10 +209,18 @@ export class Tensor<D extends DType = DType> {
     const s = checkShape(fn, 'shape', shape);
     const dtype = checkDType(fn, 'options.dtype', options.dtype ?? 'f32') as D;
     if (!isFloat(dtype)) throw rangeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'options.dtype', dtype));
+    checkBytes(fn, s, 'f32');
     const seed = checkInteger(fn, 'options.seed', options.seed ?? 0, 0, 2 ** 32 - 1);
-    const a = new Float32Array(shapeNumel(s));
+    const dev = resolveDevice(fn, 'options.device', options.device ?? 'cpu');
+    const n = shapeNumel(s);
+    let a: Float32Array;
+    try {
+      a = new Float32Array(n);
+    } catch (e) {
+      throw new LlmKernelsError('ERR_OOM', `${fn}: out of memory: cannot allocate ${n * 4} bytes of host memory for shape ${shapeStr(s)}`, { cause: e });
+    }
     fill(new Rng(seed), a);
-    return Tensor.fromArray(a, { shape: s, dtype, device: options.device ?? 'cpu' });
+    return Tensor.fromArray(a, { shape: s, dtype, device: dev });
   }
 
   static #wrap<D extends DType>(h: NativeTensor, dtype: D, shape: readonly number[], dev: Device): Tensor<D> {
@@ -252,6 +273,7 @@ export class Tensor<D extends DType = DType> {
 
   /** The elements as f32 numbers, whatever the dtype (converted on the device first when needed). */
   async toFloat32(): Promise<Float32Array> {
+    this.handle('toFloat32');
     if (this.dtype === 'f32') return (await this.data()) as Float32Array;
     using f = this.cast('f32');
     return (await f.data()) as Float32Array;
@@ -259,6 +281,7 @@ export class Tensor<D extends DType = DType> {
 
   /** The elements as a nested JS array of numbers (small tensors; for printing and tests). */
   async toArray(): Promise<unknown> {
+    this.handle('toArray');
     const flat = Array.from(await this.toFloat32());
     const build = (dim: number, off: number): unknown => {
       if (dim === this.shape.length) return flat[off];
@@ -274,7 +297,8 @@ export class Tensor<D extends DType = DType> {
    * @throws {LlmKernelsError} ERR_DEVICE if the device is unavailable, ERR_OOM, ERR_DISPOSED
    */
   to(dev: DeviceSpec): Tensor<D> {
-    const d = toDevice(dev);
+    this.handle('to');
+    const d = resolveDevice('to', 'device', dev);
     return Tensor.#wrap(this.handle('to').to(d.kindId, d.index), this.dtype, this.shape.slice(), d);
   }
 
@@ -296,7 +320,15 @@ export class Tensor<D extends DType = DType> {
    * @throws {RangeError} the element counts differ
    */
   reshape(shape: readonly number[]): Tensor<D> {
-    const fn = 'reshape';
+    return this.#reshape('reshape', shape);
+  }
+
+  /** Same as {@link Tensor.reshape}. */
+  view(shape: readonly number[]): Tensor<D> {
+    return this.#reshape('view', shape);
+  }
+
+  #reshape(fn: string, shape: readonly number[]): Tensor<D> {
     if (!Array.isArray(shape)) throw typeError(expected(fn, 'an array of integers', 'shape', shape));
     const s = shape.slice() as number[];
     const infer = s.indexOf(-1);
@@ -311,11 +343,6 @@ export class Tensor<D extends DType = DType> {
     if (shapeNumel(s) !== this.numel)
       throw rangeError(expected(fn, `a shape of ${this.numel} elements (from ${shapeStr(this.shape)})`, 'shape', shape));
     return Tensor.#wrap(this.handle(fn).view(0, DTYPE_ID[this.dtype], s), this.dtype, s, this.device);
-  }
-
-  /** Same as {@link Tensor.reshape}. */
-  view(shape: readonly number[]): Tensor<D> {
-    return this.reshape(shape);
   }
 
   /**
@@ -355,6 +382,12 @@ export class Tensor<D extends DType = DType> {
 }
 
 const MAX = Number.MAX_SAFE_INTEGER;
+
+/** The bytes of a shape must stay within 2^53 (the native limit): a RangeError naming the factory otherwise. */
+function checkBytes(fn: string, shape: number[], dtype: DType): void {
+  if (shapeNumel(shape) * DTYPE_SIZE[dtype] > 2 ** 53)
+    throw rangeError(expected(fn, `at most 2^53 bytes (${dtype}: ${DTYPE_SIZE[dtype]} bytes per element)`, 'shape', shape));
+}
 
 /** @internal The backend that runs ops of a device ('ref' is for tests, on the CPU). */
 let forcedBackend: 'ref' | null = null;

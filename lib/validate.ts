@@ -26,9 +26,13 @@ export function describe(v: unknown): string {
     const items = v.slice(0, 8).map((x) => (typeof x === 'number' ? String(x) : typeof x === 'object' ? '…' : describe(x)));
     return `[${items.join(', ')}${v.length > 8 ? ', …' : ''}]`;
   }
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as unknown as { length?: number }).length ?? v.byteLength}`;
+  if (ArrayBuffer.isView(v)) return `${article(v.constructor.name)} of length ${(v as unknown as { length?: number }).length ?? v.byteLength}`;
   const name = (v as object).constructor?.name;
-  return name && name !== 'Object' ? `a ${name}` : 'an object';
+  return name && name !== 'Object' ? article(name) : 'an object';
+}
+
+function article(name: string): string {
+  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
 }
 
 export function expected(fn: string, what: string, param: string, got: unknown, gotIsText = false): string {

@@ -58,6 +58,9 @@ export function scale<D extends DType>(x: Tensor<D>, alpha: number): Tensor<D> {
   const fn = 'scale';
   const hx = liveHandle(fn, 'x', x);
   checkFiniteNumber(fn, 'alpha', alpha);
+  // alpha is rounded to f32: a finite double beyond the f32 range would become Infinity there.
+  if (!Number.isFinite(Math.fround(alpha)))
+    throw rangeError(expected(fn, 'a number within the f32 range (|alpha| <= 3.4028234663852886e38)', 'alpha', alpha));
   if (!isFloat(x.dtype)) throw typeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'x.dtype', x.dtype));
   const shape = x.shape.slice();
   return wrapNative(runNative(fn, x.device, [hx], x.dtype, shape, alpha), x.dtype, shape, x.device);

@@ -53,7 +53,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   static Napi::Function define(Napi::Env env);
   // Wraps a storage (shared) and a view of it as a new JS handle.
   static Napi::Object create(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta);
-  static NativeTensor* unwrap_arg(Napi::Env env, const Napi::Value& v, const std::string& what);
+  static NativeTensor* unwrap_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param);
 
   explicit NativeTensor(const Napi::CallbackInfo& info);
 

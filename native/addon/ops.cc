@@ -92,17 +92,17 @@ Napi::Value run(const Napi::CallbackInfo& info) {
       throw_status(env, range_error(std::string(name) + ": expected backend " + backend_name(b) +
                                     " to match the device, got " + dev.name()));
     if (!info[4].IsArray())
-      throw_status(env, type_error(std::string(name) + ": expected an array of tensors for inputs"));
+      throw_status(env, type_error(std::string(name) + ": expected an array of tensors for inputs, got another value"));
     Napi::Array ins = info[4].As<Napi::Array>();
     const uint32_t n_in = ins.Length();
     if (n_in != static_cast<uint32_t>(op_info(a.op).n_in))
       throw_status(env, range_error(std::string(name) + ": expected " + std::to_string(op_info(a.op).n_in) +
-                                    " inputs, got " + std::to_string(n_in)));
+                                    " tensors for inputs, got " + std::to_string(n_in)));
     TensorView in[4];
     std::vector<std::shared_ptr<Storage>> keep;
     keep.reserve(n_in + 1);
     for (uint32_t i = 0; i < n_in; ++i) {
-      NativeTensor* t = NativeTensor::unwrap_arg(env, ins.Get(i), std::string(name) + ": inputs[" + std::to_string(i) + "]");
+      NativeTensor* t = NativeTensor::unwrap_arg(env, ins.Get(i), name, "inputs[" + std::to_string(i) + "]");
       if (t->meta().device != dev)
         throw_status(env, Status(Code::device, std::string(name) + ": expected every input on " + dev.name() +
                                                    ", got inputs[" + std::to_string(i) + "] on " + t->meta().device.name()));

@@ -76,12 +76,18 @@ Napi::Object NativeTensor::create(Napi::Env env, std::shared_ptr<Storage> storag
   return obj;
 }
 
-NativeTensor* NativeTensor::unwrap_arg(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env).tensor_ctor.Value()))
-    throw_status(env, type_error(what + ": expected a tensor, got " +
-                                 (v.IsObject() ? std::string("another object") : std::string("a non-object"))));
-  NativeTensor* t = NativeTensor::Unwrap(v.As<Napi::Object>());
-  if (t->disposed()) throw_status(env, Status(Code::disposed, what + ": expected a live tensor, got a disposed one"));
+NativeTensor* NativeTensor::unwrap_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param) {
+  // napi_unwrap instead of ObjectWrap::Unwrap: an object made with Object.create(NativeTensor.prototype) passes
+  // InstanceOf but wraps nothing, and must be a TypeError, not an untyped "Invalid argument".
+  void* p = nullptr;
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env).tensor_ctor.Value()) ||
+      napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
+    throw_status(env, type_error(std::string(fn) + ": expected a tensor for " + param + ", got " +
+                                 (v.IsObject() ? "another object" : "a non-object")));
+  NativeTensor* t = static_cast<NativeTensor*>(p);
+  if (t->disposed())
+    throw_status(env, Status(Code::disposed, std::string(fn) + ": expected a live tensor for " + param +
+                                                 ", got a disposed tensor"));
   return t;
 }
 
@@ -92,7 +98,8 @@ TensorView NativeTensor::view() const {
 }
 
 void NativeTensor::require_live(Napi::Env env, const char* what) const {
-  if (disposed()) throw_status(env, Status(Code::disposed, std::string(what) + ": the tensor was disposed"));
+  if (disposed())
+    throw_status(env, Status(Code::disposed, std::string(what) + ": expected a live tensor for tensor, got a disposed tensor"));
 }
 
 Napi::Value NativeTensor::dispose(const Napi::CallbackInfo& info) {

@@ -30,8 +30,11 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int threads) {
   threads_ = threads;
   quit_ = false;
+  // New workers must only react to jobs posted after they exist: start them at the current generation (starting
+  // at 0 made a worker of a resized pool take an old generation for new work and run a stale job).
+  const uint64_t seen = generation_.load(std::memory_order_acquire);
   workers_.reserve(threads - 1);
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, seen] { worker(i, seen); });
 }
 
 void ThreadPool::stop() {
@@ -69,8 +72,7 @@ void ThreadPool::run_chunk(int c) {
   }
 }
 
-void ThreadPool::worker(int index) {
-  uint64_t seen = 0;
+void ThreadPool::worker(int index, uint64_t seen) {
   for (;;) {
     // Spin a little (new work usually follows the last within microseconds), then sleep.
     uint64_t g = generation_.load(std::memory_order_acquire);

@@ -39,7 +39,7 @@ class ThreadPool {
  private:
   void start(int threads);
   void stop();
-  void worker(int index);
+  void worker(int index, uint64_t seen);
   void run_chunk(int c);
 
   int threads_ = 1;

@@ -50,12 +50,13 @@ Status binary_cpu(const OpArgs& args, BinaryOp op) {
   const int64_t cols = a.cols();
   const bool bcast = b.numel() != n;
   if (bcast && b.numel() != cols)
-    return range_error(std::string(name) + ": expected b of a's shape " + a.shape_str() + " or of its last dimension [" +
-                       std::to_string(cols) + "] for b.shape, got " + b.shape_str());
+    return range_error(std::string(name) + ": expected b of a's shape " + a.shape_str() +
+                       " or of its last dimension [" + std::to_string(cols) + "] for b.shape, got " + b.shape_str());
   const bool simd = cpu_simd_level() == SimdLevel::avx2;
   return parallel_elements(name, n, [&](int64_t begin, int64_t end) {
     if (!bcast) {
-      binary_span(op, t, elem_at(a.data, t, begin), elem_at(b.data, t, begin), elem_at(y.data, t, begin), end - begin, simd);
+      binary_span(op, t, elem_at(a.data, t, begin), elem_at(b.data, t, begin), elem_at(y.data, t, begin),
+                  end - begin, simd);
       return;
     }
     for (int64_t i = begin; i < end;) {

@@ -33,7 +33,8 @@ Status cast_cpu(const OpArgs& a) {
   const TensorView& x = a.in[0];  // [...]
   const TensorView& y = a.out[0];  // [...], x's element count
   const DType xt = x.dtype, yt = y.dtype;
-  if (!dtype_is_float(yt)) return type_error(std::string("cast: expected a float dtype (f32, f16, bf16) for y.dtype, got ") + dtype_name(yt));
+  if (!dtype_is_float(yt))
+    return type_error(std::string("cast: expected a float dtype (f32, f16, bf16) for y.dtype, got ") + dtype_name(yt));
   if (xt == DType::f32 && yt == DType::f32) {
     if (x.data == y.data) return Status::OK();
     return parallel_elements("cast", x.numel(), [&](int64_t begin, int64_t end) {

@@ -16,7 +16,8 @@ namespace {
 template <class U>
 Status fill_as(const TensorView& y, U pattern) {
   U* p = static_cast<U*>(y.data);
-  return parallel_elements("fill", y.numel(), [&](int64_t begin, int64_t end) { std::fill_n(p + begin, end - begin, pattern); });
+  return parallel_elements("fill", y.numel(),
+                           [&](int64_t begin, int64_t end) { std::fill_n(p + begin, end - begin, pattern); });
 }
 
 }  // namespace

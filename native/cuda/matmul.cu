@@ -251,6 +251,8 @@ void launch_matmul(const void* x, const void* w, void* y, int64_t M, int64_t N, 
 // The reason this kernel cannot run a (validated) call, or nullptr. Only absurd sizes are refused: the 1-D grid of
 // the tiled kernel has at most 2^31 - 1 blocks.
 const char* matmul_cuda_limits(const OpArgs& a) {
+  // supports() may be asked before validate_op() ran: read the shapes only when they are there.
+  if (a.n_in < 2 || a.n_out < 1 || a.in[1].ndim < 1) return nullptr;
   const int64_t M = a.out[0].rows(), N = a.in[1].shape[0];
   const int64_t tiles = ((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
   if (M > 4 && tiles > INT_MAX) return "matmul: cuda kernel needs ceil(M/64) * ceil(N/64) < 2^31 output tiles";

@@ -177,7 +177,8 @@ void fill_random(void* p, DType t, int64_t n, uint64_t seed, const RandomFill& o
           v = pick(r, kSpecial);
         } else {
           while (v == 0)
-            v = static_cast<int32_t>((r.next() & 7) == 0 ? r.range(INT32_MIN, INT32_MAX) : r.range(-(1 << 24), 1 << 24));
+            v = static_cast<int32_t>((r.next() & 7) == 0 ? r.range(INT32_MIN, INT32_MAX)
+                                                         : r.range(-(1 << 24), 1 << 24));
         }
         std::memcpy(static_cast<uint8_t*>(p) + 4 * i, &v, 4);
         break;
@@ -239,8 +240,9 @@ std::string CompareResult::summary() const {
   } else if (ok) {
     std::snprintf(buf, sizeof buf, "ok, %" PRId64 " elements: nmse %.3g, max |err| %.3g", n, nmse, max_abs_err);
   } else {
-    std::snprintf(buf, sizeof buf, "%" PRId64 " of %" PRId64 " elements out of tolerance; nmse %.3g (limit %.3g), max |err| %.3g",
-                  bad, n, nmse, nmse_limit, max_abs_err);
+    std::snprintf(buf, sizeof buf,
+                  "%" PRId64 " of %" PRId64 " elements out of tolerance; nmse %.3g (limit %.3g), max |err| %.3g", bad,
+                  n, nmse, nmse_limit, max_abs_err);
   }
   return buf;
 }
@@ -277,8 +279,9 @@ CompareResult compare_outputs(const void* got, const void* want, DType t, int64_
       res.max_abs_err = std::max(res.max_abs_err, err);
     }
     if (exact) {
-      const bool same = (got_nan && want_nan) ||
-                        std::memcmp(static_cast<const uint8_t*>(got) + i * es, static_cast<const uint8_t*>(want) + i * es, es) == 0;
+      const uint8_t* g8 = static_cast<const uint8_t*>(got) + i * es;
+      const uint8_t* w8 = static_cast<const uint8_t*>(want) + i * es;
+      const bool same = (got_nan && want_nan) || std::memcmp(g8, w8, es) == 0;
       if (!same) report(i);
       continue;
     }
@@ -577,9 +580,9 @@ JsonWriter& JsonWriter::value(double v) {
   return *this;
 }
 
-JsonWriter& JsonWriter::value(int64_t v) {
+JsonWriter& JsonWriter::raw(const std::string& text) {
   before_value();
-  out_ += std::to_string(v);
+  out_ += text;
   return *this;
 }
 

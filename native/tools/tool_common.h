@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../common/cases.h"
@@ -179,9 +180,11 @@ class JsonWriter {
   JsonWriter& value(const std::string& v);
   JsonWriter& value(const char* v);
   JsonWriter& value(double v);
-  JsonWriter& value(int64_t v);
-  JsonWriter& value(int v) { return value(static_cast<int64_t>(v)); }
   JsonWriter& value(bool v);
+  template <class T, std::enable_if_t<std::is_integral<T>::value && !std::is_same<T, bool>::value, int> = 0>
+  JsonWriter& value(T v) {  // every integer type, exactly
+    return raw(std::to_string(v));
+  }
   JsonWriter& null();
   template <class T>
   JsonWriter& kv(const std::string& k, const T& v) {
@@ -192,6 +195,7 @@ class JsonWriter {
   static std::string escape(const std::string& s);  // with the quotes
 
  private:
+  JsonWriter& raw(const std::string& text);  // a value already in JSON form
   void before_value();
   void newline();
   std::string out_;

@@ -66,7 +66,8 @@ inline __m256 load8_f16_exact(const u8p* p) {
   const __m256i mag = _mm256_and_si256(w, _mm256_set1_epi32(0x7fff));
   const __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7c00));
   const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16);
-  const __m256i bits = _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi32(mag, 13)), _mm256_set1_epi32(0x70000000));
+  const __m256i bits =
+      _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi32(mag, 13)), _mm256_set1_epi32(0x70000000));
   return _mm256_blendv_ps(fast, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(nan));
 }
 
@@ -167,6 +168,16 @@ void scale_t(const void* x, float alpha, void* y, int64_t n) {
               [va](const u8p* s, u8p* d) { store8<T>(d, _mm256_mul_ps(va, load8<T>(s))); });
 }
 
+template <BinaryOp OP>
+void binary_op(DType t, const void* a, const void* b, void* y, int64_t n) {
+  switch (t) {
+    case DType::f32: return binary_t<DType::f32, OP>(a, b, y, n);
+    case DType::f16: return binary_t<DType::f16, OP>(a, b, y, n);
+    case DType::bf16: return binary_t<DType::bf16, OP>(a, b, y, n);
+    default: return;
+  }
+}
+
 }  // namespace
 
 namespace avx2 {
@@ -183,13 +194,10 @@ void cast(const void* x, DType xt, void* y, DType yt, int64_t n) {
 }
 
 void binary(BinaryOp op, DType t, const void* a, const void* b, void* y, int64_t n) {
-  const bool add = op == BinaryOp::add;
-  switch (t) {
-    case DType::f32: return add ? binary_t<DType::f32, BinaryOp::add>(a, b, y, n) : binary_t<DType::f32, BinaryOp::mul>(a, b, y, n);
-    case DType::f16: return add ? binary_t<DType::f16, BinaryOp::add>(a, b, y, n) : binary_t<DType::f16, BinaryOp::mul>(a, b, y, n);
-    case DType::bf16: return add ? binary_t<DType::bf16, BinaryOp::add>(a, b, y, n) : binary_t<DType::bf16, BinaryOp::mul>(a, b, y, n);
-    default: return;
-  }
+  if (op == BinaryOp::add)
+    binary_op<BinaryOp::add>(t, a, b, y, n);
+  else
+    binary_op<BinaryOp::mul>(t, a, b, y, n);
 }
 
 void scale(DType t, const void* x, float alpha, void* y, int64_t n) {

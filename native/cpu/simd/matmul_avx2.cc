@@ -142,10 +142,12 @@ inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __re
                         bool accumulate) {
   // The tile of c is read (and written) once per kc-slice of K; for large y that is a miss to DRAM, 12 lines of
   // which would otherwise be waited for at the end. Prefetched now, they arrive while the FMAs run.
+#ifndef LK_NO_CPF
   for (int r = 0; r < 6; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
   }
+#endif
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -200,27 +202,48 @@ inline float hsum(__m256 v) {
 
 template <int M, int R, DType T>
 void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
+  // Rows of w are taken kNB at a time, and K in chunks of KB with M*KB floats of x = 16 KB: the chunk of x stays
+  // in L1 while the rows of the block stream past it. Partial sums (8 lanes) wait in `part` between chunks.
+  constexpr int64_t kNB = 96;  // a multiple of every R
+  static_assert(kNB % R == 0, "row block must hold whole row groups");
   const int64_t K8 = K & ~int64_t(7);
-  int64_t n = n0;
-  for (; n < n1; n += R) {
-    const int nr = n1 - n < R ? static_cast<int>(n1 - n) : R;
-    __m256 acc[M][R];
-    for (int m = 0; m < M; ++m)
-      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K8; k += 8) {
-      __m256 xv[M];
-      for (int m = 0; m < M; ++m) xv[m] = _mm256_loadu_ps(x + m * K + k);
-      for (int r = 0; r < R; ++r) {
-        // a short last group repeats its first row instead of branching in the loop; the result is dropped
-        const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
-        for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+#ifndef LK_GEMV_XBYTES
+#define LK_GEMV_XBYTES 16384
+#endif
+  const int64_t KB = (LK_GEMV_XBYTES / (4 * M)) & ~int64_t(7);
+  alignas(32) float part[kNB][M][8];
+  for (int64_t nb = n0; nb < n1; nb += kNB) {
+    const int64_t nbe = nb + kNB < n1 ? nb + kNB : n1;
+    for (int64_t kb = 0; kb < K8 || kb == 0; kb += KB) {
+      const int64_t ke = kb + KB < K8 ? kb + KB : K8;
+      for (int64_t n = nb; n < nbe; n += R) {
+        const int nr = nbe - n < R ? static_cast<int>(nbe - n) : R;
+        float (*p)[M][8] = part + (n - nb);
+        __m256 acc[M][R];
+        for (int m = 0; m < M; ++m)
+          for (int r = 0; r < R; ++r) acc[m][r] = kb == 0 ? _mm256_setzero_ps() : _mm256_load_ps(p[r][m]);
+        for (int64_t k = kb; k < ke; k += 8) {
+          __m256 xv[M];
+          for (int m = 0; m < M; ++m) {
+            xv[m] = _mm256_loadu_ps(x + m * K + k);
+            __asm__("" : "+x"(xv[m]));  // one load per x vector, not one per FMA as a memory operand
+          }
+          for (int r = 0; r < R; ++r) {
+            // a short last group repeats its first row instead of branching in the loop; its sums are dropped
+            const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
+            for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+          }
+        }
+        for (int m = 0; m < M; ++m)
+          for (int r = 0; r < R; ++r) _mm256_store_ps(p[r][m], acc[m][r]);
       }
+      if (ke >= K8) break;
     }
-    for (int r = 0; r < nr; ++r)
+    for (int64_t n = nb; n < nbe; ++n)
       for (int m = 0; m < M; ++m) {
-        float s = hsum(acc[m][r]);
-        for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * load1<T>(w, (n + r) * K + k);
-        store1(y, T, m * N + n + r, s);
+        float s = hsum(_mm256_load_ps(part[n - nb][m]));
+        for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * load1<T>(w, n * K + k);
+        store1(y, T, m * N + n, s);
       }
   }
 }

@@ -1,0 +1,280 @@
+// emu_check: runs the CUDA kernels' own source on the CPU, under emu.h, against the references: every case of
+// op_cases() plus extra add/mul/matmul shapes that reach the grid-stride wrap-around and the unrolled GEMV loop,
+// three ways each: aligned pointers and 1 "SM" (long grid-stride loops), aligned and 132 SMs, and every pointer
+// one element off (the scalar paths). Exact ops are compared bit for bit (two NaNs equal), matmul with
+// tolerance(); guard bytes around every output must stay untouched.
+//   emu_check                 all ops
+//   emu_check OP              one op
+//   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
+//                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s)
+// What it cannot show: anything about the hardware (the cvt instructions themselves, timing, memory ordering,
+// launch limits, occupancy). It does check indexing, guards, tails, vector and scalar paths, the block and warp
+// reductions and the host launch logic. Build and run: native/cuda/emu/run.sh [args].
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/cases.h"
+#include "cpu/ref/ref.h"
+#include "cuda/kernels.h"
+#include "elementwise.cuh"  // the launch-rewritten copy (run.sh puts it first on the include path)
+
+// The runtime calls the kernels' host code makes (cuda_enter, cuda_status): no device, all fine.
+extern "C" {
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+const char* cudaGetErrorName(cudaError_t) { return "emu"; }
+const char* cudaGetErrorString(cudaError_t) { return "emu"; }
+}
+
+namespace lk {
+int g_sms = 1;
+int cuda_sm_count(int) { return g_sms; }
+Status cuda_last_error(const char*) { return Status::OK(); }  // wins over no_cuda.cc's (linked after us)
+}  // namespace lk
+
+using namespace lk;
+
+namespace {
+
+std::mt19937_64 rng(42);
+
+// NaNs with payloads, infinities, signed zero, f32 and f16 subnormals, rounding boundaries of f16 and bf16.
+float special_value() {
+  static const uint32_t bits[] = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7fa5a5a5u, 0xff812345u, 0x7f800000u,
+                                  0xff800000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00400000u, 0x7f7fffffu,
+                                  0x477ff000u, 0x477fefffu, 0x33000000u, 0x33000001u, 0x387fc000u, 0x38800000u,
+                                  0xc7800000u, 0x3f808000u, 0x3f818000u};
+  const uint32_t u = bits[rng() % (sizeof(bits) / sizeof(bits[0]))];
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+void fill_random(void* p, DType t, int64_t n, bool special) {
+  std::uniform_real_distribution<float> uniform(-2.f, 2.f);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = uniform(rng);
+    if (special && rng() % 3 == 0) v = special_value();
+    const bool raw16 = special && rng() % 5 == 0;  // any 16-bit pattern, NaN payloads of f16/bf16 included
+    switch (t) {
+      case DType::f32: static_cast<float*>(p)[i] = v; break;
+      case DType::f16: static_cast<uint16_t*>(p)[i] = raw16 ? static_cast<uint16_t>(rng()) : f32_to_f16(v); break;
+      case DType::bf16: static_cast<uint16_t*>(p)[i] = raw16 ? static_cast<uint16_t>(rng()) : f32_to_bf16(v); break;
+      case DType::i8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(rng()); break;
+      case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(rng()); break;
+      case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(rng()); break;
+    }
+  }
+}
+
+constexpr uint8_t kGuard = 0xcd;
+constexpr int kGuardBytes = 16;
+
+struct Buffer {
+  std::vector<uint8_t> mem;
+  TensorView v;
+};
+
+// A tensor whose data starts `offset` elements after a 64-byte boundary, with guard bytes on both sides.
+Buffer make_buffer(const TensorSpec& s, int offset) {
+  Buffer b;
+  b.v.dtype = s.dtype;
+  b.v.ndim = static_cast<int>(s.shape.size());
+  for (int i = 0; i < b.v.ndim; ++i) b.v.shape[i] = s.shape[i];
+  set_contiguous_strides(b.v);
+  const size_t es = dtype_size(s.dtype);
+  b.mem.assign(b.v.nbytes() + 192 + offset * es, kGuard);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(b.mem.data());
+  const uintptr_t aligned = (base + kGuardBytes + 63) & ~uintptr_t(63);
+  b.v.data = reinterpret_cast<void*>(aligned + offset * es);
+  b.v.device.kind = DeviceKind::cuda;
+  return b;
+}
+
+bool is_nan(const uint8_t* p, DType t) {
+  uint32_t u = 0;
+  memcpy(&u, p, dtype_size(t));
+  if (t == DType::f32) return (u & 0x7fffffffu) > 0x7f800000u;
+  if (t == DType::f16) return (u & 0x7fffu) > 0x7c00u;
+  if (t == DType::bf16) return (u & 0x7fffu) > 0x7f80u;
+  return false;
+}
+
+// Shapes beyond the registered cases: add/mul large enough for the packed loop to wrap around b's row several
+// times per thread; matmul with K past the GEMV's 4x-unrolled loop for f16/bf16 and tiles with ragged edges.
+void add_extra_cases(OpId op, std::vector<OpCase>& cs) {
+  const DType floats[] = {DType::f32, DType::f16, DType::bf16};
+  if (op == OpId::add || op == OpId::mul) {
+    const std::pair<int64_t, int64_t> shapes[] = {{64, 4096}, {3000, 8}, {513, 24}, {1000, 40}, {700, 33}};
+    for (DType t : floats)
+      for (auto rc : shapes)
+        for (bool bcast : {true, false}) {
+          OpCase c;
+          c.name = std::string(op_info(op).name) + "-extra(rows=" + std::to_string(rc.first) + ",N=" +
+                   std::to_string(rc.second) + "," + dtype_name(t) + (bcast ? ",row-broadcast" : "") + ")";
+          c.in = {{t, {rc.first, rc.second}},
+                  {t, bcast ? std::vector<int64_t>{rc.second} : std::vector<int64_t>{rc.first, rc.second}}};
+          c.out = {{t, {rc.first, rc.second}}};
+          cs.push_back(c);
+        }
+  }
+  if (op == OpId::matmul) {
+    struct S { int64_t M, N, K; };
+    const S shapes[] = {{1, 9, 1024}, {2, 9, 2056},  {3, 5, 4096},    {4, 17, 1032}, {1, 3, 1025},
+                        {65, 65, 17}, {128, 128, 64}, {64, 1, 40},    {6, 200, 3}};
+    for (DType t : floats)
+      for (const S& s : shapes) {
+        OpCase c;
+        c.name = "matmul-extra(M=" + std::to_string(s.M) + ",N=" + std::to_string(s.N) + ",K=" + std::to_string(s.K) +
+                 "," + dtype_name(t) + ")";
+        c.in = {{t, {s.M, s.K}}, {t, {s.N, s.K}}};
+        c.out = {{t, {s.M, s.N}}};
+        cs.push_back(c);
+      }
+  }
+}
+
+Status run_emulated(const OpArgs& a) {
+  switch (a.op) {
+#define LK_OP(name, nin, nout, math) \
+  case OpId::name:                   \
+    return name##_cuda(a);
+#include "common/ops.def"
+#undef LK_OP
+    default:
+      return internal_error("no such op");
+  }
+}
+
+// Number of mismatching elements (printing the first few), plus one for touched guard bytes.
+int compare(const OpCase& c, int variant, OpId op, const TensorView& ref, const TensorView& got) {
+  const size_t es = dtype_size(ref.dtype);
+  const int64_t n = ref.numel();
+  const uint8_t* g = static_cast<const uint8_t*>(got.data);
+  int bad = 0;
+  for (int i = 1; i <= kGuardBytes; ++i)
+    if (g[-i] != kGuard || g[n * es + i - 1] != kGuard) {
+      printf("  %s v%d: guard bytes written\n", c.name.c_str(), variant);
+      ++bad;
+      break;
+    }
+  const Tolerance tol = tolerance(op, ref.dtype);
+  if (tol.exact) {
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* r = static_cast<const uint8_t*>(ref.data) + i * es;
+      if (memcmp(r, g + i * es, es) == 0 || (is_nan(r, ref.dtype) && is_nan(g + i * es, ref.dtype))) continue;
+      if (bad++ < 3) {
+        uint32_t ur = 0, ug = 0;
+        memcpy(&ur, r, es);
+        memcpy(&ug, g + i * es, es);
+        printf("  %s v%d [%lld]: ref %08x, emulated %08x\n", c.name.c_str(), variant, (long long)i, ur, ug);
+      }
+    }
+    return bad;
+  }
+  double err2 = 0, ref2 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = load_f32(ref.data, ref.dtype, i), x = load_f32(got.data, got.dtype, i);
+    err2 += (r - x) * (r - x);
+    ref2 += r * r;
+  }
+  const double rms = std::sqrt(ref2 / (n ? n : 1));
+  const double nmse = ref2 > 0 ? err2 / ref2 : err2;
+  if (nmse > tol.nmse) {
+    printf("  %s v%d: nmse %g > %g\n", c.name.c_str(), variant, nmse, tol.nmse);
+    ++bad;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = load_f32(ref.data, ref.dtype, i), x = load_f32(got.data, got.dtype, i);
+    if (std::fabs(r - x) <= tol.rtol * (std::fabs(r) + rms)) continue;
+    if (bad++ < 3) printf("  %s v%d [%lld]: ref %g, emulated %g\n", c.name.c_str(), variant, (long long)i, r, x);
+  }
+  return bad;
+}
+
+int check_conversions() {
+  uint64_t bad16 = 0, badbf = 0;
+  for (uint64_t i = 0; i <= 0xffffffffull; ++i) {
+    const uint32_t u = static_cast<uint32_t>(i);
+    float f;
+    memcpy(&f, &u, 4);
+    const uint16_t h = from_f32<f16_t>(f).bits, b = from_f32<bf16_t>(f).bits;
+    if (h != f32_to_f16(f) && bad16++ < 5) printf("f16 mismatch for %08x: %04x, dtype.h %04x\n", u, h, f32_to_f16(f));
+    if (b != f32_to_bf16(f) && badbf++ < 5) printf("bf16 mismatch for %08x: %04x, dtype.h %04x\n", u, b, f32_to_bf16(f));
+  }
+  uint32_t bad_widen = 0;
+  for (uint32_t v = 0; v < 65536; ++v) {
+    const float a = to_f32(f16_t{static_cast<uint16_t>(v)}), r = f16_to_f32(static_cast<uint16_t>(v));
+    const float c = to_f32(bf16_t{static_cast<uint16_t>(v)}), q = bf16_to_f32(static_cast<uint16_t>(v));
+    if (memcmp(&a, &r, 4) != 0 && !(a != a && r != r)) ++bad_widen;
+    if (memcmp(&c, &q, 4) != 0) ++bad_widen;
+  }
+  printf("conversions: f32->f16 %llu and f32->bf16 %llu mismatches of 2^32; f16/bf16->f32 %u of 2^16 each\n",
+         (unsigned long long)bad16, (unsigned long long)badbf, bad_widen);
+  return bad16 || badbf || bad_widen ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--conversions") return check_conversions();
+  const char* only = argc > 1 ? argv[1] : nullptr;
+  int failures = 0, runs = 0;
+  for (int oi = 0; oi < kNumOps; ++oi) {
+    const OpId op = static_cast<OpId>(oi);
+    if (only && std::string(only) != op_info(op).name) continue;
+    std::vector<OpCase> cs = op_cases(op);
+    add_extra_cases(op, cs);
+    for (const OpCase& c : cs)
+      for (int variant = 0; variant < 3; ++variant) {
+        g_sms = variant == 1 ? 132 : 1;
+        const int offset = variant == 2 ? 1 : 0;
+        std::vector<Buffer> in, out_ref, out_emu;
+        for (const TensorSpec& s : c.in) {
+          in.push_back(make_buffer(s, offset));
+          fill_random(in.back().v.data, s.dtype, in.back().v.numel(), c.special_values);
+        }
+        for (const TensorSpec& s : c.out) {
+          out_ref.push_back(make_buffer(s, offset));
+          out_emu.push_back(make_buffer(s, offset));
+        }
+        std::vector<TensorView> iv, rv, ev;
+        for (auto& b : in) iv.push_back(b.v);
+        for (auto& b : out_ref) rv.push_back(b.v);
+        for (auto& b : out_emu) ev.push_back(b.v);
+        OpArgs a;
+        a.op = op;
+        a.in = iv.data();
+        a.n_in = static_cast<int32_t>(iv.size());
+        a.n_out = static_cast<int32_t>(rv.size());
+        a.params = c.params;
+        a.out = rv.data();
+        const Status sr = kernel_table(Backend::ref)[oi].run(a);
+        a.out = ev.data();
+        const Status se = run_emulated(a);
+        ++runs;
+        if (!sr.ok() || !se.ok()) {
+          printf("FAIL %s v%d: ref: %s; emulated: %s\n", c.name.c_str(), variant, sr.message().c_str(),
+                 se.message().c_str());
+          ++failures;
+          continue;
+        }
+        int bad = 0;
+        for (size_t k = 0; k < rv.size(); ++k) bad += compare(c, variant, op, rv[k], ev[k]);
+        if (bad) {
+          ++failures;
+          printf("FAIL %s v%d (%d bad)\n", c.name.c_str(), variant, bad);
+        }
+      }
+    printf("%-7s done: %d runs so far, %d failures\n", op_info(op).name, runs, failures);
+    fflush(stdout);
+  }
+  printf("emu_check: %d runs, %d failures, %lld launches, %lld emulated threads: %s\n", runs, failures,
+         emu::launches, emu::threads_run, failures ? "FAILED" : "OK");
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the CUDA kernels' source on the CPU against the references (emu_check.cc, under emu.h): a check for machines
+# without a GPU. Not part of the CMake build. Needs g++ 11+ (C++20 std::barrier), cmake, python3 and the CUDA
+# headers (nvcc's include directory; no driver, no GPU).
+#   native/cuda/emu/run.sh                  every op (~2 min: each launch starts thousands of threads)
+#   native/cuda/emu/run.sh matmul           one op
+#   native/cuda/emu/run.sh --conversions    f32 -> f16/bf16 of elementwise.cuh vs dtype.h, all 2^32 inputs (~20 s)
+# Work files go to $EMU_BUILD (default /tmp/llmk-emu).
+set -eu
+ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
+WORK="${EMU_BUILD:-/tmp/llmk-emu}"
+if [ -z "${CUDA_INC:-}" ]; then
+  CUDA_INC="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")")/include"
+  [ -f "$CUDA_INC/cuda_runtime.h" ] || CUDA_INC=/usr/local/cuda/include
+fi
+mkdir -p "$WORK/src"
+# 1. the references and the rest of the core, CPU only (cases, registry, refs)
+cmake -S "$ROOT" -B "$WORK/core" -DLLMK_CUDA=OFF -DLLMK_ADDON=OFF >/dev/null
+cmake --build "$WORK/core" -j "$(nproc)" --target llmk_core >/dev/null
+# 2. the kernel sources with their launches rewritten for emu.h
+python3 - "$ROOT/native/cuda" "$WORK/src" <<'PY'
+import glob, os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+launch = re.compile(r'(\b[\w:]+(?:<[^<>;]*>)?)<<<([^;]*?)>>>\(')
+for path in glob.glob(os.path.join(src, "*.cu")) + glob.glob(os.path.join(src, "*.cuh")):
+    name = os.path.basename(path)
+    if name in ("runtime.cu", "backend.cu"):
+        continue  # the runtime needs a driver; the table is not used here
+    text = launch.sub(r'::emu::launch(\2).run(\1, ', open(path).read())
+    out = os.path.join(dst, name[:-3] + ".cc" if name.endswith(".cu") else name)
+    open(out, "w").write(text)
+PY
+# 3. build and run (the rewritten headers first on the include path; our cuda_last_error wins over no_cuda.cc's)
+g++ -std=c++20 -O1 -w -include "$ROOT/native/cuda/emu/emu.h" -I"$WORK/src" -I"$CUDA_INC" -I"$ROOT/native" \
+  -I"$ROOT/native/cuda" "$ROOT/native/cuda/emu/emu_check.cc" "$WORK"/src/*.cc "$WORK/core/libllmk_core.a" \
+  -Wl,--allow-multiple-definition -lpthread -o "$WORK/emu_check"
+exec "$WORK/emu_check" "$@"
