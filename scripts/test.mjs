@@ -19,7 +19,7 @@ function run(label, cmd, args) {
   process.stdout.write(r.stdout ?? '');
   process.stderr.write(r.stderr ?? '');
   const lines = `${r.stdout ?? ''}`.trim().split('\n');
-  const summary = lines.reverse().find((l) => /^\s*\d+ passed, \d+ failed/.test(l));
+  const summary = lines.reverse().find((l) => /^\s*(?:\S+: )?\d+ passed, \d+ failed/.test(l));
   const m = summary && /(\d+) passed, (\d+) failed(?:, (\d+) skipped)?/.exec(summary);
   if (m) {
     passed += Number(m[1]);

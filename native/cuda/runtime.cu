@@ -11,8 +11,8 @@
 // the pool (cached blocks may be too fragmented for the request) and retries once before returning Code::oom.
 // Devices without memory-pool support (some virtualized GPUs) fall back to cudaMalloc / cudaFree, which
 // synchronize and so are just as safe for a dispose() with kernels still queued.
-// Probe: cached once, creating no CUDA context (contexts cost ~0.5 GB of device memory each; a process per GPU
-// must not create one on every GPU just by probing). free_memory is therefore refreshed at each cuda_probe() call
+// Probe: cached once, creating no CUDA context (a context costs hundreds of MiB of device memory; with a process
+// per GPU, probing must not create one on every GPU). free_memory is therefore refreshed at each cuda_probe() call
 // for the devices this process already uses, and 0 for the others.
 //
 // Nothing here aborts: failures are Status values (common.cuh) or, for cuda_free, remembered and reported by the

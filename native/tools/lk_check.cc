@@ -63,6 +63,7 @@ class Checker {
     for (const OpCase& c : op_cases(op)) check_case(op, c);
   }
   const std::vector<CaseRecord>& records() const { return records_; }
+  bool printed() const { return printed_; }  // a line per case was printed (so the table wants a blank line)
 
  private:
   void record(OpId op, const std::string& target, const OpCase& c, const std::string& status, std::string detail,
@@ -75,6 +76,7 @@ class Checker {
     } else if (opt_.verbose) {
       std::printf("ok   %s [%s]: %s, %.3f ms\n", c.name.c_str(), target.c_str(), r.detail.c_str(), ms);
     }
+    printed_ = printed_ || status != "pass" || opt_.verbose;
     std::fflush(stdout);
     records_.push_back(std::move(r));
   }
@@ -247,6 +249,7 @@ class Checker {
   const Options& opt_;
   std::vector<Target> targets_;
   std::vector<CaseRecord> records_;
+  bool printed_ = false;
 };
 
 int run(int argc, char** argv) {
@@ -366,7 +369,7 @@ int run(int argc, char** argv) {
     rows.push_back({keys[k].first, keys[k].second, std::to_string(tallies[k].passed), std::to_string(tallies[k].failed),
                     std::to_string(tallies[k].skipped)});
   for (const Unavailable& u : unavailable) rows.push_back({"(all)", u.name, "-", "-", "-"});
-  std::printf("\n");
+  if (checker.printed()) std::printf("\n");
   print_table(stdout, rows);
   for (const Unavailable& u : unavailable) std::printf("%s: not checked: %s\n", u.name.c_str(), u.reason.c_str());
   std::printf("\nlk_check: %d passed, %d failed, %d skipped in %.1f s: %s\n", total.passed, total.failed,

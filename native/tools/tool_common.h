@@ -179,7 +179,8 @@ class JsonWriter {
   JsonWriter& key(const std::string& k);
   JsonWriter& value(const std::string& v);
   JsonWriter& value(const char* v);
-  JsonWriter& value(double v);
+  JsonWriter& value(double v);  // the shortest text that reads back as v
+  JsonWriter& value(float v);   // the shortest text that reads back as v in f32 (0.1f is 0.1, not 0.100000001)
   JsonWriter& value(bool v);
   template <class T, std::enable_if_t<std::is_integral<T>::value && !std::is_same<T, bool>::value, int> = 0>
   JsonWriter& value(T v) {  // every integer type, exactly

@@ -22,7 +22,7 @@ Status matmul_ref(const OpArgs& a) {
 std::vector<OpCase> matmul_cases() {
   struct S { int64_t M, N, K; };
   const S shapes[] = {{1, 1, 1},   {1, 7, 33},    {7, 33, 96},   {33, 17, 7},  {1, 256, 1000},
-                      {4, 64, 512}, {16, 48, 64}, {67, 129, 257}, {128, 96, 300}, {5, 1, 4096}};
+                      {4, 64, 512}, {1, 96, 4096}, {3, 40, 2048}, {16, 48, 64}, {67, 129, 257}, {128, 96, 300}, {5, 1, 4096}};
   std::vector<OpCase> cs;
   for (DType t : {DType::f32, DType::f16, DType::bf16})
     for (const S& s : shapes) {

@@ -1,11 +1,62 @@
-// matmul, AVX2 + FMA + F16C kernels: y[M,N] = x[M,K] . w[N,K]^T, f32 accumulation.
-// (header comment: see the bottom of this development version)
+// matmul, AVX2 + FMA + F16C: y[M,N] = x[M,K] . w[N,K]^T, x, w, y of one dtype (f32, f16, bf16), f32 accumulation.
+//
+// Division of labour. matmul.cc (baseline x86-64) owns the driver: thread grid, blocking loops, buffers, Status,
+// dispatch on cpu_simd_level(). This file exports five functions on raw pointers and uses no library code: no
+// std::function/vector/string and none of dtype.h's inline conversions (only its enum). An inline or template
+// function instantiated here is emitted compiled with -mavx2 as a weak symbol, and the linker may keep that copy
+// for the baseline callers too: SIGILL on a CPU without AVX2. `nm -C` of this object lists only the five T symbols.
+//
+// Layouts. x and w are both K-contiguous (an "NT" GEMM), so both are packed the same way: panels of R rows, element
+// (r, k) of a panel at [k*R + r]; x in panels of MR = 6 rows (the broadcast operand), w in panels of NR = 16 rows
+// (the vector operand); rows past the end are zeros, so the micro-kernel never branches on edges. Packing runs
+// through 8x8 register transposes and converts on the way (f16: vcvtph2ps; bf16: << 16), so one f32 micro-kernel
+// serves all dtypes and the conversion is paid once per packed element, not once per use. An f32 y is accumulated
+// in place between K slices; f16/bf16 go through an f32 buffer (matmul.cc) rounded once at the end (vcvtps2ph, and
+// a vector round-to-nearest-even for bf16, both bit-exact with dtype.h's store_f32).
+//
+// Micro-kernel 6x16: 12 accumulators + 2 vectors of w + 1 broadcast of x = 15 of the 16 ymm registers. Per k,
+// 2 loads and 6 broadcasts feed 12 FMAs (6 cycles at 2 FMA/cycle), so the load ports never bound it, and 12
+// independent chains cover the FMA latency (4 cycles x 2 pipes = 8 needed).
+//
+// Blocking, for this CPU (AMD EPYC Zen 4: 32 KB L1D and 1 MB L2 per core, 32 MB L3 shared), split evenly (K = 300
+// runs as 2 x 152, not 256 + 44):
+//   KC = 256   the 256x16 panel of w (16 KB) stays in L1 across the MC/6 micro-tiles that reuse it, beside the
+//              streaming 6x256 panel of x (6 KB). (Any CPU with a 32 KB L1D is served the same way.)
+//   MC = 144   the packed block of x (144 KB) stays in L2 across the NC/16 panels of w that reuse it.
+//   NC = 2048  the packed panel of w (2 MB per thread) sits in L3.
+//   Threads get a 2-D grid of independent tiles of y (tm x tn = threads, least padded work; ties split N so that a
+//   thread reads only its share of w). Each packs its own panels: no barrier, nothing shared but the inputs.
+//
+// GEMV (M <= 4): no packing; each row of w is read once, straight from memory, converted in registers, and dotted
+// with the M rows of x (converted to f32 once by the driver). Groups of R rows (R = 4, 4, 3, 2 for M = 1..4) keep
+// M*R accumulators of 8 lanes; rows are taken 96 at a time and K in chunks of M*KB = 16 KB of x, so the chunk of x
+// stays in L1 while the rows stream past (M = 4: 24 -> 33 GB/s from L3 with the chunks). Threads split N.
+//
+// Versions, f32, GFLOP/s (2 threads unless noted; OpenBLAS 0.3.21 sgemm measured in the same process, alternating
+// call by call, best of 40 (1024^3) / 6 (4096^3); peak of one core measured at 117 (3.66 GHz x 32 flop/cycle)):
+//   1. 6x16 intrinsics, packing and blocking as above.
+//        1 thread (CPU time): 1024^3 104 vs OpenBLAS 95; 4096^3 107 vs 104: the kernel runs at 91% of peak.
+//        2 threads: 1024^3 181 vs 177 (1.02); 4096^3 169 vs 200 (0.84). Only the large case lost: at 4096 y is
+//        64 MB, not cache-resident, and each micro-tile waited at its end for its 12 lines of y from DRAM, once
+//        per K slice (16 times).
+//   2. + prefetch of the y tile when the micro-kernel starts (the 256-step loop hides the miss):
+//        2 threads: 1024^3 200 vs 193 (1.03); 4096^3 211 vs 198 (1.06). This is the version here.
+//   Tried and dropped: KC 192 / 320 / 384 / 512 and MC 72 / 288 / 576 all within -4%..+2% of 256/144 (1 thread,
+//   noise ~3%): with 1 MB of L2 the blocking is not critical here. KC 384 would overflow a 32 KB L1 with the x panel.
+// f16 / bf16 1024^3 (2 threads): see the report in bench/NOTES.md; GEMV M=1 N=K=4096: see bench/NOTES.md.
+//
+// Measuring: build the core alone (cmake -S . -B /tmp/build-matmul -DLLMK_ADDON=OFF -DLLMK_CUDA=OFF && cmake
+// --build /tmp/build-matmul --target llmk_core), link a small program against libllmk_core.a and -lopenblas
+// (dev-only; the library never links it) that times matmul_cpu against cblas_sgemm(RowMajor, NoTrans, Trans, M, N,
+// K, 1, x, K, w, K, 0, y, N) alternately in one process, and checks against matmul_ref with tolerance(). Run it with
+// OPENBLAS_NUM_THREADS=2 and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they slow OpenBLAS down), on a quiet
+// machine: take the best of many runs, and count a run only if /proc/loadavg shows nobody else running.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "../../common/dtype.h"  // the DType enum only: see "Why no library code here" above
+#include "../../common/dtype.h"  // for the DType enum only (see "Division of labour" above)
 
 namespace lk {
 
@@ -23,6 +74,8 @@ constexpr int kMR = 6;
 constexpr int kNR = 16;
 
 // ---- element loads: 8 lanes, or one ----
+// Exact conversions, except that vcvtph2ps quietens a signalling NaN where f16_to_f32 keeps it: irrelevant to a
+// matmul, whose sums are NaN either way. (The stores to f16/bf16 are bit-exact on all 2^32 inputs.)
 template <DType T>
 inline __m256 load8(const void* p, int64_t i) {
   if constexpr (T == DType::f32) {
@@ -142,12 +195,10 @@ inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __re
                         bool accumulate) {
   // The tile of c is read (and written) once per kc-slice of K; for large y that is a miss to DRAM, 12 lines of
   // which would otherwise be waited for at the end. Prefetched now, they arrive while the FMAs run.
-#ifndef LK_NO_CPF
   for (int r = 0; r < 6; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
   }
-#endif
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -207,10 +258,7 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
   constexpr int64_t kNB = 96;  // a multiple of every R
   static_assert(kNB % R == 0, "row block must hold whole row groups");
   const int64_t K8 = K & ~int64_t(7);
-#ifndef LK_GEMV_XBYTES
-#define LK_GEMV_XBYTES 16384
-#endif
-  const int64_t KB = (LK_GEMV_XBYTES / (4 * M)) & ~int64_t(7);
+  const int64_t KB = (16384 / (4 * M)) & ~int64_t(7);
   alignas(32) float part[kNB][M][8];
   for (int64_t nb = n0; nb < n1; nb += kNB) {
     const int64_t nbe = nb + kNB < n1 ? nb + kNB : n1;
@@ -228,6 +276,14 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
             xv[m] = _mm256_loadu_ps(x + m * K + k);
             __asm__("" : "+x"(xv[m]));  // one load per x vector, not one per FMA as a memory operand
           }
+#ifdef LK_GEMV_PF
+          if constexpr (T == DType::f32)
+            for (int r = 0; r < R; ++r)
+              _mm_prefetch(reinterpret_cast<const char*>(static_cast<const float*>(w) + (n + r) * K + k + LK_GEMV_PF), _MM_HINT_T0);
+          else
+            for (int r = 0; r < R; ++r)
+              _mm_prefetch(reinterpret_cast<const char*>(static_cast<const uint16_t*>(w) + (n + r) * K + k + LK_GEMV_PF), _MM_HINT_T0);
+#endif
           for (int r = 0; r < R; ++r) {
             // a short last group repeats its first row instead of branching in the loop; its sums are dropped
             const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
@@ -282,7 +338,10 @@ void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc,
       } else {
         kernel_6x16(kc, a, b, tile, kNR, false);
         for (int r = 0; r < mr; ++r)
-          for (int q = 0; q < nr; ++q) ct[r * ldc + q] = accumulate ? ct[r * ldc + q] + tile[r * kNR + q] : tile[r * kNR + q];
+          for (int q = 0; q < nr; ++q) {
+            const float v = tile[r * kNR + q];
+            ct[r * ldc + q] = accumulate ? ct[r * ldc + q] + v : v;
+          }
       }
     }
   }
@@ -315,7 +374,8 @@ void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t) {
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
       break;
     case DType::bf16:
-      for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), bf16_from8(_mm256_loadu_ps(src + i)));
+      for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), bf16_from8(_mm256_loadu_ps(src + i)));
       break;
     default:
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
