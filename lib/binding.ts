@@ -36,7 +36,7 @@ export interface NativeCudaDevice {
 
 export interface NativeInfo {
   build: { compiler: string; cuda: boolean; cudaArchs: string; sanitizers: boolean };
-  cpu: { simd: string; simdDetected: string; threads: number; hardwareThreads: number; liveBytes: number };
+  cpu: { simd: string; simdDetected: string; threads: number; hardwareThreads: number; liveBytes: number; cachedBytes: number };
   cuda: {
     compiled: boolean;
     available: boolean;
@@ -86,6 +86,8 @@ export interface NativeBinding {
   roofline(threads: number): NativeRoofline;
   /** The tolerance table row (native/common/cases.cc) for an op and output dtype: one table for every test. */
   tolerance(op: number, dtype: number): { exact: boolean; nmse: number; rtol: number };
+  /** Releases the CPU block cache; returns the bytes released. */
+  emptyCache(): number;
 }
 
 /** The package root: the folder with package.json, above lib/ (sources, under vitest) or dist/ (compiled). */

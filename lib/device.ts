@@ -154,3 +154,13 @@ export function setThreads(n: number): void {
 export function getThreads(): number {
   return native.getThreads();
 }
+
+/**
+ * Returns the CPU memory that freed tensors left in the block cache to the system. Freed blocks of 1 MiB and more
+ * are kept (up to LLMK_CPU_CACHE_MB, default 1024) so that the next tensor of the same size skips page faults;
+ * call this after a phase that used much memory.
+ * @returns the number of bytes released
+ */
+export function emptyCache(): number {
+  return native.emptyCache();
+}

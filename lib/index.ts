@@ -10,7 +10,7 @@ import { setVersion } from './device.js';
 setVersion((createRequire(import.meta.url)(join(packageRoot, 'package.json')) as { version: string }).version);
 
 export { LlmKernelsError, type ErrorCode } from './errors.js';
-export { Device, device, info, setThreads, getThreads, type DeviceSpec, type DeviceKind, type Info } from './device.js';
+export { Device, device, info, setThreads, getThreads, emptyCache, type DeviceSpec, type DeviceKind, type Info } from './device.js';
 export { Tensor, type TensorOptions, type FromArrayOptions, type RandomOptions } from './tensor.js';
 export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32ToF16, bf16ToF32, f32ToBf16 } from './dtype.js';
 export { add, mul, scale, cast, copy } from './ops/elementwise.js';

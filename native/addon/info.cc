@@ -37,6 +37,7 @@ Napi::Value info(const Napi::CallbackInfo& cb) {
     cpu.Set("threads", ThreadPool::global().threads());
     cpu.Set("hardwareThreads", ThreadPool::hardware_threads());
     cpu.Set("liveBytes", static_cast<double>(Storage::live_bytes(DeviceKind::cpu)));
+    cpu.Set("cachedBytes", static_cast<double>(Storage::cached_cpu_bytes()));
     o.Set("cpu", cpu);
     Napi::Object cuda = Napi::Object::New(env);
     cuda.Set("compiled", probe.compiled);
@@ -99,12 +100,18 @@ Napi::Value tolerance_row(const Napi::CallbackInfo& cb) {
   });
 }
 
+// emptyCache(): returns the CPU block cache to the system; the number of bytes released.
+Napi::Value empty_cache(const Napi::CallbackInfo& cb) {
+  return Napi::Number::New(cb.Env(), static_cast<double>(Storage::release_cached_cpu_memory()));
+}
+
 }  // namespace
 
 void init_info(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, info, "info"));
   exports.Set("roofline", Napi::Function::New(env, roofline, "roofline"));
   exports.Set("tolerance", Napi::Function::New(env, tolerance_row, "tolerance"));
+  exports.Set("emptyCache", Napi::Function::New(env, empty_cache, "emptyCache"));
 }
 
 }  // namespace lk

@@ -2,7 +2,8 @@
 // queued op that reads or writes it, which is what makes dispose() safe while work is pending: the memory goes back
 // when the last holder lets go, on whatever thread that is.
 //
-// CPU memory is 64-byte aligned (one cache line, two ymm registers). CUDA memory comes from the device's
+// CPU memory is 64-byte aligned (one cache line, two ymm registers); freed blocks of >= 1 MiB are cached for reuse
+// (storage.cc explains why and how much). CUDA memory comes from the device's
 // stream-ordered pool (cuda_backend.h), so its release is ordered after the kernels queued before it.
 #pragma once
 #include <atomic>
@@ -32,6 +33,9 @@ class Storage {
   // the JS thread, since a Storage may be destroyed on any thread).
   static int64_t take_released_cpu_bytes();
   static int64_t live_bytes(DeviceKind kind);
+  // The CPU block cache (storage.cc): bytes held for reuse, and releasing them to the system (returns the bytes).
+  static size_t cached_cpu_bytes();
+  static size_t release_cached_cpu_memory();
 
  private:
   Storage(Device d, void* p, size_t n) : device_(d), data_(p), bytes_(n) {}

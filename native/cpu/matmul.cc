@@ -16,7 +16,7 @@ namespace lk {
 void matmul_avx2_pack(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
 void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
                        bool accumulate);
-void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst);
+void matmul_avx2_gemv_pack_x(const void* x, DType t, int64_t M, int64_t K, float* xp);
 void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t);
 void matmul_avx2_gemv(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
                       int64_t N);
@@ -26,14 +26,15 @@ namespace {
 
 // One SIMD level's kernels and its blocking. pack(): R rows x kc columns of a K-contiguous matrix into panels of R
 // rows, element (r, k) of a panel at [k*R + r] (x with R = mr, w with R = nr). macro(): c[mc,nc] (+)= the packed
-// block of x times the packed panel of w. gemv(): rows [n0, n1) of y for M <= 4, x already f32.
+// block of x times the packed panel of w. gemv_pack_x(): x as f32 in the layout the level's gemv() reads, at most
+// M * round_up(K, 8) floats. gemv(): rows [n0, n1) of y for M <= kGemvMaxM.
 struct GemmKernels {
   int mr, nr;
   int64_t kc, mc, nc;
   void (*pack)(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
   void (*macro)(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
                 bool accumulate);
-  void (*to_f32)(const void* src, DType t, int64_t n, float* dst);
+  void (*gemv_pack_x)(const void* x, DType t, int64_t M, int64_t K, float* xp);
   void (*from_f32)(const float* src, int64_t n, void* dst, DType t);
   void (*gemv)(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
                int64_t N);
@@ -43,6 +44,11 @@ struct GemmKernels {
 // Scalar kernels: portable C++ for CPUs without AVX2 (and LLMK_SIMD=scalar). The same packed layout with a 4x8 tile
 // written as fixed-size loops, which GCC turns into SSE2 code on baseline x86-64 (8 accumulator registers of 4 lanes).
 constexpr int kScalarMR = 4, kScalarNR = 8;
+// Up to this many rows of x, matmul streams w once (GEMV-shaped) instead of packing it (GEMM): packing reads w,
+// writes it and reads it again, which for few rows costs more than the FMAs. Measured at N = K = 4096, f32, 2
+// threads: M = 5, 6, 8 went from 34, 41, 46 GFLOP/s (GEMM) to 85, 83, 79 (GEMV); the GEMM gives 70 at M = 12.
+// Scalar: 14, 17, 22 -> 31, 33, 33.
+constexpr int64_t kGemvMaxM = 8;
 
 // f16 -> f32 without branches (same results as f16_to_f32, checked on all 65536 inputs): the exponent is rebiased
 // by adding, Inf/NaN get a second addition, and subnormals are normalised by an exact float subtraction. The
@@ -110,8 +116,8 @@ void macro_scalar(const float* ap, const float* bp, int64_t mc, int64_t nc, int6
   }
 }
 
-void to_f32_scalar(const void* src, DType t, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = load_f32(src, t, i);
+void gemv_pack_x_scalar(const void* x, DType t, int64_t M, int64_t K, float* xp) {  // row-major, as it came
+  for (int64_t i = 0; i < M * K; ++i) xp[i] = load_f32(x, t, i);
 }
 
 void from_f32_scalar(const float* src, int64_t n, void* dst, DType t) {
@@ -125,7 +131,7 @@ void gemv_scalar_t(const float* x, int64_t M, const void* w, int64_t K, int64_t 
   constexpr int64_t kChunk = 512;
   float wbuf[kChunk];
   for (int64_t n = n0; n < n1; ++n) {
-    float s[4][8] = {};
+    float s[kGemvMaxM][8] = {};
     for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
       const int64_t len = std::min(kChunk, K - k0), len8 = len & ~int64_t(7);
       const float* wr;
@@ -162,12 +168,12 @@ void gemv_scalar(const float* x, int64_t M, const void* w, DType t, int64_t K, i
 
 // KC 256: the 4x256 panel of x (4 KB) and 256x8 panel of w (8 KB) stay in L1 while MC/NC follow the AVX2 choice.
 const GemmKernels kScalarKernels = {kScalarMR, kScalarNR, 256, 128, 2048,
-                                    pack_scalar, macro_scalar, to_f32_scalar, from_f32_scalar, gemv_scalar};
+                                    pack_scalar, macro_scalar, gemv_pack_x_scalar, from_f32_scalar, gemv_scalar};
 
 #if defined(LLMK_HAVE_AVX2_TU)
 // The blocking is explained (and was measured) in simd/matmul_avx2.cc.
 const GemmKernels kAvx2Kernels = {6, 16, 256, 144, 2048,
-                                  matmul_avx2_pack, matmul_avx2_macro, matmul_avx2_to_f32, matmul_avx2_from_f32,
+                                  matmul_avx2_pack, matmul_avx2_macro, matmul_avx2_gemv_pack_x, matmul_avx2_from_f32,
                                   matmul_avx2_gemv};
 #endif
 
@@ -195,7 +201,7 @@ thread_local AlignedBuf tl_pack_x, tl_pack_w, tl_acc;
 
 // Half-precision outputs accumulate in an f32 buffer between K slices: [ms rows, nc columns] of at most this many
 // floats. Wide panels first (nc >= 256 when there are that many columns); then rows of the thread's tile are taken
-// ms at a time, each pass packing w again (one conversion per element of w per ms >= 1024 rows: noise).
+// ms at a time, each pass packing w again (one conversion per element of w per ms >= 512 rows: noise).
 constexpr int64_t kAccBudgetFloats = (4 << 20) / 4;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -324,7 +330,7 @@ struct GemvJob {
   int64_t M, N, K;
 };
 
-constexpr int64_t kGemvRows = 4;  // rows of w per work unit, a multiple of every gemv kernel's row group
+constexpr int64_t kGemvRows = 12;  // rows of w per work unit: a multiple of every gemv kernel's row group
 
 Status gemv(const GemmKernels& ks, const TensorView& x, const TensorView& w, const TensorView& y, int64_t M, int64_t N,
             int64_t K) {
@@ -336,14 +342,10 @@ Status gemv(const GemmKernels& ks, const TensorView& x, const TensorView& w, con
   j.M = M;
   j.N = N;
   j.K = K;
-  if (x.dtype == DType::f32) {
-    j.x = static_cast<const float*>(x.data);
-  } else {
-    float* xf = tl_pack_x.get(static_cast<size_t>(M * K));
-    if (!xf) return Status(Code::oom, "matmul: could not allocate the f32 copy of x");
-    ks.to_f32(x.data, x.dtype, M * K, xf);
-    j.x = xf;
-  }
+  float* xp = tl_pack_x.get(static_cast<size_t>(M * round_up(K, 8)));
+  if (!xp) return Status(Code::oom, "matmul: could not allocate the f32 copy of x");
+  ks.gemv_pack_x(x.data, x.dtype, M, K, xp);
+  j.x = xp;
   ThreadPool& pool = ThreadPool::global();
   const int T = static_cast<double>(M) * N * K < kSerialMacs ? 1 : pool.threads();
   const GemvJob* jp = &j;
@@ -372,7 +374,7 @@ Status matmul_cpu(const OpArgs& a) {
 #if defined(LLMK_HAVE_AVX2_TU)
   if (cpu_simd_level() == SimdLevel::avx2) ks = &kAvx2Kernels;
 #endif
-  if (M <= 4) return gemv(*ks, x, w, y, M, N, K);
+  if (M <= kGemvMaxM) return gemv(*ks, x, w, y, M, N, K);
   return gemm(*ks, x, w, y, M, N, K);
 }
 

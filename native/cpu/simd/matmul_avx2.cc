@@ -63,7 +63,7 @@ namespace lk {
 void matmul_avx2_pack(const void* src, DType t, int64_t ld, int64_t rows, int64_t kc, int32_t R, float* dst);
 void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc, float* c, int64_t ldc,
                        bool accumulate);
-void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst);
+void matmul_avx2_gemv_pack_x(const void* x, DType t, int64_t M, int64_t K, float* xp);
 void matmul_avx2_from_f32(const float* src, int64_t n, void* dst, DType t);
 void matmul_avx2_gemv(const float* x, int64_t M, const void* w, DType t, int64_t K, int64_t n0, int64_t n1, void* y,
                       int64_t N);
@@ -243,7 +243,7 @@ inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __re
   }
 }
 
-// ---- GEMV (M <= 4): each row of w is read once; x (already f32) stays in L1 ----
+// ---- GEMV (M <= 8): each row of w is read once, x (packed by matmul_avx2_gemv_pack_x) stays in L1 ----
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -251,54 +251,92 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <int M, int R, DType T>
+// Rows of w per group for a tile of MS rows of x: MS*R accumulators + MS vectors of x + 1 of w fit the 16 ymm
+// registers. Each accumulator gets one FMA per 8 columns, so a tile needs ~max(4 cycles of FMA latency, MS*R/2
+// cycles of FMA issue) per 8 columns of R rows: M = 5 runs as one 5x2 tile, 6 as 3x3 + 3x3, 7 as 4x2 + 3x2, 8 as
+// 4x2 + 4x2 (the best splits by that count).
+constexpr int gemv_group_rows(int MS) { return MS <= 2 ? 4 : MS == 3 ? 3 : 2; }
+
+// acc(MS x R) over k in [kb, ke) for rows m0..m0+MS of x (interleaved by 8, M rows in all) and the R rows of w from
+// n (nr of them real), accumulated into part[r][m] (8 lanes each). PF: prefetch the rows pf.
+template <int MS, int R, DType T, bool PF>
+inline void gemv_tile(const float* x, int M, int m0, const void* w, int64_t K, int64_t n, int nr, int64_t kb,
+                      int64_t ke, const char* const* pf, float* part) {
+  constexpr int64_t kElemBytes = T == DType::f32 ? 4 : 2;
+  constexpr int64_t kLineElems = 64 / kElemBytes;
+  __m256 acc[MS][R];
+  for (int m = 0; m < MS; ++m)
+    for (int r = 0; r < R; ++r)
+      acc[m][r] = kb == 0 ? _mm256_setzero_ps() : _mm256_load_ps(part + (r * M + m0 + m) * 8);
+  for (int64_t k = kb; k < ke; k += 8) {
+    __m256 xv[MS];
+    for (int m = 0; m < MS; ++m) {
+      xv[m] = _mm256_load_ps(x + ((k >> 3) * M + m0 + m) * 8);
+      __asm__("" : "+x"(xv[m]));  // one load per x vector, not one per FMA as a memory operand
+    }
+    if (PF && (k & (kLineElems - 1)) == 0)
+      for (int r = 0; r < R; ++r) _mm_prefetch(pf[r] + k * kElemBytes, _MM_HINT_T1);
+    for (int r = 0; r < R; ++r) {
+      // a short last group repeats its first row instead of branching in the loop; its sums are dropped
+      const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
+      for (int m = 0; m < MS; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
+    }
+  }
+  for (int m = 0; m < MS; ++m)
+    for (int r = 0; r < R; ++r) _mm256_store_ps(part + (r * M + m0 + m) * 8, acc[m][r]);
+}
+
+// Rows of w are taken kNB at a time, and K in chunks of KB with M*KB floats of x = 16 KB: the chunk of x stays in
+// L1 while the rows of the block stream past it; partial sums (8 lanes) wait in `part` between chunks. x is
+// interleaved by 8 ([k/8][m][8]) because its rows, K floats apart, would share L1 sets when K*4 is a multiple of
+// 4 KB (M = 8, K = 4096: 8 GB/s -> 11 GB/s on one core). M > 5 runs as two tiles of x rows over the same group of w
+// rows, the second reading w from L1: one tile of 6-8 rows would need more than the 16 registers (GCC spilled
+// accumulators to the stack for a 6x2 tile: 16 GB/s from L2, now 22).
+// Each group prefetches (into L2, one prefetch per line) the same columns of the rows one group ahead (>= 4 rows,
+// >= 150 ns of FMAs, a DRAM latency): the hardware prefetcher alone kept too few lines in flight while the core was
+// busy with FMAs, so load latency and compute added up instead of overlapping (M = 4 from DRAM, one core: 11 -> 21
+// GB/s; M = 1: 23 -> 31 GB/s).
+template <int M, DType T>
 void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
-  // Rows of w are taken kNB at a time, and K in chunks of KB with M*KB floats of x = 16 KB: the chunk of x stays
-  // in L1 while the rows of the block stream past it. Partial sums (8 lanes) wait in `part` between chunks.
-  constexpr int64_t kNB = 96;  // a multiple of every R
-  static_assert(kNB % R == 0, "row block must hold whole row groups");
+  constexpr int MA = M <= 5 ? M : M == 6 ? 3 : 4, MB = M - MA;  // see gemv_group_rows
+  constexpr int R = gemv_group_rows(MA);
+  constexpr int64_t kNB = 96;
+  static_assert(kNB % R == 0 && MB <= 4, "row block must hold whole row groups; M <= 8");
+#ifndef LK_PFR
+#define LK_PFR 4
+#endif
+  constexpr int64_t kPfRows = R * ((LK_PFR + R - 1) / R);
+  constexpr int64_t kElemBytes = T == DType::f32 ? 4 : 2;
   const int64_t K8 = K & ~int64_t(7);
   const int64_t KB = (16384 / (4 * M)) & ~int64_t(7);
-  alignas(32) float part[kNB][M][8];
+  // Prefetching pays only when this thread's rows of w come from L3 or DRAM; from L2 it costs issue slots
+  // (M = 1, 360 x 360: 88 -> 62 GB/s with it).
+  const bool prefetch = (n1 - n0) * K * kElemBytes > (int64_t(1) << 20);
+  alignas(32) float part[kNB * M * 8];
   for (int64_t nb = n0; nb < n1; nb += kNB) {
     const int64_t nbe = nb + kNB < n1 ? nb + kNB : n1;
     for (int64_t kb = 0; kb < K8 || kb == 0; kb += KB) {
       const int64_t ke = kb + KB < K8 ? kb + KB : K8;
       for (int64_t n = nb; n < nbe; n += R) {
         const int nr = nbe - n < R ? static_cast<int>(nbe - n) : R;
-        float (*p)[M][8] = part + (n - nb);
-        __m256 acc[M][R];
-        for (int m = 0; m < M; ++m)
-          for (int r = 0; r < R; ++r) acc[m][r] = kb == 0 ? _mm256_setzero_ps() : _mm256_load_ps(p[r][m]);
-        for (int64_t k = kb; k < ke; k += 8) {
-          __m256 xv[M];
-          for (int m = 0; m < M; ++m) {
-            xv[m] = _mm256_loadu_ps(x + m * K + k);
-            __asm__("" : "+x"(xv[m]));  // one load per x vector, not one per FMA as a memory operand
-          }
-#ifdef LK_GEMV_PF
-          if constexpr (T == DType::f32)
-            for (int r = 0; r < R; ++r)
-              _mm_prefetch(reinterpret_cast<const char*>(static_cast<const float*>(w) + (n + r) * K + k + LK_GEMV_PF), _MM_HINT_T0);
-          else
-            for (int r = 0; r < R; ++r)
-              _mm_prefetch(reinterpret_cast<const char*>(static_cast<const uint16_t*>(w) + (n + r) * K + k + LK_GEMV_PF), _MM_HINT_T0);
-#endif
-          for (int r = 0; r < R; ++r) {
-            // a short last group repeats its first row instead of branching in the loop; its sums are dropped
-            const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
-            for (int m = 0; m < M; ++m) acc[m][r] = _mm256_fmadd_ps(xv[m], wv, acc[m][r]);
-          }
+        const char* pf[R];
+        for (int r = 0; r < R; ++r) {
+          const int64_t row = n + kPfRows + r < n1 ? n + kPfRows + r : n1 - 1;
+          pf[r] = static_cast<const char*>(w) + row * K * kElemBytes;
         }
-        for (int m = 0; m < M; ++m)
-          for (int r = 0; r < R; ++r) _mm256_store_ps(p[r][m], acc[m][r]);
+        float* p = part + (n - nb) * M * 8;
+        if (prefetch)
+          gemv_tile<MA, R, T, true>(x, M, 0, w, K, n, nr, kb, ke, pf, p);
+        else
+          gemv_tile<MA, R, T, false>(x, M, 0, w, K, n, nr, kb, ke, pf, p);
+        if constexpr (MB > 0) gemv_tile<MB, R, T, false>(x, M, MA, w, K, n, nr, kb, ke, pf, p);
       }
       if (ke >= K8) break;
     }
     for (int64_t n = nb; n < nbe; ++n)
       for (int m = 0; m < M; ++m) {
-        float s = hsum(_mm256_load_ps(part[n - nb][m]));
-        for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * load1<T>(w, n * K + k);
+        float s = hsum(_mm256_load_ps(part + ((n - nb) * M + m) * 8));
+        for (int64_t k = K8; k < K; ++k) s += x[((K8 >> 3) * M + m) * 8 + (k - K8)] * load1<T>(w, n * K + k);
         store1(y, T, m * N + n, s);
       }
   }
@@ -307,10 +345,14 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
 template <DType T>
 void gemv_dispatch(const float* x, int64_t M, const void* w, int64_t K, int64_t n0, int64_t n1, void* y, int64_t N) {
   switch (M) {
-    case 1: gemv_rows<1, 4, T>(x, w, K, n0, n1, y, N); return;
-    case 2: gemv_rows<2, 4, T>(x, w, K, n0, n1, y, N); return;
-    case 3: gemv_rows<3, 3, T>(x, w, K, n0, n1, y, N); return;
-    default: gemv_rows<4, 2, T>(x, w, K, n0, n1, y, N); return;
+    case 1: gemv_rows<1, T>(x, w, K, n0, n1, y, N); return;
+    case 2: gemv_rows<2, T>(x, w, K, n0, n1, y, N); return;
+    case 3: gemv_rows<3, T>(x, w, K, n0, n1, y, N); return;
+    case 4: gemv_rows<4, T>(x, w, K, n0, n1, y, N); return;
+    case 5: gemv_rows<5, T>(x, w, K, n0, n1, y, N); return;
+    case 6: gemv_rows<6, T>(x, w, K, n0, n1, y, N); return;
+    case 7: gemv_rows<7, T>(x, w, K, n0, n1, y, N); return;
+    default: gemv_rows<8, T>(x, w, K, n0, n1, y, N); return;
   }
 }
 
@@ -347,20 +389,30 @@ void matmul_avx2_macro(const float* ap, const float* bp, int64_t mc, int64_t nc,
   }
 }
 
-void matmul_avx2_to_f32(const void* src, DType t, int64_t n, float* dst) {
-  int64_t i = 0;
-  switch (t) {
-    case DType::f16:
-      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<DType::f16>(src, i));
-      for (; i < n; ++i) dst[i] = load1<DType::f16>(src, i);
-      return;
-    case DType::bf16:
-      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<DType::bf16>(src, i));
-      for (; i < n; ++i) dst[i] = load1<DType::bf16>(src, i);
-      return;
-    default:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      return;
+void matmul_avx2_gemv_pack_x(const void* x, DType t, int64_t M, int64_t K, float* xp) {
+  const int64_t K8 = K & ~int64_t(7);
+  for (int64_t m = 0; m < M; ++m) {
+    int64_t k = 0;
+    switch (t) {
+      case DType::f16:
+        for (; k < K8; k += 8) _mm256_store_ps(xp + ((k >> 3) * M + m) * 8, load8<DType::f16>(x, m * K + k));
+        break;
+      case DType::bf16:
+        for (; k < K8; k += 8) _mm256_store_ps(xp + ((k >> 3) * M + m) * 8, load8<DType::bf16>(x, m * K + k));
+        break;
+      default:
+        for (; k < K8; k += 8) _mm256_store_ps(xp + ((k >> 3) * M + m) * 8, load8<DType::f32>(x, m * K + k));
+        break;
+    }
+    if (K8 < K) {
+      float* tail = xp + ((K8 >> 3) * M + m) * 8;
+      for (int q = 0; q < 8; ++q) {
+        const int64_t i = m * K + K8 + q;
+        tail[q] = K8 + q >= K ? 0.0f
+                  : t == DType::f16 ? load1<DType::f16>(x, i)
+                  : t == DType::bf16 ? load1<DType::bf16>(x, i) : load1<DType::f32>(x, i);
+      }
+    }
   }
 }
 
