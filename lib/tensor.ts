@@ -404,9 +404,13 @@ export function withReferenceBackend<T>(body: () => T): T {
 
 /** @internal */
 export function runNative(op: string, dev: Device, inputs: NativeTensor[], dtype: DType, shape: number[], f0 = 0, f1 = 0): NativeTensor {
-  const backend = dev.kind === 'cuda' ? 2 : forcedBackend === 'ref' ? 0 : 1;
-  return native.run(opId(op), backend, dev.kindId, dev.index, inputs, DTYPE_ID[dtype], shape, f0, f1);
+  const backend = dev.kindId === 1 ? 2 : forcedBackend === 'ref' ? 0 : 1;
+  let id = opIdCache[op];
+  if (id === undefined) id = opIdCache[op] = opId(op);
+  return native.run(id, backend, dev.kindId, dev.index, inputs, DTYPE_ID[dtype], shape, f0, f1);
 }
+// Op ids by name in a plain object: the hot path of every op (a Map lookup costs more in V8's inline caches).
+const opIdCache: Record<string, number> = Object.create(null);
 
 /** @internal Wrap a native output. */
 export function wrapNative<D extends DType>(h: NativeTensor, dtype: D, shape: readonly number[], dev: Device): Tensor<D> {

@@ -99,15 +99,15 @@ Napi::Value run(const Napi::CallbackInfo& info) {
       throw_status(env, range_error(std::string(name) + ": expected " + std::to_string(op_info(a.op).n_in) +
                                     " tensors for inputs, got " + std::to_string(n_in)));
     TensorView in[4];
-    std::vector<std::shared_ptr<Storage>> keep;
-    keep.reserve(n_in + 1);
+    std::shared_ptr<Storage> keep[Stream::kMaxKeep];
+    int n_keep = 0;
     for (uint32_t i = 0; i < n_in; ++i) {
       NativeTensor* t = NativeTensor::unwrap_arg(env, ins.Get(i), name, "inputs[" + std::to_string(i) + "]");
       if (t->meta().device != dev)
         throw_status(env, Status(Code::device, std::string(name) + ": expected every input on " + dev.name() +
                                                    ", got inputs[" + std::to_string(i) + "] on " + t->meta().device.name()));
       in[i] = t->view();
-      keep.push_back(t->storage());
+      keep[n_keep++] = t->storage();
     }
     TensorView out;
     out.device = dev;
@@ -132,8 +132,8 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     out.data = nullptr;
     Napi::Object result = new_tensor(env, out, &st);
     out.data = st->data();
-    keep.push_back(st);
-    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, std::move(keep)));
+    keep[n_keep++] = st;
+    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep));
     return result;
   });
 }

@@ -11,7 +11,9 @@
 namespace lk {
 
 namespace {
-int kConstructToken;  // only create() may construct handles; `new NativeTensor()` from JS throws
+// Only create() may construct handles; `new NativeTensor()` from JS throws. A flag set around the construction
+// (the JS thread is the only one that constructs) is cheaper than passing a token: no External, no extra reference.
+bool g_constructing = false;
 
 struct ReadResult {
   Status status;
@@ -59,15 +61,22 @@ Napi::Function NativeTensor::define(Napi::Env env) {
 }
 
 NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kConstructToken)
+  if (!g_constructing)
     throw_status(info.Env(), type_error("NativeTensor: not constructible; use the Tensor factories (Tensor.fromArray, "
                                         "Tensor.empty, ...)"));
 }
 
 Napi::Object NativeTensor::create(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset,
                                   const TensorView& meta) {
-  Napi::Object obj =
-      addon_data(env).tensor_ctor.New({Napi::External<int>::New(env, &kConstructToken)});
+  g_constructing = true;
+  Napi::Object obj;
+  try {
+    obj = addon_data(env).tensor_ctor.New({});
+  } catch (...) {
+    g_constructing = false;
+    throw;
+  }
+  g_constructing = false;
   NativeTensor* t = NativeTensor::Unwrap(obj);
   t->storage_ = std::move(storage);
   t->offset_ = offset;
@@ -212,7 +221,8 @@ Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
       a.n_in = 1;
       a.out = &o;
       a.n_out = 1;
-      check(env, src_stream->submit(kernel_table(b)[static_cast<int>(OpId::copy)], a, {storage_, out}));
+      const std::shared_ptr<Storage> keep[2] = {storage_, out};
+      check(env, src_stream->submit(kernel_table(b)[static_cast<int>(OpId::copy)], a, keep, 2));
     } else if (src.kind == DeviceKind::cuda && dst.kind == DeviceKind::cpu) {
       std::shared_ptr<Storage> st = storage_;
       const size_t off = offset_;

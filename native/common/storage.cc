@@ -123,13 +123,13 @@ Status Storage::create(Device device, size_t bytes, std::shared_ptr<Storage>* ou
   } else {
     LK_RETURN_IF_ERROR(cuda_malloc(device.index, bytes == 0 ? 256 : bytes, &p));
   }
-  Storage* s = new (std::nothrow) Storage(device, p, bytes);
-  if (!s) {
+  try {
+    *out = std::make_shared<Storage>(Key{}, device, p, bytes);
+  } catch (const std::bad_alloc&) {
     if (device.kind == DeviceKind::cpu) cpu_free(p, padded_size(bytes)); else cuda_free(device.index, p);
     return Status(Code::oom, "out of memory: tensor header");
   }
   g_live[static_cast<int>(device.kind)].fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
-  out->reset(s);
   return Status::OK();
 }
 

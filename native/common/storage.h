@@ -38,7 +38,12 @@ class Storage {
   static size_t release_cached_cpu_memory();
 
  private:
-  Storage(Device d, void* p, size_t n) : device_(d), data_(p), bytes_(n) {}
+  struct Key {};  // lets create() use make_shared (one allocation for the header and its count) and no one else
+
+ public:
+  Storage(Key, Device d, void* p, size_t n) : device_(d), data_(p), bytes_(n) {}
+
+ private:
   Device device_;
   void* data_;
   size_t bytes_;

@@ -25,7 +25,7 @@ struct Task {
   OpArgs args;
   std::array<TensorView, 4> in;
   std::array<TensorView, 2> out;
-  std::vector<std::shared_ptr<Storage>> keep;
+  std::array<std::shared_ptr<Storage>, Stream::kMaxKeep> keep;  // fixed: no allocation per op
   HostTask host;
 };
 
@@ -67,12 +67,13 @@ class CpuStream final : public Stream {
   }
   Device device() const override { return Device{DeviceKind::cpu, 0}; }
 
-  Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>> keep) override {
+  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep) override {
+    if (n_keep > kMaxKeep) return internal_error("stream: too many storages for one op");
     std::unique_ptr<Task> t(new (std::nothrow) Task());
     if (!t) return Status(Code::oom, "out of memory: op queue");
     t->kernel = kernel;
     LK_RETURN_IF_ERROR(copy_args(args, t.get()));
-    t->keep = std::move(keep);
+    for (int i = 0; i < n_keep; ++i) t->keep[i] = keep[i];
     push(std::move(t));
     return Status::OK();
   }
@@ -188,7 +189,7 @@ class CudaStream final : public Stream {
   }
   Device device() const override { return Device{DeviceKind::cuda, index_}; }
 
-  Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>>) override {
+  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>*, int) override {
     // No need to keep storages: their memory is released with cudaFreeAsync on this same stream, which is
     // ordered after this launch.
     void* stream = nullptr;

@@ -29,11 +29,12 @@ using HostTask = std::function<Status(Status prior)>;
 
 class Stream {
  public:
+  static constexpr int kMaxKeep = 6;
   virtual ~Stream() = default;
   virtual Device device() const = 0;
-  // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; `keep` holds the
-  // storages the op touches until it has run. Returns an error only if the op could not be queued or launched.
-  virtual Status submit(const Kernel& kernel, const OpArgs& args, std::vector<std::shared_ptr<Storage>> keep) = 0;
+  // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; the n_keep
+  // storages of `keep` (at most kMaxKeep: the op's inputs and outputs) are held until it has run. Returns an error only if the op could not be queued or launched.
+  virtual Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep) = 0;
   // Runs `task` on a background thread once everything submitted before has finished. Must be quick or blocking
   // only on this stream's own completion (it delays the tasks after it).
   virtual void submit_host(HostTask task) = 0;

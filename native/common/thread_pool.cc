@@ -76,7 +76,7 @@ void ThreadPool::worker(int index, uint64_t seen) {
   for (;;) {
     // Spin a little (new work usually follows the last within microseconds), then sleep.
     uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < 20000; ++spin) {
+    for (int spin = 0; g == seen && spin < 4000; ++spin) {
       LK_CPU_RELAX();
       g = generation_.load(std::memory_order_acquire);
     }

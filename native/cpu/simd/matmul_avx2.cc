@@ -261,7 +261,7 @@ constexpr int gemv_group_rows(int MS) { return MS <= 2 ? 4 : MS == 3 ? 3 : 2; }
 // n (nr of them real), accumulated into part[r][m] (8 lanes each). PF: prefetch the rows pf.
 template <int MS, int R, DType T, bool PF>
 inline void gemv_tile(const float* x, int M, int m0, const void* w, int64_t K, int64_t n, int nr, int64_t kb,
-                      int64_t ke, const char* const* pf, float* part) {
+                      int64_t ke, const char* const* pf, const char* const* pf2, float* part) {
   constexpr int64_t kElemBytes = T == DType::f32 ? 4 : 2;
   constexpr int64_t kLineElems = 64 / kElemBytes;
   __m256 acc[MS][R];
@@ -275,7 +275,12 @@ inline void gemv_tile(const float* x, int M, int m0, const void* w, int64_t K, i
       __asm__("" : "+x"(xv[m]));  // one load per x vector, not one per FMA as a memory operand
     }
     if (PF && (k & (kLineElems - 1)) == 0)
-      for (int r = 0; r < R; ++r) _mm_prefetch(pf[r] + k * kElemBytes, _MM_HINT_T1);
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(pf[r] + k * kElemBytes, _MM_HINT_T1);
+#ifdef LK_PF2
+        _mm_prefetch(pf2[r] + k * kElemBytes, _MM_HINT_T1);
+#endif
+      }
     for (int r = 0; r < R; ++r) {
       // a short last group repeats its first row instead of branching in the loop; its sums are dropped
       const __m256 wv = load8<T>(w, (n + (r < nr ? r : 0)) * K + k);
@@ -302,10 +307,7 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
   constexpr int R = gemv_group_rows(MA);
   constexpr int64_t kNB = 96;
   static_assert(kNB % R == 0 && MB <= 4, "row block must hold whole row groups; M <= 8");
-#ifndef LK_PFR
-#define LK_PFR 4
-#endif
-  constexpr int64_t kPfRows = R * ((LK_PFR + R - 1) / R);
+  constexpr int64_t kPfRows = R * ((4 + R - 1) / R);  // whole groups, >= 4 rows (distance hardly matters: 1..4 rows)
   constexpr int64_t kElemBytes = T == DType::f32 ? 4 : 2;
   const int64_t K8 = K & ~int64_t(7);
   const int64_t KB = (16384 / (4 * M)) & ~int64_t(7);
@@ -320,16 +322,19 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
       for (int64_t n = nb; n < nbe; n += R) {
         const int nr = nbe - n < R ? static_cast<int>(nbe - n) : R;
         const char* pf[R];
+        const char* pf2[R];
         for (int r = 0; r < R; ++r) {
           const int64_t row = n + kPfRows + r < n1 ? n + kPfRows + r : n1 - 1;
           pf[r] = static_cast<const char*>(w) + row * K * kElemBytes;
+          const int64_t row2 = n + r < n1 ? n + r : n1 - 1;
+          pf2[r] = static_cast<const char*>(w) + (row2 * K + (ke < K8 ? KB : 0)) * kElemBytes;
         }
         float* p = part + (n - nb) * M * 8;
         if (prefetch)
-          gemv_tile<MA, R, T, true>(x, M, 0, w, K, n, nr, kb, ke, pf, p);
+          gemv_tile<MA, R, T, true>(x, M, 0, w, K, n, nr, kb, ke, pf, pf2, p);
         else
-          gemv_tile<MA, R, T, false>(x, M, 0, w, K, n, nr, kb, ke, pf, p);
-        if constexpr (MB > 0) gemv_tile<MB, R, T, false>(x, M, MA, w, K, n, nr, kb, ke, pf, p);
+          gemv_tile<MA, R, T, false>(x, M, 0, w, K, n, nr, kb, ke, pf, pf2, p);
+        if constexpr (MB > 0) gemv_tile<MB, R, T, false>(x, M, MA, w, K, n, nr, kb, ke, pf, pf2, p);
       }
       if (ke >= K8) break;
     }
