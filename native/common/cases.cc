@@ -21,7 +21,7 @@ std::vector<OpCase> op_cases(OpId op) {
 Tolerance tolerance(OpId op, DType out) {
   if (op != OpId::matmul) return {true, 0, 0};
   switch (out) {
-    case DType::f32: return {false, 1e-10, 1e-4};
+    case DType::f32: return {false, 1e-8, 1e-4};  // nmse: a single output with heavy cancellation reaches ~2e-9
     case DType::f16: return {false, 1e-6, 4e-3};
     case DType::bf16: return {false, 3e-5, 2e-2};
     default: return {true, 0, 0};

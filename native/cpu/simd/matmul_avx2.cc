@@ -27,10 +27,11 @@
 //   Threads get a 2-D grid of independent tiles of y (tm x tn = threads, least padded work; ties split N so that a
 //   thread reads only its share of w). Each packs its own panels: no barrier, nothing shared but the inputs.
 //
-// GEMV (M <= 4): no packing; each row of w is read once, straight from memory, converted in registers, and dotted
-// with the M rows of x (converted to f32 once by the driver). Groups of R rows (R = 4, 4, 3, 2 for M = 1..4) keep
-// M*R accumulators of 8 lanes; rows are taken 96 at a time and K in chunks of M*KB = 16 KB of x, so the chunk of x
-// stays in L1 while the rows stream past (M = 4: 24 -> 33 GB/s from L3 with the chunks). Threads split N.
+// GEMV (M <= 8, decode): no packing; each row of w is read once, straight from memory, converted in registers, and
+// dotted with the M rows of x, which the driver converts once to f32 interleaved by 8 columns ([k/8][m][8]). Tiles
+// of <= 5 rows of x times groups of 2-4 rows of w keep up to 12 accumulators of 8 lanes; rows of w are taken 96 at
+// a time and K in chunks with 16 KB of x, which stays in L1; software prefetch into L2 one group of rows and one
+// chunk ahead once w is bigger than L2. Threads split N. Details and measurements above gemv_rows.
 //
 // Versions, f32, GFLOP/s (2 threads unless noted; OpenBLAS 0.3.21 sgemm measured in the same process, alternating
 // call by call, best of 40 (1024^3) / 6 (4096^3); peak of one core measured at 117 (3.66 GHz x 32 flop/cycle)):
@@ -39,11 +40,18 @@
 //        2 threads: 1024^3 181 vs 177 (1.02); 4096^3 169 vs 200 (0.84). Only the large case lost: at 4096 y is
 //        64 MB, not cache-resident, and each micro-tile waited at its end for its 12 lines of y from DRAM, once
 //        per K slice (16 times).
-//   2. + prefetch of the y tile when the micro-kernel starts (the 256-step loop hides the miss):
-//        2 threads: 1024^3 200 vs 193 (1.03); 4096^3 211 vs 198 (1.06). This is the version here.
+//   2. + prefetch of the y tile when the micro-kernel starts (the 256-step loop hides the miss). The version here:
+//        2 threads: 1024^3 215 vs 200 (1.08); 4096^3 217 vs 206 (1.05) (best of 4 quiet runs, medians within 3%).
 //   Tried and dropped: KC 192 / 320 / 384 / 512 and MC 72 / 288 / 576 all within -4%..+2% of 256/144 (1 thread,
 //   noise ~3%): with 1 MB of L2 the blocking is not critical here. KC 384 would overflow a 32 KB L1 with the x panel.
-// f16 / bf16 1024^3 (2 threads): see the report in bench/NOTES.md; GEMV M=1 N=K=4096: see bench/NOTES.md.
+//   f16 / bf16 1024^3, 2 threads: 221 / 221 GFLOP/s (1 thread: 110 / 110); the conversion is in the packing.
+// GEMV, GB/s of weights, M = 1, N = K = 4096 (OpenBLAS sgemv in the same process):
+//   1. rows of w in groups of 4, x row-major: f32 23 GB/s on 1 core, like OpenBLAS (23).
+//   2. + software prefetch (L2) of the next rows, + x interleaved, + M up to 8 (two tiles): 1 core 29-31 GB/s;
+//      2 threads: f32 49 (OpenBLAS 42), f16 46-83, bf16 60-69 (32 MB of w, as big as L3: it varies with what of it
+//      survives there between calls). A plain 2-thread read of 512 MB runs at 28-33 GB/s; at N = K = 8192 (256 MB)
+//      f32 gives 35 GB/s, OpenBLAS 31.
+//   M = 5 / 6 / 8 at N = K = 4096, f32, 2 threads: 80 / 91 / 92 GFLOP/s, where the GEMM gave 34 / 41 / 46.
 //
 // Measuring: build the core alone (cmake -S . -B /tmp/build-matmul -DLLMK_ADDON=OFF -DLLMK_CUDA=OFF && cmake
 // --build /tmp/build-matmul --target llmk_core), link a small program against libllmk_core.a and -lopenblas
@@ -258,7 +266,8 @@ inline float hsum(__m256 v) {
 constexpr int gemv_group_rows(int MS) { return MS <= 2 ? 4 : MS == 3 ? 3 : 2; }
 
 // acc(MS x R) over k in [kb, ke) for rows m0..m0+MS of x (interleaved by 8, M rows in all) and the R rows of w from
-// n (nr of them real), accumulated into part[r][m] (8 lanes each). PF: prefetch the rows pf.
+// n (nr of them real), accumulated into part[r][m] (8 lanes each). PF: also prefetch, at the columns being read,
+// from the rows pf and pf2 (pointers to column 0 of the area wanted next; see gemv_rows).
 template <int MS, int R, DType T, bool PF>
 inline void gemv_tile(const float* x, int M, int m0, const void* w, int64_t K, int64_t n, int nr, int64_t kb,
                       int64_t ke, const char* const* pf, const char* const* pf2, float* part) {
@@ -277,9 +286,7 @@ inline void gemv_tile(const float* x, int M, int m0, const void* w, int64_t K, i
     if (PF && (k & (kLineElems - 1)) == 0)
       for (int r = 0; r < R; ++r) {
         _mm_prefetch(pf[r] + k * kElemBytes, _MM_HINT_T1);
-#ifdef LK_PF2
         _mm_prefetch(pf2[r] + k * kElemBytes, _MM_HINT_T1);
-#endif
       }
     for (int r = 0; r < R; ++r) {
       // a short last group repeats its first row instead of branching in the loop; its sums are dropped
@@ -314,6 +321,10 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
   // Prefetching pays only when this thread's rows of w come from L3 or DRAM; from L2 it costs issue slots
   // (M = 1, 360 x 360: 88 -> 62 GB/s with it).
   const bool prefetch = (n1 - n0) * K * kElemBytes > (int64_t(1) << 20);
+  // ... and, when a pass over a chunk of the block's rows fits in half of L2, also the next chunk of the same rows
+  // (a chunk of a row is a short stream, 1-4 KB, that the hardware prefetcher meets cold; M = 4 / 8 from DRAM, one
+  // core, K = 8192: 19 -> 24 / 11 -> 14 GB/s f32, 12.5 -> 16.5 / 6 -> 8 GB/s f16).
+  const bool ahead = kNB * KB * kElemBytes <= (int64_t(512) << 10);
   alignas(32) float part[kNB * M * 8];
   for (int64_t nb = n0; nb < n1; nb += kNB) {
     const int64_t nbe = nb + kNB < n1 ? nb + kNB : n1;
@@ -327,7 +338,7 @@ void gemv_rows(const float* x, const void* w, int64_t K, int64_t n0, int64_t n1,
           const int64_t row = n + kPfRows + r < n1 ? n + kPfRows + r : n1 - 1;
           pf[r] = static_cast<const char*>(w) + row * K * kElemBytes;
           const int64_t row2 = n + r < n1 ? n + r : n1 - 1;
-          pf2[r] = static_cast<const char*>(w) + (row2 * K + (ke < K8 ? KB : 0)) * kElemBytes;
+          pf2[r] = static_cast<const char*>(w) + (row2 * K + (ke < K8 && ahead ? KB : 0)) * kElemBytes;
         }
         float* p = part + (n - nb) * M * 8;
         if (prefetch)
