@@ -14,6 +14,7 @@ namespace {
 // Only create() may construct handles; `new NativeTensor()` from JS throws. A flag set around the construction
 // (the JS thread is the only one that constructs) is cheaper than passing a token: no External, no extra reference.
 bool g_constructing = false;
+const napi_type_tag kTensorTag = {0x6c6c6d6b2d74656eULL, 0x736f722d68616e64ULL};  // "llmk-tensor-hand"
 
 struct ReadResult {
   Status status;
@@ -64,6 +65,7 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
   if (!g_constructing)
     throw_status(info.Env(), type_error("NativeTensor: not constructible; use the Tensor factories (Tensor.fromArray, "
                                         "Tensor.empty, ...)"));
+  napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
 }
 
 Napi::Object NativeTensor::create(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset,
@@ -88,8 +90,10 @@ Napi::Object NativeTensor::create(Napi::Env env, std::shared_ptr<Storage> storag
 NativeTensor* NativeTensor::unwrap_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param) {
   // napi_unwrap instead of ObjectWrap::Unwrap: an object made with Object.create(NativeTensor.prototype) passes
   // InstanceOf but wraps nothing, and must be a TypeError, not an untyped "Invalid argument".
+  // The type tag (N-API 8) proves the object is one of our handles, and is cheaper than napi_instanceof.
   void* p = nullptr;
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env).tensor_ctor.Value()) ||
+  bool tagged = false;
+  if (!v.IsObject() || napi_check_object_type_tag(env, v, &kTensorTag, &tagged) != napi_ok || !tagged ||
       napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
     throw_status(env, type_error(std::string(fn) + ": expected a tensor for " + param + ", got " +
                                  (v.IsObject() ? "another object" : "a non-object")));
