@@ -64,3 +64,15 @@ export async function sanity(): Promise<void> {
 export function bits(a: Float32Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
+
+/** y = x · wᵀ in double, rounded to f32 (the spec of matmul). */
+export function matmulRef(x: Float32Array, w: Float32Array, M: number, N: number, K: number): Float32Array {
+  const y = new Float32Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      y[m * N + n] = s;
+    }
+  return y;
+}

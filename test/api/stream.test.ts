@@ -4,21 +4,10 @@
 import { describe, expect, it } from 'vitest';
 import { add, device, getThreads, info, matmul, mul, scale, Tensor } from '../../lib/index.js';
 import { cudaAvailable, compare, randomData } from '../helpers/check.js';
-import { bits } from './api-helpers.js';
+import { bits, matmulRef } from './api-helpers.js';
 
 const cpu = device('cpu');
 
-/** y = x · wᵀ in double, rounded to f32 (the spec of matmul). */
-function matmulRef(x: Float32Array, w: Float32Array, M: number, N: number, K: number): Float32Array {
-  const y = new Float32Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      y[m * N + n] = s;
-    }
-  return y;
-}
 
 describe('enqueue and read', () => {
   it('ops return tensors at once (not promises); data() is a pending promise until the stream ran', async () => {

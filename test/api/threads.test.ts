@@ -3,22 +3,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { add, getThreads, info, matmul, mul, scale, setThreads, Tensor } from '../../lib/index.js';
 import { compare, randomData } from '../helpers/check.js';
-import { bits } from './api-helpers.js';
+import { bits, matmulRef } from './api-helpers.js';
 
 const initialThreads = getThreads();
 afterAll(() => setThreads(initialThreads));
 
-/** y = x · wᵀ in double, rounded to f32 (the spec of matmul). */
-function matmulRef(x: Float32Array, w: Float32Array, M: number, N: number, K: number): Float32Array {
-  const y = new Float32Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      y[m * N + n] = s;
-    }
-  return y;
-}
 
 describe('threads', () => {
   it('setThreads / getThreads', () => {
