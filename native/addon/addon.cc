@@ -1,6 +1,7 @@
 // Module init, error translation and argument parsing.
 #include "addon.h"
 
+#include <atomic>
 #include <cmath>
 
 namespace lk {
@@ -115,7 +116,9 @@ static Napi::Value set_error_class(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
+  static std::atomic<Owner> next_owner{1};
   auto* data = new AddonData();
+  data->owner = next_owner.fetch_add(1);
   env.SetInstanceData<AddonData>(data);
   data->tensor_ctor = Napi::Persistent(NativeTensor::define(env));
   exports.Set("NativeTensor", data->tensor_ctor.Value());

@@ -15,12 +15,16 @@
 
 namespace lk {
 
+struct AddonData;
+AddonData& addon_data(Napi::Env env);
+
 struct AddonData {
   Napi::FunctionReference tensor_ctor;
   Napi::FunctionReference error_ctor;  // LlmKernelsError(code, message), set by lib/binding.ts at load
+  Owner owner = 0;                     // this environment's id on the shared streams (stream.h)
 };
+inline Owner owner_of(Napi::Env env) { return addon_data(env).owner; }
 
-AddonData& addon_data(Napi::Env env);
 
 // Turns a Status into the JS error object it stands for (see status.h for the mapping).
 Napi::Value status_to_error(Napi::Env env, const Status& s);

@@ -1,4 +1,6 @@
 // info(): what this build is and what it found on this machine; roofline(): the machine's measured ceilings.
+#include <future>
+
 #include "addon.h"
 #include "../common/thread_pool.h"
 #include "../cpu/cpu.h"
@@ -70,10 +72,23 @@ Napi::Value roofline(const Napi::CallbackInfo& cb) {
   return guard(cb, [&]() -> Napi::Value {
     Napi::Env env = cb.Env();
     const int threads = static_cast<int>(parse_int(env, cb[0], "roofline", "threads", 1, 1024));
+    // The probes use the thread pool, which only the CPU executor may drive (thread_pool.h): run them there, in
+    // order with the ops, and wait (a benchmark tool's call, not a server's).
     Stream* cpu = nullptr;
     check(env, stream_for(Device{}, &cpu));
-    check(env, cpu->synchronize());  // the probes use the pool, which the CPU stream's ops must not share meanwhile
-    const Roofline r = probe_roofline(threads);
+    auto done = std::make_shared<std::promise<Roofline>>();
+    std::future<Roofline> result = done->get_future();
+    cpu->submit_host(
+        [done, threads](Status prior) -> Status {
+          try {
+            done->set_value(probe_roofline(threads));
+          } catch (...) {
+            done->set_exception(std::current_exception());
+          }
+          return prior;
+        },
+        owner_of(env));
+    const Roofline r = result.get();
     Napi::Object o = Napi::Object::New(env);
     o.Set("threads", r.threads);
     o.Set("readGBs", r.read_gbs);
@@ -102,7 +117,9 @@ Napi::Value tolerance_row(const Napi::CallbackInfo& cb) {
 
 // emptyCache(): returns the CPU block cache to the system; the number of bytes released.
 Napi::Value empty_cache(const Napi::CallbackInfo& cb) {
-  return Napi::Number::New(cb.Env(), static_cast<double>(Storage::release_cached_cpu_memory()));
+  return guard(cb, [&]() -> Napi::Value {
+    return Napi::Number::New(cb.Env(), static_cast<double>(Storage::release_cached_cpu_memory()));
+  });
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // Tensor creation, op enqueueing and stream control.
+#include <atomic>
 #include <cstring>
 
 #include "addon.h"
+#include "settle.h"
 #include "../common/thread_pool.h"
 #include "../cpu/cpu.h"
 #include "../cuda/cuda_backend.h"
@@ -115,7 +117,8 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     parse_shape(env, info[6], name, "output shape", &out);
     for (int k = 0; k < 2; ++k) {
       if (info[7 + k].IsNumber()) a.params.f[k] = info[7 + k].As<Napi::Number>().DoubleValue();
-      if (info[9 + k].IsNumber()) a.params.i[k] = static_cast<int64_t>(info[9 + k].As<Napi::Number>().DoubleValue());
+      if (!info[9 + k].IsUndefined())
+        a.params.i[k] = parse_int(env, info[9 + k], name, k ? "i1" : "i0", -(int64_t(1) << 53), int64_t(1) << 53);
     }
     a.in = in;
     a.n_in = static_cast<int32_t>(n_in);
@@ -133,41 +136,29 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     Napi::Object result = new_tensor(env, out, &st);
     out.data = st->data();
     keep[n_keep++] = st;
-    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep));
+    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep, owner_of(env)));
     return result;
   });
 }
 
 // synchronize(kind, index): Promise<void>, settled when every op queued so far on the device has run; rejects
-// with the first error of those ops.
-struct SyncResult {
-  Status status;
-};
-void settle_sync(Napi::Env env, Napi::Function, Napi::Promise::Deferred* d, SyncResult* r) {
-  std::unique_ptr<SyncResult> res(r);
-  if (!env || !d || !r) return;
-  flush_external_memory(env);
-  if (r->status.ok()) d->Resolve(env.Undefined());
-  else d->Reject(status_to_error(env, r->status));
-}
-using SyncTsfn = Napi::TypedThreadSafeFunction<Napi::Promise::Deferred, SyncResult, settle_sync>;
-
+// with the first error of this environment's ops among them.
 Napi::Value synchronize(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const Device dev = parse_device(env, info[0], info[1], "synchronize");
     Stream* stream = nullptr;
     check(env, stream_for(dev, &stream));
-    auto* d = new Napi::Promise::Deferred(env);
-    Napi::Promise p = d->Promise();
-    SyncTsfn tsfn = SyncTsfn::New(env, "llm-kernels.synchronize", 0, 1, d,
-                                  [](Napi::Env, void*, Napi::Promise::Deferred* x) { delete x; });
-    stream->submit_host([tsfn](Status prior) mutable -> Status {
-      auto* r = new SyncResult{std::move(prior)};
-      if (tsfn.BlockingCall(r) != napi_ok) delete r;
-      tsfn.Release();
-      return Status::OK();
-    });
+    std::shared_ptr<Settler> settler;
+    Napi::Promise p = Settler::create(env, &settler);
+    stream->submit_host(
+        [settler](Status prior) -> Status {
+          std::unique_ptr<Completion> c(new Completion());
+          c->status = std::move(prior);
+          settler->settle(std::move(c));
+          return Status::OK();
+        },
+        owner_of(env));
     return p;
   });
 }
@@ -178,7 +169,7 @@ Napi::Value synchronize_sync(const Napi::CallbackInfo& info) {
     const Device dev = parse_device(env, info[0], info[1], "synchronizeSync");
     Stream* stream = nullptr;
     check(env, stream_for(dev, &stream));
-    check(env, stream->synchronize());
+    check(env, stream->synchronize(owner_of(env)));
     flush_external_memory(env);
     return env.Undefined();
   });
@@ -186,7 +177,8 @@ Napi::Value synchronize_sync(const Napi::CallbackInfo& info) {
 
 // setThreads(n): resizes the pool between two ops of the CPU stream (queued in order, so ops already enqueued run
 // with the old size).
-int g_threads_requested = 0;
+// Process-wide, like the pool itself: every environment (main thread, workers) shares the CPU stream and pool.
+std::atomic<int> g_threads_requested{0};
 
 Napi::Value set_threads(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -195,16 +187,29 @@ Napi::Value set_threads(const Napi::CallbackInfo& info) {
     Stream* stream = nullptr;
     check(env, stream_for(Device{}, &stream));
     g_threads_requested = n;
-    stream->submit_host([n](Status prior) -> Status {
-      ThreadPool::global().resize(n);
-      return prior;
-    });
+    stream->submit_host(
+        [n](Status prior) -> Status {
+          try {
+            ThreadPool::global().resize(n);
+          } catch (const std::exception& e) {
+            g_threads_requested = ThreadPool::global().threads();
+            return prior.ok() ? Status(Code::oom, std::string("setThreads: cannot start ") + std::to_string(n) +
+                                                      " threads (" + e.what() + "); running with " +
+                                                      std::to_string(ThreadPool::global().threads()))
+                              : prior;
+          }
+          return prior;
+        },
+        owner_of(env));
     return env.Undefined();
   });
 }
 
 Napi::Value get_threads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), g_threads_requested ? g_threads_requested : ThreadPool::global().threads());
+  return guard(info, [&]() -> Napi::Value {
+    const int n = g_threads_requested.load();
+    return Napi::Number::New(info.Env(), n ? n : ThreadPool::global().threads());
+  });
 }
 
 // setSimd('avx2' | 'scalar'): the SIMD level of the CPU kernels, clamped to what the CPU has (tests use it to
@@ -220,19 +225,23 @@ Napi::Value set_simd(const Napi::CallbackInfo& info) {
     else throw_status(env, range_error("setSimd: expected 'avx2' or 'scalar' for level, got '" + s + "'"));
     Stream* stream = nullptr;
     check(env, stream_for(Device{}, &stream));
-    stream->submit_host([level](Status prior) -> Status {
-      set_cpu_simd_level(level);
-      return prior;
-    });
+    stream->submit_host(
+        [level](Status prior) -> Status {
+          set_cpu_simd_level(level);
+          return prior;
+        },
+        owner_of(env));
     return env.Undefined();
   });
 }
 
 Napi::Value op_names(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Array a = Napi::Array::New(env, kNumOps);
-  for (int i = 0; i < kNumOps; ++i) a.Set(i, Napi::String::New(env, op_info(static_cast<OpId>(i)).name));
-  return a;
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env, kNumOps);
+    for (int i = 0; i < kNumOps; ++i) a.Set(i, Napi::String::New(env, op_info(static_cast<OpId>(i)).name));
+    return a;
+  });
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "addon.h"
+#include "settle.h"
 #include "../cuda/cuda_backend.h"
 
 namespace lk {
@@ -13,31 +14,8 @@ namespace lk {
 namespace {
 // Only create() may construct handles; `new NativeTensor()` from JS throws. A flag set around the construction
 // (the JS thread is the only one that constructs) is cheaper than passing a token: no External, no extra reference.
-bool g_constructing = false;
+thread_local bool g_constructing = false;  // per thread: worker_threads construct handles concurrently
 const napi_type_tag kTensorTag = {0x6c6c6d6b2d74656eULL, 0x736f722d68616e64ULL};  // "llmk-tensor-hand"
-
-struct ReadResult {
-  Status status;
-};
-
-// The read promise is settled on the JS thread through a thread-safe function called from the stream's thread.
-struct ReadContext {
-  Napi::Promise::Deferred deferred;
-  Napi::Reference<Napi::ArrayBuffer> buffer;
-  explicit ReadContext(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-void settle_read(Napi::Env env, Napi::Function, ReadContext* ctx, ReadResult* result) {
-  std::unique_ptr<ReadResult> r(result);
-  if (env == nullptr || ctx == nullptr || r == nullptr) return;  // environment shutting down
-  flush_external_memory(env);
-  if (r->status.ok()) {
-    ctx->deferred.Resolve(ctx->buffer.Value());
-  } else {
-    ctx->deferred.Reject(status_to_error(env, r->status));
-  }
-}
-using ReadTsfn = Napi::TypedThreadSafeFunction<ReadContext, ReadResult, settle_read>;
 
 Status copy_to_host(const std::shared_ptr<Storage>& st, size_t offset, void* dst, size_t bytes) {
   if (bytes == 0) return Status::OK();
@@ -127,32 +105,35 @@ Napi::Value NativeTensor::is_disposed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), disposed());
 }
 
-// read(): Promise<ArrayBuffer>. The buffer is allocated now on the JS thread and filled on the stream's thread
-// when every op queued before has run (no second copy, and the JS thread never waits).
+// read(): Promise<ArrayBuffer>. The bytes are copied on the stream's thread, once every op queued before has run,
+// into native memory that the JS thread then wraps as an ArrayBuffer (settle.h says why not V8 memory). The JS
+// thread never waits.
 Napi::Value NativeTensor::read(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     require_live(env, "data");
-    const size_t bytes = meta_.nbytes();
     Stream* stream = nullptr;
     check(env, stream_for(meta_.device, &stream));
-    auto* ctx = new ReadContext(env);
-    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, bytes);
-    ctx->buffer = Napi::Persistent(buf);
-    Napi::Promise promise = ctx->deferred.Promise();
-    ReadTsfn tsfn = ReadTsfn::New(env, "llm-kernels.read", 0, 1, ctx,
-                                  [](Napi::Env, void*, ReadContext* c) { delete c; });
-    void* dst = buf.Data();
+    std::shared_ptr<Settler> settler;
+    Napi::Promise promise = Settler::create(env, &settler);
     std::shared_ptr<Storage> st = storage_;
-    const size_t off = offset_;
-    stream->submit_host([tsfn, st, off, dst, bytes](Status prior) mutable -> Status {
-      auto* r = new ReadResult();
-      r->status = prior.ok() ? copy_to_host(st, off, dst, bytes) : std::move(prior);
-      st.reset();
-      if (tsfn.BlockingCall(r) != napi_ok) delete r;
-      tsfn.Release();
-      return Status::OK();  // the error, if any, went to this promise
-    });
+    const size_t off = offset_, bytes = meta_.nbytes();
+    stream->submit_host(
+        [settler, st, off, bytes](Status prior) -> Status {
+          std::unique_ptr<Completion> c(new Completion());
+          c->with_buffer = true;
+          c->status = std::move(prior);
+          if (c->status.ok()) c->status = st->poison_status();
+          if (c->status.ok() && bytes > 0) {
+            c->bytes = std::malloc(bytes);
+            if (!c->bytes) c->status = Status(Code::oom, "data: out of memory for " + std::to_string(bytes) + " bytes");
+            else c->status = copy_to_host(st, off, c->bytes, bytes);
+          }
+          c->nbytes = bytes;
+          settler->settle(std::move(c));
+          return Status::OK();  // the error, if any, went to this promise
+        },
+        owner_of(env));
     return promise;
   });
 }
@@ -163,7 +144,8 @@ Napi::Value NativeTensor::read_sync(const Napi::CallbackInfo& info) {
     require_live(env, "dataSync");
     Stream* stream = nullptr;
     check(env, stream_for(meta_.device, &stream));
-    check(env, stream->synchronize());
+    check(env, stream->synchronize(owner_of(env)));
+    check(env, storage_->poison_status());
     flush_external_memory(env);
     const size_t bytes = meta_.nbytes();
     Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, bytes);
@@ -226,18 +208,22 @@ Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
       a.out = &o;
       a.n_out = 1;
       const std::shared_ptr<Storage> keep[2] = {storage_, out};
-      check(env, src_stream->submit(kernel_table(b)[static_cast<int>(OpId::copy)], a, keep, 2));
+      check(env, src_stream->submit(kernel_table(b)[static_cast<int>(OpId::copy)], a, keep, 2, owner_of(env)));
     } else if (src.kind == DeviceKind::cuda && dst.kind == DeviceKind::cpu) {
       std::shared_ptr<Storage> st = storage_;
       const size_t off = offset_;
-      dst_stream->submit_host([st, off, out, bytes](Status prior) -> Status {
-        Status s = copy_to_host(st, off, out->data(), bytes);
-        return prior.ok() ? s : prior;
-      });
+      dst_stream->submit_host(
+          [st, off, out, bytes](Status prior) -> Status {
+            Status s = st->poisoned() ? st->poison_status() : copy_to_host(st, off, out->data(), bytes);
+            if (!s.ok()) out->poison(s);
+            return prior.ok() ? s : prior;
+          },
+          owner_of(env));
     } else {
       // Into CUDA from the CPU or another GPU: the source must be complete, then a blocking upload through host
       // memory (the pageable copy blocks anyway). A pending error of the source stream is reported here.
-      check(env, src_stream->synchronize());
+      check(env, src_stream->synchronize(owner_of(env)));
+      check(env, storage_->poison_status());
       if (bytes > 0) {
         if (src.kind == DeviceKind::cpu) {
           check(env, cuda_copy_h2d(dst.index, out->data(), view().data, bytes));

@@ -143,6 +143,18 @@ Storage::~Storage() {
   }
 }
 
+void Storage::poison(const Status& why) {
+  int expected = 0;
+  if (!poison_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  poison_ = why;
+  poison_state_.store(2, std::memory_order_release);
+}
+
+Status Storage::poison_status() const {
+  if (!poisoned()) return Status::OK();
+  return Status(poison_.code(), "the op that produced this tensor failed: " + poison_.message());
+}
+
 int64_t Storage::take_released_cpu_bytes() { return g_released_cpu.exchange(0, std::memory_order_relaxed); }
 int64_t Storage::live_bytes(DeviceKind kind) { return g_live[static_cast<int>(kind)].load(std::memory_order_relaxed); }
 size_t Storage::cached_cpu_bytes() { return cache().cached(); }

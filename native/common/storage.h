@@ -26,6 +26,12 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
 
   void* data() const { return data_; }
+
+  // Marks the contents invalid: the op that was to write them failed (first failure kept). Reading a poisoned
+  // tensor reports that failure instead of returning garbage. Thread-safe; cheap to check.
+  void poison(const Status& why);
+  bool poisoned() const { return poison_state_.load(std::memory_order_acquire) == 2; }
+  Status poison_status() const;
   size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
 
@@ -47,6 +53,8 @@ class Storage {
   Device device_;
   void* data_;
   size_t bytes_;
+  std::atomic<int> poison_state_{0};  // 0 clean, 1 being written, 2 poisoned (poison_ valid)
+  Status poison_;
 };
 
 }  // namespace lk

@@ -1,5 +1,6 @@
 #include "stream.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <new>
@@ -26,8 +27,55 @@ struct Task {
   std::array<TensorView, 4> in;
   std::array<TensorView, 2> out;
   std::array<std::shared_ptr<Storage>, Stream::kMaxKeep> keep;  // fixed: no allocation per op
+  int n_keep = 0;
+  Owner owner = 0;
   HostTask host;
 };
+
+// The sticky errors of a stream, one per owner (an environment's errors are its own).
+class StickyErrors {
+ public:
+  void set(Owner o, Status s) {
+    if (s.ok()) return;
+    for (auto& e : errors_)
+      if (e.first == o) {
+        if (e.second.ok()) e.second = std::move(s);
+        return;
+      }
+    errors_.emplace_back(o, std::move(s));
+  }
+  Status take(Owner o) {
+    for (auto it = errors_.begin(); it != errors_.end(); ++it)
+      if (it->first == o) {
+        Status s = std::move(it->second);
+        errors_.erase(it);
+        return s;
+      }
+    return Status::OK();
+  }
+
+ private:
+  std::vector<std::pair<Owner, Status>> errors_;
+};
+
+// A failed op's outputs hold garbage: mark them so that reads report the failure.
+void poison_outputs(const Task& t, const Status& s) {
+  const int n_out = std::min<int>(t.args.n_out, t.n_keep);
+  for (int i = t.n_keep - n_out; i < t.n_keep; ++i)
+    if (t.keep[i]) t.keep[i]->poison(s);
+}
+
+Status run_host(const HostTask& task, Status prior) {
+  try {
+    return task(std::move(prior));
+  } catch (const std::bad_alloc&) {
+    return Status(Code::oom, "out of memory in a stream task");
+  } catch (const std::exception& e) {
+    return internal_error(std::string("stream task: ") + e.what());
+  } catch (...) {
+    return internal_error("stream task: unknown exception");
+  }
+}
 
 Status copy_args(const OpArgs& args, Task* t) {
   if (args.n_in > static_cast<int>(t->in.size()) || args.n_out > static_cast<int>(t->out.size()))
@@ -67,24 +115,28 @@ class CpuStream final : public Stream {
   }
   Device device() const override { return Device{DeviceKind::cpu, 0}; }
 
-  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep) override {
+  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
+                Owner owner) override {
     if (n_keep > kMaxKeep) return internal_error("stream: too many storages for one op");
     std::unique_ptr<Task> t(new (std::nothrow) Task());
     if (!t) return Status(Code::oom, "out of memory: op queue");
     t->kernel = kernel;
     LK_RETURN_IF_ERROR(copy_args(args, t.get()));
     for (int i = 0; i < n_keep; ++i) t->keep[i] = keep[i];
+    t->n_keep = n_keep;
+    t->owner = owner;
     push(std::move(t));
     return Status::OK();
   }
 
-  void submit_host(HostTask task) override {
+  void submit_host(HostTask task, Owner owner) override {
     std::unique_ptr<Task> t(new Task());
     t->host = std::move(task);
+    t->owner = owner;
     push(std::move(t));
   }
 
-  Status synchronize() override {
+  Status synchronize(Owner owner) override {
     uint64_t target;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -94,9 +146,7 @@ class CpuStream final : public Stream {
     for (int i = 0; i < 4000 && completed_.load(std::memory_order_acquire) < target; ++i) LK_CPU_RELAX();
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [&] { return completed_.load(std::memory_order_acquire) >= target; });
-    Status s = std::move(sticky_);
-    sticky_ = Status::OK();
-    return s;
+    return sticky_.take(owner);
   }
 
  private:
@@ -138,19 +188,19 @@ class CpuStream final : public Stream {
         Status prior;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          prior = std::move(sticky_);
-          sticky_ = Status::OK();
+          prior = sticky_.take(t->owner);
         }
-        Status s = t->host(std::move(prior));
+        Status s = run_host(t->host, std::move(prior));
         if (!s.ok()) {
           std::lock_guard<std::mutex> lock(mu_);
-          if (sticky_.ok()) sticky_ = std::move(s);
+          sticky_.set(t->owner, std::move(s));
         }
       } else {
         Status s = run_kernel(*t);
         if (!s.ok()) {
+          poison_outputs(*t, s);
           std::lock_guard<std::mutex> lock(mu_);
-          if (sticky_.ok()) sticky_ = std::move(s);
+          sticky_.set(t->owner, std::move(s));
         }
       }
       t.reset();  // drop the storages before reporting completion, so memory is back when a sync returns
@@ -170,7 +220,7 @@ class CpuStream final : public Stream {
   std::atomic<uint64_t> completed_{0};
   bool sleeping_ = false;
   bool quit_ = false;
-  Status sticky_;
+  StickyErrors sticky_;
   std::thread thread_;  // last: starts after the members above exist
 };
 
@@ -189,7 +239,8 @@ class CudaStream final : public Stream {
   }
   Device device() const override { return Device{DeviceKind::cuda, index_}; }
 
-  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>*, int) override {
+  Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
+                Owner) override {
     // No need to keep storages: their memory is released with cudaFreeAsync on this same stream, which is
     // ordered after this launch.
     void* stream = nullptr;
@@ -198,27 +249,38 @@ class CudaStream final : public Stream {
     LK_RETURN_IF_ERROR(copy_args(args, &t));
     t.kernel = kernel;
     t.args.stream = stream;
-    return run_kernel(t);
+    Status s = run_kernel(t);
+    if (!s.ok()) {
+      // A launch that fails leaves its outputs unwritten.
+      for (int i = 0; i < n_keep; ++i) t.keep[i] = keep[i];
+      t.n_keep = n_keep;
+      poison_outputs(t, s);
+    }
+    return s;
   }
 
-  void submit_host(HostTask task) override {
+  void submit_host(HostTask task, Owner owner) override {
     void* event = nullptr;
     Status s = cuda_event_record(index_, &event);
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Pending{event, std::move(task), std::move(s)});
+    queue_.push_back(Pending{event, std::move(task), std::move(s), owner});
+    ++submitted_;
     cv_.notify_one();
   }
 
-  Status synchronize() override {
-    // Host tasks already queued run first, so that their results are part of what synchronize() reports.
-    std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [&] { return queue_.empty() && !running_; });
-    Status s = cuda_synchronize(index_);
-    if (!sticky_.ok()) {
-      s = std::move(sticky_);
-      sticky_ = Status::OK();
+  Status synchronize(Owner owner) override {
+    // Host tasks queued before run first, so that their results are part of what synchronize() reports. Waits
+    // for those only (a counter, not an empty queue: other environments may keep submitting), and not under the
+    // lock while the device synchronizes.
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const uint64_t target = submitted_;
+      idle_cv_.wait(lock, [&] { return completed_ >= target; });
     }
-    return s;
+    Status s = cuda_synchronize(index_);
+    std::lock_guard<std::mutex> lock(mu_);
+    Status mine = sticky_.take(owner);
+    return mine.ok() ? s : mine;
   }
 
  private:
@@ -226,6 +288,7 @@ class CudaStream final : public Stream {
     void* event;
     HostTask task;
     Status record_error;
+    Owner owner;
   };
   void loop() {
     for (;;) {
@@ -236,20 +299,19 @@ class CudaStream final : public Stream {
         if (queue_.empty()) return;
         p = std::move(queue_.front());
         queue_.pop_front();
-        running_ = true;
       }
       Status s = p.record_error.ok() ? cuda_event_wait(index_, p.event) : p.record_error;
       Status prior;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        prior = sticky_.ok() ? std::move(s) : std::move(sticky_);
-        sticky_ = Status::OK();
+        prior = sticky_.take(p.owner);
+        if (prior.ok()) prior = std::move(s);
       }
-      Status r = p.task(std::move(prior));
+      Status r = run_host(p.task, std::move(prior));
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (!r.ok() && sticky_.ok()) sticky_ = std::move(r);
-        running_ = false;
+        sticky_.set(p.owner, std::move(r));
+        ++completed_;
       }
       idle_cv_.notify_all();
     }
@@ -259,8 +321,8 @@ class CudaStream final : public Stream {
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   std::deque<Pending> queue_;
-  bool running_ = false;
-  Status sticky_;
+  uint64_t submitted_ = 0, completed_ = 0;
+  StickyErrors sticky_;
   bool quit_ = false;
   std::thread thread_;
 };

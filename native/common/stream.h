@@ -1,12 +1,15 @@
-// Streams: one in-order queue of work per device.
+// Streams: one in-order queue of work per device, shared by every Node environment (main thread and workers) of
+// the process.
 //
 // The JS thread only enqueues. On the CPU, a native executor thread pops ops in order and runs each kernel on the
 // thread pool; on CUDA, kernels are launched straight onto the device's cudaStream_t (launching is asynchronous)
 // and a completion thread runs host tasks once the stream has reached them.
 //
-// Errors: a kernel that fails at run time does not stop the stream. The first failure is kept ("sticky") and
-// handed to the next host task or synchronize(), which reports it and clears it: in JS, the next `await t.data()`
-// or `await device.synchronize()` rejects with that error and its code.
+// Errors: a kernel that fails at run time does not stop the stream. Its output storages are poisoned (reading
+// them reports the failure, never garbage), and the failure is kept as the sticky error of the op's owner (one
+// owner per Node environment, so a worker never sees the main thread's errors). The owner's next host task or
+// synchronize() receives it and clears it: in JS, the next `await t.data()` or `await device.synchronize()`
+// rejects with that error and its code.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -22,9 +25,13 @@
 
 namespace lk {
 
-// A host task receives the sticky error of the ops before it (OK if none), which is then cleared. What it returns
-// becomes the sticky error if it is not OK: a task that reports `prior` to the user returns OK; a task that does
-// not (a copy, a setting) returns `prior` when its own work succeeded, so the error reaches the next sync.
+// Who enqueued: one id per Node environment (native/addon), 0 for the native tools.
+using Owner = uint64_t;
+
+// A host task receives its owner's sticky error (OK if none), which is then cleared. What it returns becomes the
+// sticky error if it is not OK: a task that reports `prior` to the user returns OK; a task that does not (a copy,
+// a setting) returns `prior` when its own work succeeded, so the error reaches the next sync. A task that throws is
+// caught and its exception becomes the sticky error.
 using HostTask = std::function<Status(Status prior)>;
 
 class Stream {
@@ -33,13 +40,15 @@ class Stream {
   virtual ~Stream() = default;
   virtual Device device() const = 0;
   // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; the n_keep
-  // storages of `keep` (at most kMaxKeep: the op's inputs and outputs) are held until it has run. Returns an error only if the op could not be queued or launched.
-  virtual Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep) = 0;
+  // storages of `keep` (at most kMaxKeep: the op's inputs, then its args.n_out outputs last) are held until it has
+  // run, and the outputs are poisoned if it fails. Returns an error only if the op could not be queued or launched.
+  virtual Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
+                        Owner owner) = 0;
   // Runs `task` on a background thread once everything submitted before has finished. Must be quick or blocking
   // only on this stream's own completion (it delays the tasks after it).
-  virtual void submit_host(HostTask task) = 0;
-  // Blocks the caller until everything submitted has finished; returns (and clears) the sticky error.
-  virtual Status synchronize() = 0;
+  virtual void submit_host(HostTask task, Owner owner) = 0;
+  // Blocks the caller until everything submitted has finished; returns (and clears) the owner's sticky error.
+  virtual Status synchronize(Owner owner) = 0;
 };
 
 // The stream of a device, created on first use; lives for the process. Code::device if the device is missing.

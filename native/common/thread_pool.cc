@@ -33,8 +33,15 @@ void ThreadPool::start(int threads) {
   // New workers must only react to jobs posted after they exist: start them at the current generation (starting
   // at 0 made a worker of a resized pool take an old generation for new work and run a stale job).
   const uint64_t seen = generation_.load(std::memory_order_acquire);
-  workers_.reserve(threads - 1);
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, seen] { worker(i, seen); });
+  try {
+    workers_.reserve(threads - 1);
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, seen] { worker(i, seen); });
+  } catch (...) {
+    // Thread creation failed part-way (e.g. out of memory): run with the workers that started, so that no chunk
+    // is ever handed to a worker that does not exist, and let the caller report the failure.
+    threads_ = static_cast<int>(workers_.size()) + 1;
+    throw;
+  }
 }
 
 void ThreadPool::stop() {

@@ -26,8 +26,10 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int threads() const { return threads_; }
-  // Changes the pool size (>= 1). Must not be called while a parallel_for runs; the CPU stream calls it between ops.
+  int threads() const { return threads_.load(std::memory_order_relaxed); }
+  // Changes the pool size (>= 1). Must not be called while a parallel_for runs: only the CPU stream's executor
+  // calls parallel_for and resize (the roofline probes run there too), always between ops. Throws
+  // std::system_error if threads cannot be created (the pool keeps the ones that started).
   void resize(int threads);
 
   // fn(begin, end, chunk_index) over contiguous chunks of [0, n); chunks >= 1 element. Returns when all are done.
@@ -42,7 +44,7 @@ class ThreadPool {
   void worker(int index, uint64_t seen);
   void run_chunk(int c);
 
-  int threads_ = 1;
+  std::atomic<int> threads_{1};  // read from any thread (info()); written only by start()
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
