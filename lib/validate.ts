@@ -72,13 +72,14 @@ export function checkObject(fn: string, param: string, v: unknown): Record<strin
 export function checkShape(fn: string, param: string, v: unknown): number[] {
   if (!Array.isArray(v)) throw typeError(expected(fn, 'an array of integers', param, v));
   if (v.length > MAX_DIMS) throw rangeError(expected(fn, `at most ${MAX_DIMS} dimensions`, param, v));
-  let numel = 1;
+  // Bounded over the non-zero dimensions: [2^52, 2^52, 0] is empty, but its partial products are not.
+  let nonzero = 1;
   for (let i = 0; i < v.length; i++) {
     const d = v[i];
     if (typeof d !== 'number') throw typeError(expected(fn, 'an array of integers', param, v));
     if (!Number.isInteger(d) || d < 0) throw rangeError(expected(fn, 'non-negative integer dimensions', param, v));
-    numel *= d;
-    if (numel > MAX_SAFE) throw rangeError(expected(fn, 'at most 2^53 elements', param, v));
+    if (d !== 0) nonzero *= d;
+    if (nonzero > MAX_SAFE) throw rangeError(expected(fn, 'at most 2^53 elements', param, v));
   }
   return v.slice() as number[];
 }

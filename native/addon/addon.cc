@@ -92,15 +92,24 @@ void parse_shape(Napi::Env env, const Napi::Value& v, const char* fn, const char
                                   " dimensions for " + param + ", got " + std::to_string(n)));
   out->ndim = static_cast<int32_t>(n);
   // Element count and byte size must stay far from int64 overflow: cap both at 2^53 (the largest safe JS integer).
+  // The product of the non-zero dimensions is bounded too: kernels compute partial products (rows(), strides) of
+  // any subset of dimensions, and [2^52, 2^52, 0] has 0 elements but rows() = 2^104 (UBSan found it).
   const int64_t kMax = int64_t(1) << 53;
-  int64_t numel = 1;
+  int64_t nonzero = 1;
+  bool empty = false;
   for (uint32_t i = 0; i < n; ++i) {
     const int64_t s = parse_int(env, a.Get(i), fn, param, 0, kMax);
     out->shape[i] = s;
-    if (s != 0 && numel > kMax / s)
-      throw_status(env, range_error(std::string(fn) + ": expected at most 2^53 elements for " + param + ", got more"));
-    numel *= s;
+    if (s == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > kMax / s)
+      throw_status(env, range_error(std::string(fn) + ": expected at most 2^53 elements (counting non-zero "
+                                    "dimensions) for " + param + ", got more"));
+    nonzero *= s;
   }
+  const int64_t numel = empty ? 0 : nonzero;
   if (numel > kMax / static_cast<int64_t>(dtype_size(out->dtype)))
     throw_status(env, range_error(std::string(fn) + ": expected at most 2^53 bytes for " + param + ", got more"));
   set_contiguous_strides(*out);
