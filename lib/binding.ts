@@ -9,20 +9,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LlmKernelsError } from './errors.js';
 
-/** A tensor handle of the addon: a view of reference-counted device memory. */
-export interface NativeTensor {
-  /** Drops this handle's reference to the memory (queued ops keep theirs). Idempotent. */
-  dispose(): void;
-  isDisposed(): boolean;
-  /** Bytes of the tensor, read after every op queued before it on its device has run. */
-  read(): Promise<ArrayBuffer>;
-  /** Same, blocking the calling thread. */
-  readSync(): ArrayBuffer;
-  /** A view on the same memory: byteOffset from this view's start, within its bytes. */
-  view(byteOffset: number, dtype: number, shape: number[]): NativeTensor;
-  /** A copy on device (kind 0 = cpu, 1 = cuda; index). */
-  to(kind: number, index: number): NativeTensor;
-}
+/**
+ * A tensor handle of the addon: a number naming a slot of this environment's handle table (generation * 2^24 +
+ * index; native/addon/addon.h). A disposed or forged id is refused with ERR_DISPOSED, never dereferenced.
+ */
+export type NativeTensor = number;
 
 export interface NativeCudaDevice {
   index: number;
@@ -57,7 +48,18 @@ export interface NativeRoofline {
 }
 
 export interface NativeBinding {
-  NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  /** Drops the handle's reference to the memory (queued ops keep theirs). Idempotent; a stale id is a no-op. */
+  dispose(t: NativeTensor): void;
+  /** Whether the id names a live tensor of this environment. */
+  isLive(t: NativeTensor): boolean;
+  /** The tensor's bytes, read after every op queued before it on its device has run. */
+  read(t: NativeTensor): Promise<ArrayBuffer>;
+  /** Same, blocking the calling thread. */
+  readSync(t: NativeTensor): ArrayBuffer;
+  /** A view on the same memory: byteOffset from the view's start, within its bytes. */
+  view(t: NativeTensor, byteOffset: number, dtype: number, shape: number[]): NativeTensor;
+  /** A copy on device (kind 0 = cpu, 1 = cuda; index). */
+  to(t: NativeTensor, kind: number, index: number): NativeTensor;
   setErrorClass(ctor: new (code: string, message: string) => Error): void;
   /** Op names in op-id order (native/common/ops.def). */
   opNames(): string[];

@@ -64,9 +64,10 @@ export class Tensor<D extends DType = DType> {
 
   /** @internal Use the factories. */
   constructor(handle: NativeTensor, dtype: D, shape: readonly number[], dev: Device) {
-    if (!(handle instanceof native.NativeTensor))
+    if (typeof handle !== 'number')
       throw typeError(expected('Tensor', 'a native tensor handle (create tensors with the factories, not new)', 'handle', handle));
     this.#h = handle;
+    gcSafetyNet.register(this, handle);
     this.dtype = dtype;
     this.shape = Object.freeze(shape.slice());
     this.device = dev;
@@ -262,13 +263,13 @@ export class Tensor<D extends DType = DType> {
    * @throws {LlmKernelsError} ERR_DISPOSED; rejects with the error of a failed op queued before
    */
   async data(): Promise<TypedArrayFor<D>> {
-    const buf = await this.handle('data').read();
+    const buf = await native.read(this.handle('data'));
     return new TYPED_ARRAY[this.dtype](buf) as TypedArrayFor<D>;
   }
 
   /** Like {@link Tensor.data}, blocking the calling thread until the data is ready. */
   dataSync(): TypedArrayFor<D> {
-    return new TYPED_ARRAY[this.dtype](this.handle('dataSync').readSync()) as TypedArrayFor<D>;
+    return new TYPED_ARRAY[this.dtype](native.readSync(this.handle('dataSync'))) as TypedArrayFor<D>;
   }
 
   /** The elements as f32 numbers, whatever the dtype (converted on the device first when needed). */
@@ -299,7 +300,7 @@ export class Tensor<D extends DType = DType> {
   to(dev: DeviceSpec): Tensor<D> {
     this.handle('to');
     const d = resolveDevice('to', 'device', dev);
-    return Tensor.#wrap(this.handle('to').to(d.kindId, d.index), this.dtype, this.shape.slice(), d);
+    return Tensor.#wrap(native.to(this.handle('to'), d.kindId, d.index), this.dtype, this.shape.slice(), d);
   }
 
   /** A copy with another dtype (f32/f16/bf16 target; round to nearest even; NaN and Inf kept). */
@@ -342,7 +343,7 @@ export class Tensor<D extends DType = DType> {
     checkShape(fn, 'shape', s);
     if (shapeNumel(s) !== this.numel)
       throw rangeError(expected(fn, `a shape of ${this.numel} elements (from ${shapeStr(this.shape)})`, 'shape', shape));
-    return Tensor.#wrap(this.handle(fn).view(0, DTYPE_ID[this.dtype], s), this.dtype, s, this.device);
+    return Tensor.#wrap(native.view(this.handle(fn), 0, DTYPE_ID[this.dtype], s), this.dtype, s, this.device);
   }
 
   /**
@@ -360,7 +361,7 @@ export class Tensor<D extends DType = DType> {
     const e = Math.min(Math.max(end < 0 ? n + end : end, s), n);
     const rowBytes = shapeNumel(this.shape.slice(1)) * DTYPE_SIZE[this.dtype];
     const shape = [e - s, ...this.shape.slice(1)];
-    return Tensor.#wrap(this.handle(fn).view(s * rowBytes, DTYPE_ID[this.dtype], shape), this.dtype, shape, this.device);
+    return Tensor.#wrap(native.view(this.handle(fn), s * rowBytes, DTYPE_ID[this.dtype], shape), this.dtype, shape, this.device);
   }
 
   /** Releases this tensor's memory reference now. Idempotent. Queued ops that use it still complete. */
@@ -368,7 +369,7 @@ export class Tensor<D extends DType = DType> {
     const h = this.#h;
     if (h !== null) {
       this.#h = null;
-      h.dispose();
+      native.dispose(h);
     }
   }
 
@@ -382,6 +383,13 @@ export class Tensor<D extends DType = DType> {
 }
 
 const MAX = Number.MAX_SAFE_INTEGER;
+
+/**
+ * The GC safety net: a Tensor collected without dispose() has its handle disposed. After an explicit dispose()
+ * the id is stale (its slot's generation moved on), and disposing it again is a no-op, so there is nothing to
+ * unregister.
+ */
+const gcSafetyNet = new FinalizationRegistry<NativeTensor>((id) => native.dispose(id));
 
 /** The bytes of a shape must stay within 2^53 (the native limit): a RangeError naming the factory otherwise. */
 function checkBytes(fn: string, shape: number[], dtype: DType): void {

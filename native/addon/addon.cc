@@ -129,9 +129,9 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->owner = next_owner.fetch_add(1);
   env.SetInstanceData<AddonData>(data);
-  data->tensor_ctor = Napi::Persistent(NativeTensor::define(env));
-  exports.Set("NativeTensor", data->tensor_ctor.Value());
+  data->handles.reset(new HandleTable());
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
+  init_tensors(env, exports);
   init_ops(env, exports);
   init_info(env, exports);
   return exports;

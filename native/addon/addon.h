@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../common/registry.h"
 #include "../common/storage.h"
@@ -18,12 +19,7 @@ namespace lk {
 struct AddonData;
 AddonData& addon_data(Napi::Env env);
 
-struct AddonData {
-  Napi::FunctionReference tensor_ctor;
-  Napi::FunctionReference error_ctor;  // LlmKernelsError(code, message), set by lib/binding.ts at load
-  Owner owner = 0;                     // this environment's id on the shared streams (stream.h)
-};
-inline Owner owner_of(Napi::Env env) { return addon_data(env).owner; }
+
 
 
 // Turns a Status into the JS error object it stands for (see status.h for the mapping).
@@ -52,34 +48,49 @@ Napi::Value guard(const Napi::CallbackInfo& info, F body) {
 void flush_external_memory(Napi::Env env);
 void account_external_memory(Napi::Env env, const Storage& s);
 
-class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
+// Tensor handles. A JS tensor holds a number, not a wrapped object: an index into its environment's handle table
+// and a generation, id = generation * 2^24 + index. Creating a wrapped object per op output (napi_new_instance,
+// napi_wrap and its finalizer reference) was most of the cost of enqueueing an op; a number costs nothing, and the
+// generation makes a stale or forged id a clean ERR_DISPOSED instead of a use-after-free. The GC safety net is a
+// FinalizationRegistry in lib/tensor.ts that disposes ids whose Tensor was collected (a stale id is a no-op).
+struct TensorSlot {
+  std::shared_ptr<Storage> storage;  // null: free
+  size_t offset = 0;                 // bytes from storage->data()
+  TensorView meta;                   // dtype, shape, strides, device; data unused
+  uint32_t generation = 0;
+  TensorView view() const {
+    TensorView v = meta;
+    v.data = static_cast<char*>(storage->data()) + offset;
+    return v;
+  }
+};
+
+class HandleTable {
  public:
-  static Napi::Function define(Napi::Env env);
-  // Wraps a storage (shared) and a view of it as a new JS handle.
-  static Napi::Object create(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta);
-  static NativeTensor* unwrap_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param);
-
-  explicit NativeTensor(const Napi::CallbackInfo& info);
-
-  bool disposed() const { return !storage_; }
-  // The view with its data pointer filled in. Only valid while not disposed.
-  TensorView view() const;
-  const std::shared_ptr<Storage>& storage() const { return storage_; }
-  const TensorView& meta() const { return meta_; }
+  static constexpr uint32_t kIndexBits = 24;
+  // A new id for (storage, offset, meta). Code::oom past 2^24 live tensors in one environment.
+  Status add(std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta, double* id);
+  // The slot of a live id, or nullptr (stale, disposed, or never issued).
+  TensorSlot* find(double id);
+  // Frees the slot of a live id; returns false if it was not live (dispose is idempotent).
+  bool remove(double id);
 
  private:
-  Napi::Value dispose(const Napi::CallbackInfo& info);
-  Napi::Value is_disposed(const Napi::CallbackInfo& info);
-  Napi::Value read(const Napi::CallbackInfo& info);
-  Napi::Value read_sync(const Napi::CallbackInfo& info);
-  Napi::Value make_view(const Napi::CallbackInfo& info);
-  Napi::Value to(const Napi::CallbackInfo& info);
-  void require_live(Napi::Env env, const char* what) const;
-
-  std::shared_ptr<Storage> storage_;
-  size_t offset_ = 0;  // bytes from storage_->data()
-  TensorView meta_;    // dtype, shape, strides, device; data unused
+  std::vector<TensorSlot> slots_;
+  std::vector<uint32_t> free_;
 };
+
+struct AddonData {
+  std::unique_ptr<HandleTable> handles;
+  Napi::FunctionReference error_ctor;  // LlmKernelsError(code, message), set by lib/binding.ts at load
+  Owner owner = 0;                     // this environment's id on the shared streams (stream.h)
+};
+inline Owner owner_of(Napi::Env env) { return addon_data(env).owner; }
+
+// The live slot of a tensor argument: TypeError for a non-number, ERR_DISPOSED for a dead id.
+TensorSlot& tensor_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param);
+// Registers a new tensor in the environment's table and returns its id as a JS number.
+Napi::Value new_handle(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta);
 
 // Argument parsing shared by the entry points (all throw TypeError/RangeError with the house message form).
 Device parse_device(Napi::Env env, const Napi::Value& kind, const Napi::Value& index, const char* fn);
@@ -88,6 +99,7 @@ void parse_shape(Napi::Env env, const Napi::Value& v, const char* fn, const char
 int64_t parse_int(Napi::Env env, const Napi::Value& v, const char* fn, const char* param, int64_t lo, int64_t hi);
 
 void init_ops(Napi::Env env, Napi::Object exports);
+void init_tensors(Napi::Env env, Napi::Object exports);
 void init_info(Napi::Env env, Napi::Object exports);
 
 }  // namespace lk

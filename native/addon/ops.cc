@@ -12,12 +12,12 @@ namespace lk {
 
 namespace {
 
-Napi::Object new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage) {
+Napi::Value new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage) {
   std::shared_ptr<Storage> st;
   check(env, Storage::create(meta.device, meta.nbytes(), &st));
   account_external_memory(env, *st);
   if (out_storage) *out_storage = st;
-  return NativeTensor::create(env, std::move(st), 0, meta);
+  return new_handle(env, std::move(st), 0, meta);
 }
 
 // empty(kind, index, dtype, shape): uninitialized memory (the TS layer fills it or hands it to an op).
@@ -68,7 +68,7 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
     Stream* s = nullptr;
     check(env, stream_for(m.device, &s));
     std::shared_ptr<Storage> st;
-    Napi::Object t = new_tensor(env, m, &st);
+    Napi::Value t = new_tensor(env, m, &st);
     if (len > 0) {
       if (m.device.kind == DeviceKind::cpu)
         std::memcpy(st->data(), src, len);  // fresh memory no queued op can touch yet
@@ -104,12 +104,12 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     std::shared_ptr<Storage> keep[Stream::kMaxKeep];
     int n_keep = 0;
     for (uint32_t i = 0; i < n_in; ++i) {
-      NativeTensor* t = NativeTensor::unwrap_arg(env, ins.Get(i), name, "inputs[" + std::to_string(i) + "]");
-      if (t->meta().device != dev)
+      TensorSlot& t = tensor_arg(env, ins.Get(i), name, "inputs[" + std::to_string(i) + "]");
+      if (t.meta.device != dev)
         throw_status(env, Status(Code::device, std::string(name) + ": expected every input on " + dev.name() +
-                                                   ", got inputs[" + std::to_string(i) + "] on " + t->meta().device.name()));
-      in[i] = t->view();
-      keep[n_keep++] = t->storage();
+                                                   ", got inputs[" + std::to_string(i) + "] on " + t.meta.device.name()));
+      in[i] = t.view();
+      keep[n_keep++] = t.storage;
     }
     TensorView out;
     out.device = dev;
@@ -133,7 +133,7 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     check(env, stream_for(dev, &stream));
     std::shared_ptr<Storage> st;
     out.data = nullptr;
-    Napi::Object result = new_tensor(env, out, &st);
+    Napi::Value result = new_tensor(env, out, &st);
     out.data = st->data();
     keep[n_keep++] = st;
     check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep, owner_of(env)));

@@ -1,8 +1,10 @@
-// NativeTensor: the JS handle of a tensor (a view of a shared Storage).
+// Tensor handles: the per-environment handle table (addon.h says why numbers, not wrapped objects) and the
+// functions on a handle: dispose, read, view, to.
 //
-// Lifetime: dispose() drops this handle's reference at once; the memory is freed when the last holder (another
-// view, or an op still queued on the stream) lets go. If a handle is garbage-collected without dispose(), its
-// finalizer (the ObjectWrap destructor) drops the reference: the safety net, never the plan.
+// Lifetime: dispose(id) drops the table's reference at once; the memory is freed when the last holder (another
+// view, or an op still queued on the stream) lets go. A Tensor collected without dispose() is disposed by the
+// FinalizationRegistry of lib/tensor.ts: the safety net, never the plan.
+#include <cmath>
 #include <cstring>
 
 #include "addon.h"
@@ -12,10 +14,6 @@
 namespace lk {
 
 namespace {
-// Only create() may construct handles; `new NativeTensor()` from JS throws. A flag set around the construction
-// (the JS thread is the only one that constructs) is cheaper than passing a token: no External, no extra reference.
-thread_local bool g_constructing = false;  // per thread: worker_threads construct handles concurrently
-const napi_type_tag kTensorTag = {0x6c6c6d6b2d74656eULL, 0x736f722d68616e64ULL};  // "llmk-tensor-hand"
 
 Status copy_to_host(const std::shared_ptr<Storage>& st, size_t offset, void* dst, size_t bytes) {
   if (bytes == 0) return Status::OK();
@@ -29,95 +27,97 @@ Status copy_to_host(const std::shared_ptr<Storage>& st, size_t offset, void* dst
 
 }  // namespace
 
-Napi::Function NativeTensor::define(Napi::Env env) {
-  return DefineClass(env, "NativeTensor",
-                     {InstanceMethod<&NativeTensor::dispose>("dispose"),
-                      InstanceMethod<&NativeTensor::is_disposed>("isDisposed"),
-                      InstanceMethod<&NativeTensor::read>("read"),
-                      InstanceMethod<&NativeTensor::read_sync>("readSync"),
-                      InstanceMethod<&NativeTensor::make_view>("view"),
-                      InstanceMethod<&NativeTensor::to>("to")});
-}
-
-NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
-  if (!g_constructing)
-    throw_status(info.Env(), type_error("NativeTensor: not constructible; use the Tensor factories (Tensor.fromArray, "
-                                        "Tensor.empty, ...)"));
-  napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
-}
-
-Napi::Object NativeTensor::create(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset,
-                                  const TensorView& meta) {
-  g_constructing = true;
-  Napi::Object obj;
-  try {
-    obj = addon_data(env).tensor_ctor.New({});
-  } catch (...) {
-    g_constructing = false;
-    throw;
+Status HandleTable::add(std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta, double* id) {
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    if (slots_.size() >= (size_t(1) << kIndexBits))
+      return Status(Code::oom, "too many live tensors (2^24) in this environment: dispose() the ones no longer used");
+    slots_.emplace_back();
+    index = static_cast<uint32_t>(slots_.size() - 1);
   }
-  g_constructing = false;
-  NativeTensor* t = NativeTensor::Unwrap(obj);
-  t->storage_ = std::move(storage);
-  t->offset_ = offset;
-  t->meta_ = meta;
-  t->meta_.data = nullptr;
-  return obj;
+  TensorSlot& s = slots_[index];
+  s.storage = std::move(storage);
+  s.offset = offset;
+  s.meta = meta;
+  s.meta.data = nullptr;
+  *id = static_cast<double>(s.generation) * double(1u << kIndexBits) + index;
+  return Status::OK();
 }
 
-NativeTensor* NativeTensor::unwrap_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param) {
-  // napi_unwrap instead of ObjectWrap::Unwrap: an object made with Object.create(NativeTensor.prototype) passes
-  // InstanceOf but wraps nothing, and must be a TypeError, not an untyped "Invalid argument".
-  // The type tag (N-API 8) proves the object is one of our handles, and is cheaper than napi_instanceof.
-  void* p = nullptr;
-  bool tagged = false;
-  if (!v.IsObject() || napi_check_object_type_tag(env, v, &kTensorTag, &tagged) != napi_ok || !tagged ||
-      napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
+TensorSlot* HandleTable::find(double id) {
+  if (!(id >= 0) || id > 9007199254740991.0 || std::trunc(id) != id) return nullptr;
+  const uint64_t v = static_cast<uint64_t>(id);
+  const uint64_t index = v & ((uint64_t(1) << kIndexBits) - 1);
+  const uint64_t generation = v >> kIndexBits;
+  if (index >= slots_.size()) return nullptr;
+  TensorSlot& s = slots_[index];
+  if (!s.storage || s.generation != generation) return nullptr;
+  return &s;
+}
+
+bool HandleTable::remove(double id) {
+  TensorSlot* s = find(id);
+  if (!s) return false;
+  s->storage.reset();
+  s->generation = (s->generation + 1) & ((1u << 29) - 1);  // id stays below 2^53
+  free_.push_back(static_cast<uint32_t>(s - slots_.data()));
+  return true;
+}
+
+TensorSlot& tensor_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param) {
+  double id = 0;
+  if (napi_get_value_double(env, v, &id) != napi_ok)
     throw_status(env, type_error(std::string(fn) + ": expected a tensor for " + param + ", got " +
-                                 (v.IsObject() ? "another object" : "a non-object")));
-  NativeTensor* t = static_cast<NativeTensor*>(p);
-  if (t->disposed())
+                                 (v.IsObject() ? "an object" : "another value")));
+  TensorSlot* s = addon_data(env).handles->find(id);
+  if (!s)
     throw_status(env, Status(Code::disposed, std::string(fn) + ": expected a live tensor for " + param +
                                                  ", got a disposed tensor"));
-  return t;
+  return *s;
 }
 
-TensorView NativeTensor::view() const {
-  TensorView v = meta_;
-  v.data = static_cast<char*>(storage_->data()) + offset_;
-  return v;
+Napi::Value new_handle(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta) {
+  double id = 0;
+  check(env, addon_data(env).handles->add(std::move(storage), offset, meta, &id));
+  return Napi::Number::New(env, id);
 }
 
-void NativeTensor::require_live(Napi::Env env, const char* what) const {
-  if (disposed())
-    throw_status(env, Status(Code::disposed, std::string(what) + ": expected a live tensor for tensor, got a disposed tensor"));
-}
+namespace {
 
-Napi::Value NativeTensor::dispose(const Napi::CallbackInfo& info) {
+// dispose(id): idempotent; a stale id (already disposed, slot reused) does nothing.
+Napi::Value dispose(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    storage_.reset();
-    flush_external_memory(info.Env());
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    double id = 0;
+    if (napi_get_value_double(env, info[0], &id) == napi_ok) addon_data(env).handles->remove(id);
+    flush_external_memory(env);
+    return env.Undefined();
   });
 }
 
-Napi::Value NativeTensor::is_disposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), disposed());
+Napi::Value is_live(const Napi::CallbackInfo& info) {
+  double id = 0;
+  const bool live = napi_get_value_double(info.Env(), info[0], &id) == napi_ok &&
+                    addon_data(info.Env()).handles->find(id) != nullptr;
+  return Napi::Boolean::New(info.Env(), live);
 }
 
 // read(): Promise<ArrayBuffer>. The bytes are copied on the stream's thread, once every op queued before has run,
 // into native memory that the JS thread then wraps as an ArrayBuffer (settle.h says why not V8 memory). The JS
 // thread never waits.
-Napi::Value NativeTensor::read(const Napi::CallbackInfo& info) {
+Napi::Value read(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    require_live(env, "data");
+    TensorSlot& t = tensor_arg(env, info[0], "data", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(meta_.device, &stream));
+    check(env, stream_for(t.meta.device, &stream));
     std::shared_ptr<Settler> settler;
     Napi::Promise promise = Settler::create(env, &settler);
-    std::shared_ptr<Storage> st = storage_;
-    const size_t off = offset_, bytes = meta_.nbytes();
+    std::shared_ptr<Storage> st = t.storage;
+    const size_t off = t.offset, bytes = t.meta.nbytes();
     stream->submit_host(
         [settler, st, off, bytes](Status prior) -> Status {
           std::unique_ptr<Completion> c(new Completion());
@@ -138,34 +138,34 @@ Napi::Value NativeTensor::read(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeTensor::read_sync(const Napi::CallbackInfo& info) {
+Napi::Value read_sync(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    require_live(env, "dataSync");
+    TensorSlot& t = tensor_arg(env, info[0], "dataSync", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(meta_.device, &stream));
+    check(env, stream_for(t.meta.device, &stream));
     check(env, stream->synchronize(owner_of(env)));
-    check(env, storage_->poison_status());
+    check(env, t.storage->poison_status());
     flush_external_memory(env);
-    const size_t bytes = meta_.nbytes();
+    const size_t bytes = t.meta.nbytes();
     Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, bytes);
-    check(env, copy_to_host(storage_, offset_, buf.Data(), bytes));
+    check(env, copy_to_host(t.storage, t.offset, buf.Data(), bytes));
     return buf;
   });
 }
 
 // view(byteOffset, dtype, shape): a new handle on the same storage. Bounds are checked against this handle's own
 // bytes, so a view can never reach memory its parent could not.
-Napi::Value NativeTensor::make_view(const Napi::CallbackInfo& info) {
+Napi::Value make_view(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    require_live(env, "view");
-    const size_t parent_bytes = meta_.nbytes();
-    const int64_t off = parse_int(env, info[0], "view", "byteOffset", 0, static_cast<int64_t>(parent_bytes));
+    TensorSlot& t = tensor_arg(env, info[0], "view", "tensor");
+    const size_t parent_bytes = t.meta.nbytes();
+    const int64_t off = parse_int(env, info[1], "view", "byteOffset", 0, static_cast<int64_t>(parent_bytes));
     TensorView m;
-    m.device = meta_.device;
-    m.dtype = parse_dtype(env, info[1], "view", "dtype");
-    parse_shape(env, info[2], "view", "shape", &m);
+    m.device = t.meta.device;
+    m.dtype = parse_dtype(env, info[2], "view", "dtype");
+    parse_shape(env, info[3], "view", "shape", &m);
     if (off % static_cast<int64_t>(dtype_size(m.dtype)) != 0)
       throw_status(env, range_error("view: expected byteOffset aligned to " + std::to_string(dtype_size(m.dtype)) +
                                     " bytes, got " + std::to_string(off)));
@@ -173,32 +173,32 @@ Napi::Value NativeTensor::make_view(const Napi::CallbackInfo& info) {
       throw_status(env, range_error("view: expected a view within the tensor's " + std::to_string(parent_bytes) +
                                     " bytes, got bytes [" + std::to_string(off) + ", " +
                                     std::to_string(static_cast<size_t>(off) + m.nbytes()) + ")"));
-    return create(env, storage_, offset_ + static_cast<size_t>(off), m);
+    return new_handle(env, t.storage, t.offset + static_cast<size_t>(off), m);
   });
 }
 
 // to(kind, index): a copy on another device (or the same one). CPU -> CUDA waits for the CPU stream and the
 // upload (a transfer, done at load time); CUDA -> CPU is queued on the CPU stream and does not block.
-Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
+Napi::Value to(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    require_live(env, "to");
-    const Device dst = parse_device(env, info[0], info[1], "to");
-    const Device src = meta_.device;
+    TensorSlot& t = tensor_arg(env, info[0], "to", "tensor");
+    const Device dst = parse_device(env, info[1], info[2], "to");
+    const Device src = t.meta.device;
     Stream* src_stream = nullptr;
     Stream* dst_stream = nullptr;
     check(env, stream_for(src, &src_stream));
     check(env, stream_for(dst, &dst_stream));
     std::shared_ptr<Storage> out;
-    check(env, Storage::create(dst, meta_.nbytes(), &out));
+    check(env, Storage::create(dst, t.meta.nbytes(), &out));
     account_external_memory(env, *out);
-    TensorView m = meta_;
+    TensorView m = t.meta;
     m.device = dst;
     set_contiguous_strides(m);
-    const size_t bytes = meta_.nbytes();
+    const size_t bytes = t.meta.nbytes();
     if (src == dst) {
       const Backend b = src.kind == DeviceKind::cpu ? Backend::cpu : Backend::cuda;
-      TensorView in = view();
+      TensorView in = t.view();
       TensorView o = m;
       o.data = out->data();
       OpArgs a;
@@ -207,11 +207,11 @@ Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
       a.n_in = 1;
       a.out = &o;
       a.n_out = 1;
-      const std::shared_ptr<Storage> keep[2] = {storage_, out};
+      const std::shared_ptr<Storage> keep[2] = {t.storage, out};
       check(env, src_stream->submit(kernel_table(b)[static_cast<int>(OpId::copy)], a, keep, 2, owner_of(env)));
     } else if (src.kind == DeviceKind::cuda && dst.kind == DeviceKind::cpu) {
-      std::shared_ptr<Storage> st = storage_;
-      const size_t off = offset_;
+      std::shared_ptr<Storage> st = t.storage;
+      const size_t off = t.offset;
       dst_stream->submit_host(
           [st, off, out, bytes](Status prior) -> Status {
             Status s = st->poisoned() ? st->poison_status() : copy_to_host(st, off, out->data(), bytes);
@@ -223,20 +223,31 @@ Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
       // Into CUDA from the CPU or another GPU: the source must be complete, then a blocking upload through host
       // memory (the pageable copy blocks anyway). A pending error of the source stream is reported here.
       check(env, src_stream->synchronize(owner_of(env)));
-      check(env, storage_->poison_status());
+      check(env, t.storage->poison_status());
       if (bytes > 0) {
         if (src.kind == DeviceKind::cpu) {
-          check(env, cuda_copy_h2d(dst.index, out->data(), view().data, bytes));
+          check(env, cuda_copy_h2d(dst.index, out->data(), t.view().data, bytes));
         } else {
           std::unique_ptr<char[]> tmp(new char[bytes]);
-          check(env, cuda_copy_d2h(src.index, tmp.get(), view().data, bytes));
+          check(env, cuda_copy_d2h(src.index, tmp.get(), t.view().data, bytes));
           check(env, cuda_copy_h2d(dst.index, out->data(), tmp.get(), bytes));
         }
       }
     }
     flush_external_memory(env);
-    return create(env, std::move(out), 0, m);
+    return new_handle(env, std::move(out), 0, m);
   });
+}
+
+}  // namespace
+
+void init_tensors(Napi::Env env, Napi::Object exports) {
+  exports.Set("dispose", Napi::Function::New(env, dispose, "dispose"));
+  exports.Set("isLive", Napi::Function::New(env, is_live, "isLive"));
+  exports.Set("read", Napi::Function::New(env, read, "read"));
+  exports.Set("readSync", Napi::Function::New(env, read_sync, "readSync"));
+  exports.Set("view", Napi::Function::New(env, make_view, "view"));
+  exports.Set("to", Napi::Function::New(env, to, "to"));
 }
 
 }  // namespace lk

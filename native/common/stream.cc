@@ -118,7 +118,7 @@ class CpuStream final : public Stream {
   Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
                 Owner owner) override {
     if (n_keep > kMaxKeep) return internal_error("stream: too many storages for one op");
-    std::unique_ptr<Task> t(new (std::nothrow) Task());
+    std::unique_ptr<Task> t = take_spare();
     if (!t) return Status(Code::oom, "out of memory: op queue");
     t->kernel = kernel;
     LK_RETURN_IF_ERROR(copy_args(args, t.get()));
@@ -150,6 +150,18 @@ class CpuStream final : public Stream {
   }
 
  private:
+  std::unique_ptr<Task> take_spare() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!spare_.empty()) {
+        std::unique_ptr<Task> t = std::move(spare_.back());
+        spare_.pop_back();
+        return t;
+      }
+    }
+    return std::unique_ptr<Task>(new (std::nothrow) Task());
+  }
+
   void push(std::unique_ptr<Task> t) {
     bool wake;
     {
@@ -203,11 +215,17 @@ class CpuStream final : public Stream {
           sticky_.set(t->owner, std::move(s));
         }
       }
-      t.reset();  // drop the storages before reporting completion, so memory is back when a sync returns
+      // Drop the storages before reporting completion (memory is back when a sync returns), and keep the task
+      // for reuse: a new and a delete per op on two threads made malloc's arena lock a point of contention.
+      for (int i = 0; i < t->n_keep; ++i) t->keep[i].reset();
+      t->n_keep = 0;
+      t->host = nullptr;
       {
         std::lock_guard<std::mutex> lock(mu_);
         completed_.fetch_add(1, std::memory_order_release);
+        if (spare_.size() < kMaxSpare) spare_.push_back(std::move(t));
       }
+      t.reset();
       done_cv_.notify_all();
     }
   }
@@ -215,6 +233,8 @@ class CpuStream final : public Stream {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::deque<std::unique_ptr<Task>> queue_;
+  static constexpr size_t kMaxSpare = 1024;
+  std::vector<std::unique_ptr<Task>> spare_;  // finished tasks, reused by submit()
   std::atomic<bool> queue_nonempty_hint_{false};
   uint64_t submitted_ = 0;
   std::atomic<uint64_t> completed_{0};
