@@ -130,6 +130,3 @@ export function opId(name: string): number {
   if (id === undefined) throw new LlmKernelsError('ERR_INTERNAL', `op '${name}' is not in this build's op list`);
   return id;
 }
-
-export const BACKEND = { ref: 0, cpu: 1, cuda: 2 } as const;
-export type BackendName = keyof typeof BACKEND;

@@ -57,11 +57,6 @@ export function checkFiniteNumber(fn: string, param: string, v: unknown): number
   return v;
 }
 
-export function checkBoolean(fn: string, param: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw typeError(expected(fn, 'a boolean', param, v));
-  return v;
-}
-
 export function checkObject(fn: string, param: string, v: unknown): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v))
     throw typeError(expected(fn, 'an options object', param, v));
@@ -94,9 +89,3 @@ export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
-export function checkOneOf<T extends string>(fn: string, param: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string') throw typeError(expected(fn, `one of ${allowed.map((a) => `'${a}'`).join(', ')}`, param, v));
-  if (!(allowed as readonly string[]).includes(v))
-    throw rangeError(expected(fn, `one of ${allowed.map((a) => `'${a}'`).join(', ')}`, param, v));
-  return v as T;
-}
