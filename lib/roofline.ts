@@ -18,7 +18,7 @@ export interface Roofline {
 }
 
 /**
- * Runs the probes (about a second, on the calling thread: for benchmarks and tools, not servers).
+ * Runs the probes (about a second, during which the calling thread waits: for benchmarks and tools, not servers).
  * @param threads - threads to use; default the kernels' thread count
  * @throws {RangeError} threads is not an integer in [1, 1024]
  */

@@ -20,7 +20,7 @@ import {
 } from './dtype.js';
 import { LlmKernelsError, rangeError, typeError } from './errors.js';
 import { Rng } from './random.js';
-import { checkInteger, checkObject, checkShape, expected, shapeNumel, shapeStr } from './validate.js';
+import { checkInteger, checkObject, checkShape, expected, MAX_SAFE, shapeNumel, shapeStr } from './validate.js';
 
 /** Options of the tensor factories. */
 export interface TensorOptions<D extends DType = DType> {
@@ -69,7 +69,8 @@ export class Tensor<D extends DType = DType> {
     this.#h = handle;
     gcSafetyNet.register(this, handle);
     this.dtype = dtype;
-    this.shape = Object.freeze(shape.slice());
+    // Callers hand over a fresh array (or one already frozen): frozen as is, not copied again.
+    this.shape = Object.isFrozen(shape) ? shape : Object.freeze(shape as number[]);
     this.device = dev;
   }
 
@@ -114,7 +115,7 @@ export class Tensor<D extends DType = DType> {
       (dtype === 'i8' && data instanceof Int8Array) ||
       (dtype === 'u8' && data instanceof Uint8Array) ||
       (dtype === 'i32' && data instanceof Int32Array);
-    if (raw) return Tensor.#wrap(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, data as AnyTypedArray), dtype, shape, dev);
+    if (raw) return wrapNative(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, data as AnyTypedArray), dtype, shape, dev);
     if (data instanceof Uint16Array) throw typeError(expected(FN_FROM, `a Uint16Array only with dtype 'f16' or 'bf16'`, 'options.dtype', dtype));
     // Numbers: check them, store as f32 (or the integer type), convert on the device when the dtype is f16/bf16.
     if (isFloat(dtype)) {
@@ -125,7 +126,7 @@ export class Tensor<D extends DType = DType> {
             throw typeError(expected(FN_FROM, 'numbers', `data[${i}]`, (data as ArrayLike<unknown>)[i]));
       }
       const f = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
-      const t32 = Tensor.#wrap(native.fromBytes(dev.kindId, dev.index, DTYPE_ID.f32, shape, f), 'f32', shape, dev);
+      const t32 = wrapNative(native.fromBytes(dev.kindId, dev.index, DTYPE_ID.f32, shape, f), 'f32', shape, dev);
       if (dtype === 'f32') return t32 as unknown as Tensor<D>;
       try {
         return t32.cast(dtype) as unknown as Tensor<D>;
@@ -140,7 +141,7 @@ export class Tensor<D extends DType = DType> {
       if (typeof v !== 'number') throw typeError(expected(FN_FROM, 'numbers', `data[${i}]`, v));
       if (!Number.isInteger(v) || v < lo || v > hi) throw rangeError(expected(FN_FROM, `an ${dtype} integer in [${lo}, ${hi}]`, `data[${i}]`, v));
     }
-    return Tensor.#wrap(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, Ctor.from(data as ArrayLike<number>)), dtype, shape, dev);
+    return wrapNative(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, Ctor.from(data as ArrayLike<number>)), dtype, shape, dev);
   }
 
   /**
@@ -155,7 +156,7 @@ export class Tensor<D extends DType = DType> {
     const dtype = checkDType(fn, 'options.dtype', options.dtype ?? 'f32') as D;
     checkBytes(fn, s, dtype);
     const dev = resolveDevice(fn, 'options.device', options.device ?? 'cpu');
-    return Tensor.#wrap(native.empty(dev.kindId, dev.index, DTYPE_ID[dtype], s), dtype, s, dev);
+    return wrapNative(native.empty(dev.kindId, dev.index, DTYPE_ID[dtype], s), dtype, s, dev);
   }
 
   /** A tensor of zeros. @throws see {@link Tensor.empty} */
@@ -224,13 +225,10 @@ export class Tensor<D extends DType = DType> {
     return Tensor.fromArray(a, { shape: s, dtype, device: dev });
   }
 
-  static #wrap<D extends DType>(h: NativeTensor, dtype: D, shape: readonly number[], dev: Device): Tensor<D> {
-    return new Tensor(h, dtype, shape, dev);
-  }
 
   /** @internal Enqueue an op with one output on `dev` (backend: the device's own). */
   static #run<D extends DType>(op: string, dev: Device, inputs: NativeTensor[], dtype: D, shape: number[], f0 = 0): Tensor<D> {
-    return Tensor.#wrap(runNative(op, dev, inputs, dtype, shape, f0), dtype, shape, dev);
+    return wrapNative(runNative(op, dev, inputs, dtype, shape, f0), dtype, shape, dev);
   }
 
   /** @internal The native handle; throws ERR_DISPOSED if disposed. */
@@ -298,9 +296,9 @@ export class Tensor<D extends DType = DType> {
    * @throws {LlmKernelsError} ERR_DEVICE if the device is unavailable, ERR_OOM, ERR_DISPOSED
    */
   to(dev: DeviceSpec): Tensor<D> {
-    this.handle('to');
+    const h = this.handle('to'); // liveness first, then the device
     const d = resolveDevice('to', 'device', dev);
-    return Tensor.#wrap(native.to(this.handle('to'), d.kindId, d.index), this.dtype, this.shape.slice(), d);
+    return wrapNative(native.to(h, d.kindId, d.index), this.dtype, this.shape.slice(), d);
   }
 
   /** A copy with another dtype (f32/f16/bf16 target; round to nearest even; NaN and Inf kept). */
@@ -343,7 +341,7 @@ export class Tensor<D extends DType = DType> {
     checkShape(fn, 'shape', s);
     if (shapeNumel(s) !== this.numel)
       throw rangeError(expected(fn, `a shape of ${this.numel} elements (from ${shapeStr(this.shape)})`, 'shape', shape));
-    return Tensor.#wrap(native.view(this.handle(fn), 0, DTYPE_ID[this.dtype], s), this.dtype, s, this.device);
+    return wrapNative(native.view(this.handle(fn), 0, DTYPE_ID[this.dtype], s), this.dtype, s, this.device);
   }
 
   /**
@@ -355,13 +353,13 @@ export class Tensor<D extends DType = DType> {
     const fn = 'slice';
     if (this.shape.length === 0) throw rangeError(expected(fn, 'a tensor with at least 1 dimension', 'tensor', shapeStr(this.shape), true));
     const n = this.shape[0]!;
-    checkInteger(fn, 'start', start, -MAX, MAX);
-    checkInteger(fn, 'end', end, -MAX, MAX);
+    checkInteger(fn, 'start', start, -MAX_SAFE, MAX_SAFE);
+    checkInteger(fn, 'end', end, -MAX_SAFE, MAX_SAFE);
     const s = Math.min(Math.max(start < 0 ? n + start : start, 0), n);
     const e = Math.min(Math.max(end < 0 ? n + end : end, s), n);
     const rowBytes = shapeNumel(this.shape.slice(1)) * DTYPE_SIZE[this.dtype];
     const shape = [e - s, ...this.shape.slice(1)];
-    return Tensor.#wrap(native.view(this.handle(fn), s * rowBytes, DTYPE_ID[this.dtype], shape), this.dtype, shape, this.device);
+    return wrapNative(native.view(this.handle(fn), s * rowBytes, DTYPE_ID[this.dtype], shape), this.dtype, shape, this.device);
   }
 
   /** Releases this tensor's memory reference now. Idempotent. Queued ops that use it still complete. */
@@ -382,7 +380,6 @@ export class Tensor<D extends DType = DType> {
   }
 }
 
-const MAX = Number.MAX_SAFE_INTEGER;
 
 /**
  * The GC safety net: a Tensor collected without dispose() has its handle disposed. After an explicit dispose()

@@ -28,14 +28,18 @@ Napi::Value status_to_error(Napi::Env env, const Status& s) {
 
 void throw_status(Napi::Env env, const Status& s) { throw Napi::Error(env, status_to_error(env, s)); }
 
-void account_external_memory(Napi::Env env, const Storage& s) {
-  if (s.device().kind == DeviceKind::cpu && s.bytes() > 0)
-    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(s.bytes()));
+void flush_external_memory(Napi::Env env, int64_t allocated) {
+  const int64_t delta = allocated - Storage::take_released_cpu_bytes();
+  if (delta != 0) Napi::MemoryManagement::AdjustExternalMemory(env, delta);
 }
 
-void flush_external_memory(Napi::Env env) {
-  const int64_t released = Storage::take_released_cpu_bytes();
-  if (released > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -released);
+Napi::Value new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage) {
+  std::shared_ptr<Storage> st;
+  check(env, Storage::create(meta.device, meta.nbytes(), &st));
+  // One adjustment per new tensor: its CPU bytes, less what other threads freed since the last report.
+  flush_external_memory(env, st->device().kind == DeviceKind::cpu ? static_cast<int64_t>(st->bytes()) : 0);
+  if (out_storage) *out_storage = st;
+  return new_handle(env, std::move(st), 0, meta);
 }
 
 static std::string describe(const Napi::Value& v) {

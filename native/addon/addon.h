@@ -20,8 +20,6 @@ struct AddonData;
 AddonData& addon_data(Napi::Env env);
 
 
-
-
 // Turns a Status into the JS error object it stands for (see status.h for the mapping).
 Napi::Value status_to_error(Napi::Env env, const Status& s);
 [[noreturn]] void throw_status(Napi::Env env, const Status& s);
@@ -44,9 +42,9 @@ Napi::Value guard(const Napi::CallbackInfo& info, F body) {
   }
 }
 
-// Reports CPU memory freed on other threads to V8 (Napi::MemoryManagement must be called on the JS thread).
-void flush_external_memory(Napi::Env env);
-void account_external_memory(Napi::Env env, const Storage& s);
+// Reports to V8 the CPU memory `allocated` now, less what was freed on other threads since the last report, in one
+// call (Napi::MemoryManagement must be called on the JS thread).
+void flush_external_memory(Napi::Env env, int64_t allocated = 0);
 
 // Tensor handles. A JS tensor holds a number, not a wrapped object: an index into its environment's handle table
 // and a generation, id = generation * 2^24 + index. Creating a wrapped object per op output (napi_new_instance,
@@ -87,8 +85,15 @@ struct AddonData {
 };
 inline Owner owner_of(Napi::Env env) { return addon_data(env).owner; }
 
-// The live slot of a tensor argument: TypeError for a non-number, ERR_DISPOSED for a dead id.
-TensorSlot& tensor_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param);
+// The live slot of a tensor argument `param` (or `param[index]` when index >= 0): TypeError for a non-number,
+// ERR_DISPOSED for a dead id. The message is only built on failure (this runs for every input of every op).
+TensorSlot& tensor_arg(Napi::Env env, HandleTable& table, const Napi::Value& v, const char* fn, const char* param,
+                       int index = -1);
+inline TensorSlot& tensor_arg(Napi::Env env, const Napi::Value& v, const char* fn, const char* param) {
+  return tensor_arg(env, *addon_data(env).handles, v, fn, param);
+}
+// A new tensor of `meta` (fresh, uninitialized storage) registered in the handle table; its id as a JS number.
+Napi::Value new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage);
 // Registers a new tensor in the environment's table and returns its id as a JS number.
 Napi::Value new_handle(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta);
 

@@ -67,7 +67,8 @@ Napi::Value info(const Napi::CallbackInfo& cb) {
   });
 }
 
-// roofline(threads): runs the probes on the JS thread (about a second; for benchmarks, not servers).
+// roofline(threads): runs the probes on the CPU executor, in order with the ops, while the JS thread waits (about a
+// second; for benchmarks, not servers).
 Napi::Value roofline(const Napi::CallbackInfo& cb) {
   return guard(cb, [&]() -> Napi::Value {
     Napi::Env env = cb.Env();

@@ -12,19 +12,10 @@ namespace lk {
 
 namespace {
 
-Napi::Value new_tensor(Napi::Env env, const TensorView& meta, std::shared_ptr<Storage>* out_storage) {
-  std::shared_ptr<Storage> st;
-  check(env, Storage::create(meta.device, meta.nbytes(), &st));
-  account_external_memory(env, *st);
-  if (out_storage) *out_storage = st;
-  return new_handle(env, std::move(st), 0, meta);
-}
-
 // empty(kind, index, dtype, shape): uninitialized memory (the TS layer fills it or hands it to an op).
 Napi::Value empty(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    flush_external_memory(env);
     TensorView m;
     m.device = parse_device(env, info[0], info[1], "empty");
     m.dtype = parse_dtype(env, info[2], "empty", "dtype");
@@ -40,7 +31,6 @@ Napi::Value empty(const Napi::CallbackInfo& info) {
 Napi::Value from_bytes(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    flush_external_memory(env);
     TensorView m;
     m.device = parse_device(env, info[0], info[1], "fromArray");
     m.dtype = parse_dtype(env, info[2], "fromArray", "dtype");
@@ -72,8 +62,10 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
     if (len > 0) {
       if (m.device.kind == DeviceKind::cpu)
         std::memcpy(st->data(), src, len);  // fresh memory no queued op can touch yet
-      else
-        check(env, cuda_copy_h2d(m.device.index, st->data(), src, len));
+      else if (Status c = cuda_copy_h2d(m.device.index, st->data(), src, len); !c.ok()) {
+        addon_data(env).handles->remove(t.As<Napi::Number>().DoubleValue());  // never handed out: take it back
+        throw_status(env, c);
+      }
     }
     return t;
   });
@@ -84,7 +76,7 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
 Napi::Value run(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    flush_external_memory(env);
+    AddonData& data = addon_data(env);
     OpArgs a;
     a.op = static_cast<OpId>(parse_int(env, info[0], "run", "op", 0, kNumOps - 1));
     const char* name = op_info(a.op).name;
@@ -104,7 +96,7 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     std::shared_ptr<Storage> keep[Stream::kMaxKeep];
     int n_keep = 0;
     for (uint32_t i = 0; i < n_in; ++i) {
-      TensorSlot& t = tensor_arg(env, ins.Get(i), name, "inputs[" + std::to_string(i) + "]");
+      TensorSlot& t = tensor_arg(env, *data.handles, ins.Get(i), name, "inputs", static_cast<int>(i));
       if (t.meta.device != dev)
         throw_status(env, Status(Code::device, std::string(name) + ": expected every input on " + dev.name() +
                                                    ", got inputs[" + std::to_string(i) + "] on " + t.meta.device.name()));
@@ -115,9 +107,12 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     out.device = dev;
     out.dtype = parse_dtype(env, info[5], name, "output dtype");
     parse_shape(env, info[6], name, "output shape", &out);
+    // Scalars: f0/f1 (a number, or absent = 0), i0/i1 (integers, or absent = 0); one N-API call each.
     for (int k = 0; k < 2; ++k) {
-      if (info[7 + k].IsNumber()) a.params.f[k] = info[7 + k].As<Napi::Number>().DoubleValue();
-      if (!info[9 + k].IsUndefined())
+      if (info.Length() > static_cast<size_t>(7 + k) &&
+          napi_get_value_double(env, info[7 + k], &a.params.f[k]) != napi_ok && !info[7 + k].IsUndefined())
+        throw_status(env, type_error(std::string(name) + ": expected a number for " + (k ? "f1" : "f0")));
+      if (info.Length() > static_cast<size_t>(9 + k) && !info[9 + k].IsUndefined())
         a.params.i[k] = parse_int(env, info[9 + k], name, k ? "i1" : "i0", -(int64_t(1) << 53), int64_t(1) << 53);
     }
     a.in = in;
@@ -136,7 +131,7 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     Napi::Value result = new_tensor(env, out, &st);
     out.data = st->data();
     keep[n_keep++] = st;
-    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep, owner_of(env)));
+    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep, data.owner));
     return result;
   });
 }

@@ -67,16 +67,18 @@ bool HandleTable::remove(double id) {
   return true;
 }
 
-TensorSlot& tensor_arg(Napi::Env env, const Napi::Value& v, const char* fn, const std::string& param) {
+TensorSlot& tensor_arg(Napi::Env env, HandleTable& table, const Napi::Value& v, const char* fn, const char* param,
+                       int index) {
   double id = 0;
-  if (napi_get_value_double(env, v, &id) != napi_ok)
-    throw_status(env, type_error(std::string(fn) + ": expected a tensor for " + param + ", got " +
+  const bool is_number = napi_get_value_double(env, v, &id) == napi_ok;
+  TensorSlot* s = is_number ? table.find(id) : nullptr;
+  if (s) return *s;
+  const std::string p = index < 0 ? std::string(param) : std::string(param) + "[" + std::to_string(index) + "]";
+  if (!is_number)
+    throw_status(env, type_error(std::string(fn) + ": expected a tensor for " + p + ", got " +
                                  (v.IsObject() ? "an object" : "another value")));
-  TensorSlot* s = addon_data(env).handles->find(id);
-  if (!s)
-    throw_status(env, Status(Code::disposed, std::string(fn) + ": expected a live tensor for " + param +
-                                                 ", got a disposed tensor"));
-  return *s;
+  throw_status(env, Status(Code::disposed, std::string(fn) + ": expected a live tensor for " + p +
+                                               ", got a disposed tensor"));
 }
 
 Napi::Value new_handle(Napi::Env env, std::shared_ptr<Storage> storage, size_t offset, const TensorView& meta) {
@@ -191,7 +193,6 @@ Napi::Value to(const Napi::CallbackInfo& info) {
     check(env, stream_for(dst, &dst_stream));
     std::shared_ptr<Storage> out;
     check(env, Storage::create(dst, t.meta.nbytes(), &out));
-    account_external_memory(env, *out);
     TensorView m = t.meta;
     m.device = dst;
     set_contiguous_strides(m);
@@ -234,7 +235,7 @@ Napi::Value to(const Napi::CallbackInfo& info) {
         }
       }
     }
-    flush_external_memory(env);
+    flush_external_memory(env, dst.kind == DeviceKind::cpu ? static_cast<int64_t>(bytes) : 0);
     return new_handle(env, std::move(out), 0, m);
   });
 }

@@ -9,12 +9,6 @@
 #include "../cuda/cuda_backend.h"
 #include "thread_pool.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define LK_CPU_RELAX() _mm_pause()
-#else
-#define LK_CPU_RELAX() ((void)0)
-#endif
 
 namespace lk {
 
@@ -113,19 +107,34 @@ class CpuStream final : public Stream {
     cv_.notify_one();
     thread_.join();
   }
-  Device device() const override { return Device{DeviceKind::cpu, 0}; }
 
   Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
                 Owner owner) override {
     if (n_keep > kMaxKeep) return internal_error("stream: too many storages for one op");
-    std::unique_ptr<Task> t = take_spare();
-    if (!t) return Status(Code::oom, "out of memory: op queue");
-    t->kernel = kernel;
-    LK_RETURN_IF_ERROR(copy_args(args, t.get()));
-    for (int i = 0; i < n_keep; ++i) t->keep[i] = keep[i];
-    t->n_keep = n_keep;
-    t->owner = owner;
-    push(std::move(t));
+    bool wake;
+    {
+      // One lock per op: take a finished entry for reuse (new only when none), fill it, queue it.
+      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_ptr<Task> t;
+      if (!spare_.empty()) {
+        t = std::move(spare_.back());
+        spare_.pop_back();
+      } else {
+        t.reset(new (std::nothrow) Task());
+        if (!t) return Status(Code::oom, "out of memory: op queue");
+      }
+      t->kernel = kernel;
+      Status st = copy_args(args, t.get());
+      if (!st.ok()) {
+        spare_.push_back(std::move(t));
+        return st;
+      }
+      for (int i = 0; i < n_keep; ++i) t->keep[i] = keep[i];
+      t->n_keep = n_keep;
+      t->owner = owner;
+      wake = enqueue_locked(std::move(t));
+    }
+    if (wake) cv_.notify_one();
     return Status::OK();
   }
 
@@ -150,26 +159,19 @@ class CpuStream final : public Stream {
   }
 
  private:
-  std::unique_ptr<Task> take_spare() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!spare_.empty()) {
-        std::unique_ptr<Task> t = std::move(spare_.back());
-        spare_.pop_back();
-        return t;
-      }
-    }
-    return std::unique_ptr<Task>(new (std::nothrow) Task());
+  // Queues t; returns whether the executor sleeps and must be woken (after the lock is released). Holds mu_.
+  bool enqueue_locked(std::unique_ptr<Task> t) {
+    queue_.push_back(std::move(t));
+    queue_nonempty_hint_.store(true, std::memory_order_relaxed);
+    ++submitted_;
+    return sleeping_;
   }
 
   void push(std::unique_ptr<Task> t) {
     bool wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(t));
-      queue_nonempty_hint_.store(true, std::memory_order_relaxed);
-      ++submitted_;
-      wake = sleeping_;
+      wake = enqueue_locked(std::move(t));
     }
     if (wake) cv_.notify_one();
   }
@@ -257,7 +259,6 @@ class CudaStream final : public Stream {
     cv_.notify_one();
     thread_.join();
   }
-  Device device() const override { return Device{DeviceKind::cuda, index_}; }
 
   Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
                 Owner) override {

@@ -38,7 +38,6 @@ class Stream {
  public:
   static constexpr int kMaxKeep = 6;
   virtual ~Stream() = default;
-  virtual Device device() const = 0;
   // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; the n_keep
   // storages of `keep` (at most kMaxKeep: the op's inputs, then its args.n_out outputs last) are held until it has
   // run, and the outputs are poisoned if it fails. Returns an error only if the op could not be queued or launched.

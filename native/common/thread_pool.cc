@@ -2,14 +2,6 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define LK_CPU_RELAX() _mm_pause()
-#elif defined(__aarch64__)
-#define LK_CPU_RELAX() asm volatile("yield" ::: "memory")
-#else
-#define LK_CPU_RELAX() ((void)0)
-#endif
 
 namespace lk {
 

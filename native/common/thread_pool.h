@@ -15,6 +15,16 @@
 #include <thread>
 #include <vector>
 
+// A spin-wait hint for the busy loops of the pool and the streams.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LK_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define LK_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define LK_CPU_RELAX() ((void)0)
+#endif
+
 namespace lk {
 
 class ThreadPool {

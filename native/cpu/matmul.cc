@@ -356,9 +356,7 @@ Status matmul_cpu(const OpArgs& a) {
   const TensorView& x = a.in[0];
   const TensorView& w = a.in[1];
   const TensorView& y = a.out[0];
-  const int64_t K = x.cols(), N = w.shape[0];
-  int64_t M = 1;  // not x.rows(): that is 0 when K is 0
-  for (int i = 0; i + 1 < x.ndim; ++i) M *= x.shape[i];
+  const int64_t K = x.cols(), N = w.shape[0], M = x.rows();
   if (M == 0 || N == 0) return Status::OK();
   if (K == 0) {  // an empty sum; all-zero bits are +0 in every float dtype
     std::memset(y.data, 0, static_cast<size_t>(M * N) * dtype_size(y.dtype));
