@@ -8,6 +8,7 @@
 
 #include "../common/thread_pool.h"
 #include "cpu.h"
+#include "elementwise.h"  // ld<T>: the portable, branch-free element loads shared with the elementwise ops
 #if defined(LLMK_HAVE_AVX2_TU)
 #include "simd/matmul_avx2.h"  // simd/matmul_avx2.cc, called only when cpu_simd_level() says AVX2
 #endif
@@ -36,7 +37,7 @@ struct GemmKernels {
 // Scalar kernels: portable C++ for CPUs without AVX2 (and LLMK_SIMD=scalar). The same packed layout with a 4x8 tile
 // written as fixed-size loops, which GCC turns into SSE2 code on baseline x86-64 (8 accumulator registers of 4 lanes).
 // Measured (2 threads, this machine): 512^3 f32 / f16 / bf16 64 / 56 / 64 GFLOP/s; GEMV M = 1, N = K = 4096: 29 / 8 /
-// 16 GB/s (the f16 one is bound by the conversion, branchless below: the dtype.h one made it 1 GB/s).
+// 16 GB/s (the f16 one is bound by the conversion, the branch-free ld<f16> of elementwise.h: the dtype.h one made it 1 GB/s).
 constexpr int kScalarMR = 4, kScalarNR = 8;
 // Up to this many rows of x, matmul streams w once (GEMV-shaped) instead of packing it (GEMM): packing reads w,
 // writes it and reads it again, which for few rows costs more than the FMAs. Measured at N = K = 4096, f32, 2
@@ -44,35 +45,13 @@ constexpr int kScalarMR = 4, kScalarNR = 8;
 // Scalar: 14, 17, 22 -> 31, 33, 33.
 constexpr int64_t kGemvMaxM = 8;
 
-// f16 -> f32 without branches (same results as f16_to_f32, checked on all 65536 inputs): the exponent is rebiased
-// by adding, Inf/NaN get a second addition, and subnormals are normalised by an exact float subtraction. The
-// branchy dtype.h version costs ~15 cycles per element in the scalar GEMV, where this one vectorizes.
-inline float f16_to_f32_branchless(uint16_t h) {
-  const uint32_t o = static_cast<uint32_t>(h & 0x7fffu) << 13;
-  const uint32_t e = o & 0x0f800000u;
-  const uint32_t is_special = 0u - static_cast<uint32_t>(e == 0x0f800000u);  // Inf/NaN: all ones
-  const uint32_t is_sub = 0u - static_cast<uint32_t>(e == 0);               // zero or subnormal: all ones
-  const uint32_t n = o + 0x38000000u + (is_special & 0x38000000u) + (is_sub & 0x00800000u);
-  const float sub = f32_from_bits(n) - f32_from_bits(0x38800000u);  // (1 + m/1024) 2^-14 - 2^-14 = m 2^-24
-  // a select by mask, not f - 0: subtracting would quieten a signalling NaN
-  const uint32_t r = (is_sub & f32_bits(sub)) | (~is_sub & n);
-  return f32_from_bits(r | (static_cast<uint32_t>(h & 0x8000u) << 16));
-}
-
-template <DType T>
-inline float ld_elem(const void* p, int64_t i) {
-  if constexpr (T == DType::f32) return static_cast<const float*>(p)[i];
-  else if constexpr (T == DType::f16) return f16_to_f32_branchless(static_cast<const uint16_t*>(p)[i]);
-  else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-}
-
 template <DType T>
 void pack_scalar_t(const void* src, int64_t ld, int64_t rows, int64_t kc, int R, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += R, dst += R * kc)
     for (int r = 0; r < R; ++r) {
       if (r0 + r < rows) {
         const int64_t base = (r0 + r) * ld;
-        for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = ld_elem<T>(src, base + k);
+        for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = lk::ld<T>(src, base + k);
       } else {
         for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = 0.0f;
       }
@@ -133,7 +112,7 @@ void gemv_scalar_t(const float* x, int64_t M, const void* w, int64_t K, int64_t 
         wr = static_cast<const float*>(w) + n * K + k0;
       } else {
         const uint16_t* src = static_cast<const uint16_t*>(w) + n * K + k0;
-        for (int64_t i = 0; i < len; ++i) wbuf[i] = ld_elem<T>(src, i);
+        for (int64_t i = 0; i < len; ++i) wbuf[i] = lk::ld<T>(src, i);
         wr = wbuf;
       }
       for (int64_t m = 0; m < M; ++m) {
