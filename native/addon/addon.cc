@@ -83,7 +83,10 @@ Device parse_device(Napi::Env env, const Napi::Value& kind, const Napi::Value& i
 }
 
 DType parse_dtype(Napi::Env env, const Napi::Value& v, const char* fn, const char* param) {
-  return static_cast<DType>(parse_int(env, v, fn, param, 0, kNumDTypes - 1));
+  const int64_t id = parse_int(env, v, fn, param, 0, kFirstQuantDType + kNumQuantDTypes - 1);
+  if (!dtype_valid(static_cast<int32_t>(id)))
+    throw_status(env, range_error(std::string(fn) + ": expected a dtype id for " + param + ", got " + std::to_string(id)));
+  return static_cast<DType>(id);
 }
 
 void parse_shape(Napi::Env env, const Napi::Value& v, const char* fn, const char* param, TensorView* out) {
@@ -114,7 +117,15 @@ void parse_shape(Napi::Env env, const Napi::Value& v, const char* fn, const char
     nonzero *= s;
   }
   const int64_t numel = empty ? 0 : nonzero;
-  if (numel > kMax / static_cast<int64_t>(dtype_size(out->dtype)))
+  if (dtype_is_quant(out->dtype)) {
+    // A quantized weight is [N, K]; both below 2^40 keeps quant_nbytes() far from overflow, and the numel bound
+    // above keeps its bytes (about 1.1 * numel at most, plus padding to 8 rows) below 2^54.
+    if (n != 2)
+      throw_status(env, range_error(std::string(fn) + ": expected a 2-D shape [N, K] for a " + dtype_name(out->dtype) +
+                                    " weight (" + param + "), got " + std::to_string(n) + " dimensions"));
+    if (out->shape[0] >= (int64_t(1) << 40) || out->shape[1] >= (int64_t(1) << 40))
+      throw_status(env, range_error(std::string(fn) + ": expected N and K below 2^40 for " + param + ", got more"));
+  } else if (numel > kMax / static_cast<int64_t>(dtype_size(out->dtype)))
     throw_status(env, range_error(std::string(fn) + ": expected at most 2^53 bytes for " + param + ", got more"));
   set_contiguous_strides(*out);
 }

@@ -168,6 +168,10 @@ Napi::Value make_view(const Napi::CallbackInfo& info) {
     m.device = t.meta.device;
     m.dtype = parse_dtype(env, info[2], "view", "dtype");
     parse_shape(env, info[3], "view", "shape", &m);
+    if (dtype_is_quant(m.dtype) || dtype_is_quant(t.meta.dtype))
+      throw_status(env, unsupported(std::string("view: expected a dense tensor and dtype, got ") +
+                                    dtype_name(dtype_is_quant(t.meta.dtype) ? t.meta.dtype : m.dtype) +
+                                    " (quantized weights have no views)"));
     if (off % static_cast<int64_t>(dtype_size(m.dtype)) != 0)
       throw_status(env, range_error("view: expected byteOffset aligned to " + std::to_string(dtype_size(m.dtype)) +
                                     " bytes, got " + std::to_string(off)));

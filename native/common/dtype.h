@@ -11,10 +11,16 @@
 
 namespace lk {
 
-// The numeric values are part of the N-API surface (lib/binding.ts mirrors them). Block-quantized formats of the
-// quantized-matmul issue take ids from 16 up, so the dense types keep theirs.
-enum class DType : int32_t { f32 = 0, f16 = 1, bf16 = 2, i8 = 3, u8 = 4, i32 = 5 };
-constexpr int kNumDTypes = 6;
+// The numeric values are part of the N-API surface (lib/dtype.ts and lib/quant/formats.ts mirror them). Dense
+// element types take 0..15; the block-quantized weight formats of quant.h take ids from 16 up. A quantized tensor
+// is always a 2-D weight [N, K]; its bytes are quant_nbytes(), not numel * dtype_size (which is 0 for them).
+enum class DType : int32_t {
+  f32 = 0, f16 = 1, bf16 = 2, i8 = 3, u8 = 4, i32 = 5,
+  q8_0 = 16, q4_0 = 17, q4_g32 = 18, q4_g64 = 19, q4_g128 = 20, i8_pc = 21,
+};
+constexpr int kNumDTypes = 6;        // dense: ids 0 .. kNumDTypes - 1
+constexpr int kFirstQuantDType = 16;
+constexpr int kNumQuantDTypes = 6;   // quantized: ids kFirstQuantDType ..
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -24,8 +30,8 @@ constexpr size_t dtype_size(DType t) {
     case DType::i8: return 1;
     case DType::u8: return 1;
     case DType::i32: return 4;
+    default: return 0;  // quantized formats: no per-element size
   }
-  return 0;
 }
 constexpr const char* dtype_name(DType t) {
   switch (t) {
@@ -35,10 +41,21 @@ constexpr const char* dtype_name(DType t) {
     case DType::i8: return "i8";
     case DType::u8: return "u8";
     case DType::i32: return "i32";
+    case DType::q8_0: return "q8_0";
+    case DType::q4_0: return "q4_0";
+    case DType::q4_g32: return "q4_g32";
+    case DType::q4_g64: return "q4_g64";
+    case DType::q4_g128: return "q4_g128";
+    case DType::i8_pc: return "i8_pc";
   }
   return "?";
 }
-constexpr bool dtype_valid(int32_t v) { return v >= 0 && v < kNumDTypes; }
+constexpr bool dtype_is_quant(DType t) {
+  return static_cast<int32_t>(t) >= kFirstQuantDType && static_cast<int32_t>(t) < kFirstQuantDType + kNumQuantDTypes;
+}
+constexpr bool dtype_valid(int32_t v) {
+  return (v >= 0 && v < kNumDTypes) || (v >= kFirstQuantDType && v < kFirstQuantDType + kNumQuantDTypes);
+}
 constexpr bool dtype_is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
 static_assert(sizeof(float) == 4, "f32 must be 4 bytes");
@@ -110,8 +127,8 @@ inline float load_f32(const void* p, DType t, int64_t i) {
     case DType::i8: return static_cast<float>(static_cast<const int8_t*>(p)[i]);
     case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
     case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    default: return 0.0f;  // quantized formats are read through quant.h
   }
-  return 0.0f;
 }
 inline void store_f32(void* p, DType t, int64_t i, float v) {
   switch (t) {

@@ -74,6 +74,15 @@ Status check_shape(const char* op, const char* param, const TensorView& t, const
   return Status::OK();
 }
 
+// A quantized weight: a quantized dtype and 2 dimensions [N, K].
+Status check_quant(const char* op, const char* param, const TensorView& t) {
+  if (!dtype_is_quant(t.dtype))
+    return type_error(expected(op, "a quantized weight (q8_0, q4_0, q4_g32, q4_g64, q4_g128, i8_pc)",
+                               (std::string(param) + ".dtype").c_str(), dtype_name(t.dtype)));
+  if (t.ndim != 2) return range_error(expected(op, "a 2-D weight [N, K]", (std::string(param) + ".shape").c_str(), t.shape_str()));
+  return Status::OK();
+}
+
 // b has a's shape, or b is [N] with N = a's last dimension (row broadcast).
 Status check_broadcast(const char* op, const TensorView& a, const TensorView& b) {
   if (same_shape(a, b)) return Status::OK();
@@ -102,6 +111,15 @@ Status validate_op(const OpArgs& a) {
   }
   const TensorView* in = a.in;
   const TensorView& y = a.out[0];
+  // Quantized dtypes only where an op says so: everywhere else a dense dtype is expected.
+  const bool quant_op = a.op == OpId::dequantize || a.op == OpId::quant_export || a.op == OpId::matmul_q ||
+                        a.op == OpId::quantize || a.op == OpId::quant_import;
+  if (!quant_op) {
+    for (int i = 0; i < a.n_in; ++i)
+      if (dtype_is_quant(in[i].dtype))
+        return type_error(expected(op, "a dense dtype", ("inputs[" + std::to_string(i) + "].dtype").c_str(), dtype_name(in[i].dtype)));
+    if (dtype_is_quant(y.dtype)) return type_error(expected(op, "a dense dtype", "y.dtype", dtype_name(y.dtype)));
+  }
   switch (a.op) {
     case OpId::copy:
       LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
@@ -153,6 +171,48 @@ Status validate_op(const OpArgs& a) {
                                     "w.shape[1]", std::to_string(w.shape[1])));
       if (y.ndim != x.ndim || y.cols() != w.shape[0] || y.rows() != x.rows())
         return range_error(expected(op, "y of shape [..., N] with N=" + std::to_string(w.shape[0]), "y.shape", y.shape_str()));
+      return Status::OK();
+    }
+    case OpId::quantize:
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", in[0]));
+      if (!dtype_is_quant(y.dtype)) return type_error(expected(op, "a quantized format", "y.dtype", dtype_name(y.dtype)));
+      if (in[0].ndim != 2) return range_error(expected(op, "x of 2 dimensions [N, K]", "x.shape", in[0].shape_str()));
+      return check_shape(op, "y.shape", y, in[0]);
+    case OpId::dequantize:
+      LK_RETURN_IF_ERROR(check_quant(op, "w", in[0]));
+      LK_RETURN_IF_ERROR(check_float(op, "y.dtype", y));
+      return check_shape(op, "y.shape", y, in[0]);
+    case OpId::quant_import: {
+      LK_RETURN_IF_ERROR(check_dtype(op, "bytes.dtype", in[0], DType::u8));
+      LK_RETURN_IF_ERROR(check_quant(op, "w", y));
+      const size_t want = quant_row_form_bytes(y.dtype, y.shape[0], y.shape[1]);
+      if (in[0].nbytes() != want)
+        return range_error(expected(op, std::to_string(want) + " bytes (the " + dtype_name(y.dtype) + " row form of " +
+                                            y.shape_str() + ")", "bytes", std::to_string(in[0].nbytes())));
+      return Status::OK();
+    }
+    case OpId::quant_export: {
+      LK_RETURN_IF_ERROR(check_quant(op, "w", in[0]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, DType::u8));
+      const size_t want = quant_row_form_bytes(in[0].dtype, in[0].shape[0], in[0].shape[1]);
+      if (y.nbytes() != want)
+        return range_error(expected(op, std::to_string(want) + " bytes", "y", std::to_string(y.nbytes())));
+      return Status::OK();
+    }
+    case OpId::matmul_q: {
+      const TensorView& x = in[0];
+      const TensorView& w = in[1];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      LK_RETURN_IF_ERROR(check_quant(op, "w", w));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, x.dtype));
+      if (x.ndim < 1) return range_error(expected(op, "x with at least 1 dimension [..., K]", "x.shape", x.shape_str()));
+      if (w.shape[1] != x.cols())
+        return range_error(expected(op, "w.shape[1] to equal x's last dimension (K=" + std::to_string(x.cols()) + ")",
+                                    "w.shape[1]", std::to_string(w.shape[1])));
+      if (y.ndim != x.ndim || y.cols() != w.shape[0] || y.rows() != x.rows())
+        return range_error(expected(op, "y of shape [..., N] with N=" + std::to_string(w.shape[0]), "y.shape", y.shape_str()));
+      if (a.params.i[0] != 0 && a.params.i[0] != 1)
+        return range_error(expected(op, "path 0 (int8) or 1 (dequant)", "path", std::to_string(a.params.i[0])));
       return Status::OK();
     }
     default:

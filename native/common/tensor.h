@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dtype.h"
+#include "quant.h"
 
 namespace lk {
 
@@ -36,7 +37,11 @@ struct TensorView {
     for (int i = 0; i < ndim; ++i) n *= shape[i];
     return n;
   }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Bytes of the data: numel * element size, or for a quantized weight [N, K] the bytes of its panel form.
+  size_t nbytes() const {
+    if (dtype_is_quant(dtype)) return ndim == 2 ? quant_nbytes(dtype, shape[0], shape[1]) : 0;
+    return static_cast<size_t>(numel()) * dtype_size(dtype);
+  }
   bool contiguous() const {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; --i) {

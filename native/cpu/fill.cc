@@ -41,6 +41,7 @@ Status fill_cpu(const OpArgs& a) {
     case DType::i32:
       if (!in_range(-2147483648.0, 2147483647.0)) break;
       return fill_as<int32_t>(y, static_cast<int32_t>(v));
+    default: break;  // quantized formats: refused by validate_op
   }
   return range_error(std::string("fill: expected a value in range of ") + dtype_name(y.dtype) + " for value, got " +
                      std::to_string(v));

@@ -22,7 +22,18 @@ bool on_one_cuda_device(const OpArgs& a) {
   return true;
 }
 
-const char* op_limits(const OpArgs& a) { return a.op == OpId::matmul ? matmul_cuda_limits(a) : nullptr; }
+const char* op_limits(const OpArgs& a) {
+  switch (a.op) {
+    case OpId::matmul: return matmul_cuda_limits(a);
+    // Quantized weights run on the CPU until their CUDA kernels land (quant.cu).
+    case OpId::quantize: return "quantize: no CUDA kernel yet; quantize on the CPU and move the weight with .to()";
+    case OpId::dequantize: return "dequantize: no CUDA kernel yet; use device 'cpu'";
+    case OpId::quant_import: return "quant_import: no CUDA kernel yet; import on the CPU and move the weight with .to()";
+    case OpId::quant_export: return "quant_export: no CUDA kernel yet; move the weight to the CPU first";
+    case OpId::matmul_q: return "matmul_q: no CUDA kernel yet; use device 'cpu' for quantized weights";
+    default: return nullptr;
+  }
+}
 
 #define LK_OP(name, nin, nout, math)                                                        \
   const char* name##_cuda_supports(const OpArgs& a) {                                       \

@@ -65,7 +65,10 @@ struct Budget {
 // Bench inputs: a block of up to 1M elements from the tools' seeded generator (tool_common.h: normal, never zero),
 // repeated over the tensor. Generating every element would cost ~50 ns each (0.85 s for 16M floats, seconds per
 // run); a 4 MiB period is invisible to the kernels timed here.
-void fill_bench_data(void* p, DType t, int64_t n, uint64_t seed) {
+void fill_bench_data(const TensorSpec& spec, void* p, uint64_t seed) {
+  if (dtype_is_quant(spec.dtype)) return tools::fill_random_spec(spec, p, seed);  // quantized: every row
+  const DType t = spec.dtype;
+  const int64_t n = tools::spec_numel(spec);
   const int64_t block = std::min<int64_t>(n, int64_t(1) << 20);
   tools::fill_random(p, t, block, seed);
   const size_t es = dtype_size(t);
@@ -378,10 +381,10 @@ Result run_entry(Backend b, const BenchSpec& s, const std::string& suffix, const
     const TensorSpec& t = s.in[i];
     const size_t bytes = tools::spec_bytes(t);
     Status st = bufs[i].allocate(b, bytes);
-    if (st.ok() && b == Backend::cpu) fill_bench_data(bufs[i].get(), t.dtype, tools::spec_numel(t), seed + i);
+    if (st.ok() && b == Backend::cpu) fill_bench_data(t, bufs[i].get(), seed + i);
     if (st.ok() && b != Backend::cpu) {
       std::vector<char> host(bytes);
-      fill_bench_data(host.data(), t.dtype, tools::spec_numel(t), seed + i);
+      fill_bench_data(t, host.data(), seed + i);
       st = tools::backend_upload(b, bufs[i].get(), host.data(), bytes);
     }
     if (!st.ok()) return r.t.skipped = st.message(), r;
@@ -498,8 +501,8 @@ std::vector<Result> run_peer(const Peer& peer, const BenchSpec& s, const std::st
   const int M = static_cast<int>(s.M), N = static_cast<int>(s.N), K = static_cast<int>(s.K);
   std::vector<float> x(static_cast<size_t>(s.M * s.K)), w(static_cast<size_t>(s.N * s.K)),
       y(static_cast<size_t>(s.M * s.N));
-  fill_bench_data(x.data(), DType::f32, s.M * s.K, seed);
-  fill_bench_data(w.data(), DType::f32, s.N * s.K, seed + 1);
+  fill_bench_data({DType::f32, {s.M, s.K}}, x.data(), seed);
+  fill_bench_data({DType::f32, {s.N, s.K}}, w.data(), seed + 1);
   auto sync = [] { return Status::OK(); };
   std::vector<Result> out;
   for (bool gemv : {false, true}) {

@@ -92,7 +92,7 @@ class Checker {
     for (size_t i = 0; i < c.in.size(); ++i) {
       const TensorSpec& s = c.in[i];
       in.emplace_back(spec_bytes(s));
-      fill_random(in.back().data(), s.dtype, spec_numel(s), mix_seed(case_seed, i), fill);
+      fill_random_spec(s, in.back().data(), mix_seed(case_seed, i), fill);
       pristine.push_back(in.back());
       in_views.push_back(make_view(s, in.back().data()));
     }
@@ -159,7 +159,7 @@ class Checker {
     std::vector<GuardedBuffer> got;
     for (const TensorSpec& s : c.out) {
       got.emplace_back(spec_bytes(s));
-      fill_poison(got.back().data(), s.dtype, spec_numel(s));
+      fill_poison_spec(s, got.back().data());
     }
     std::vector<BackendBuffer> dev_in(in.size()), dev_out(got.size());
     std::vector<TensorView> in_views, out_views;
@@ -231,8 +231,7 @@ class Checker {
         detail += "output " + std::to_string(i) + ": " + damage + "; ";
       }
       const TensorSpec& s = c.out[i];
-      const CompareResult cr =
-          compare_outputs(got[i].data(), want[i].data(), s.dtype, spec_numel(s), tolerance(op, s.dtype));
+      const CompareResult cr = compare_spec(s, got[i].data(), want[i].data(), tolerance(op, s.dtype));
       nmse = std::max(nmse, cr.nmse);
       max_err = std::max(max_err, cr.max_abs_err);
       if (got.size() > 1) detail += "output " + std::to_string(i) + ": ";

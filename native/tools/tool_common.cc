@@ -1,5 +1,7 @@
 #include "tool_common.h"
 
+#include "../common/quant_rows.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cerrno>
@@ -183,6 +185,8 @@ void fill_random(void* p, DType t, int64_t n, uint64_t seed, const RandomFill& o
         std::memcpy(static_cast<uint8_t*>(p) + 4 * i, &v, 4);
         break;
       }
+      default:  // quantized formats: fill_random_spec quantizes random floats
+        break;
     }
   }
 }
@@ -467,7 +471,35 @@ int64_t spec_numel(const TensorSpec& spec) {
   return n;
 }
 
-size_t spec_bytes(const TensorSpec& spec) { return static_cast<size_t>(spec_numel(spec)) * dtype_size(spec.dtype); }
+size_t spec_bytes(const TensorSpec& spec) {
+  if (dtype_is_quant(spec.dtype)) return make_view(spec, nullptr).nbytes();
+  return static_cast<size_t>(spec_numel(spec)) * dtype_size(spec.dtype);
+}
+
+void fill_random_spec(const TensorSpec& spec, void* p, uint64_t seed, const RandomFill& opt) {
+  if (!dtype_is_quant(spec.dtype)) return fill_random(p, spec.dtype, spec_numel(spec), seed, opt);
+  // A quantized weight: random normal floats through the reference quantizer (valid scales; no specials).
+  TensorSpec f{DType::f32, spec.shape};
+  std::vector<float> src(static_cast<size_t>(spec_numel(spec)));
+  RandomFill plain = opt;
+  plain.special_values = false;
+  fill_random(src.data(), DType::f32, spec_numel(spec), seed, plain);
+  const TensorView x = make_view(f, src.data());
+  const TensorView w = make_view(spec, p);
+  // Random normal floats are finite and far below f16's limits: quantizing them cannot fail.
+  (void)quantize_panels(x, w, 0, qceil(spec.shape[0], kQPanel));
+}
+
+void fill_poison_spec(const TensorSpec& spec, void* p) {
+  if (dtype_is_quant(spec.dtype)) return std::memset(p, kGuardByte, spec_bytes(spec)), void();
+  fill_poison(p, spec.dtype, spec_numel(spec));
+}
+
+CompareResult compare_spec(const TensorSpec& spec, const void* got, const void* want, const Tolerance& tol) {
+  if (dtype_is_quant(spec.dtype))  // the panel-form bytes, exactly
+    return compare_outputs(got, want, DType::u8, static_cast<int64_t>(spec_bytes(spec)), {true, 0, 0});
+  return compare_outputs(got, want, spec.dtype, spec_numel(spec), tol);
+}
 
 TensorView make_view(const TensorSpec& spec, void* data, Device device) {
   TensorView v;

@@ -160,7 +160,12 @@ class BackendBuffer {
 // A contiguous TensorView of a case's TensorSpec over `data`.
 TensorView make_view(const TensorSpec& spec, void* data, Device device = Device());
 int64_t spec_numel(const TensorSpec& spec);
-size_t spec_bytes(const TensorSpec& spec);
+size_t spec_bytes(const TensorSpec& spec);  // quantized dtypes: the bytes of the panel form
+// fill_random / fill_poison / compare_outputs for a whole TensorSpec, quantized dtypes included: a quantized input is
+// random normal data through the reference quantizer, a quantized output is compared byte for byte.
+void fill_random_spec(const TensorSpec& spec, void* p, uint64_t seed, const RandomFill& opt = RandomFill());
+void fill_poison_spec(const TensorSpec& spec, void* p);
+CompareResult compare_spec(const TensorSpec& spec, const void* got, const void* want, const Tolerance& tol);
 
 // ---------------------------------------------------------------------------------------------------------------
 // JSON

@@ -1,0 +1,330 @@
+// matmul_q, AVX2 + FMA + F16C: y[M,N] = x[M,K] . w[N,K]^T with w in a quantized panel form (common/quant.h).
+//
+// Division of labour: as simd/matmul_avx2.cc. matmul_q.cc owns threads, buffers, x conversion and y rounding; this
+// file exports the functions of matmul_q_avx2.h and instantiates nothing inline from shared headers.
+//
+// Integer path (the default). x is quantized per block of 32 to int8 (quant.h's quantize_act_block, reproduced
+// here bit for bit: the same f32 operations, vroundps in round-to-nearest-even). A 32-byte load of the panel form
+// holds 4 consecutive k of 8 rows of w ("a step"); broadcasting the matching 4 bytes of one row of x and one
+// vpmaddubsw gives, per 16-bit lane, a 2-term dot of one row of w: 8 rows of w advance together and the sums stay
+// in lanes (no horizontal reduction until the end of the row, and then none either: lane r is row r).
+//   q4 formats: the nibbles q (0..15) are the unsigned operand and x (-127..127) the signed one, so q*x needs no
+//     sign tricks. A block's 8 vpmaddubsw results are summed in 16 bits (|sum| <= 16 * 15 * 127 = 30480 < 32767),
+//     then one vpmaddwd against ones widens to 32 bits. The zero point is applied once per block in f32,
+//     dot - z * sum(qx), exact because both are integers below 2^24.
+//   q8_0 / i8_pc: w is signed, so the unsigned operand is |w| (vpabsb, 128 for -128 still fits u8) and the signed
+//     one x with w's sign (vpsignb; x is never -128, so -x fits). Pairs reach 2 * 128 * 127 = 32512, so each step
+//     is widened to 32 bits at once (vpmaddwd). i8_pc keeps 32-bit sums over all of K: |sum| <= K * 128 * 127, below
+//     2^31 up to K = 132104 (the overflow case is K = 131072, all -127 against -128).
+//   Per block: y += (s_w * d_x) * dot in f32 (scales of 8 rows in one vector: vcvtph2ps of d[8]).
+//   Tiles of up to 4 rows of x share each decoded step (register budget: 4 x (i16/i32 partial + f32 accumulator)
+//   + weights + constants = 13 of 16 ymm). GEMV (M <= 4) and GEMM use the same tiles; the driver splits panels
+//   over threads, and each panel (18-35 KB at K = 4096) stays in L1/L2 while all tiles of x pass over it.
+// Dequantize path: a panel is decoded once into f32 [k][8 rows] (a byte shuffle + vpermd turns the [row][4 k]
+// chunks into [k][8 rows], then vpmovsxbd, vcvtdq2ps, (q - z) * s: the exact f32 value of quant_value), and tiles
+// of 4 rows of x stream over it with 8 FMA chains.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "matmul_q_avx2.h"
+
+namespace lk {
+
+namespace {
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Offsets inside a panel, as QuantLayout computes them (quant.h).
+inline int64_t blk_off(const QGeom& g, int64_t b) {
+  switch (g.t) {
+    case DType::q8_0: return b * 272 + 16;
+    case DType::q4_0: return b * 144 + 16;
+    case DType::i8_pc: return 32 + b * 256;
+    default: return (b / g.bpg + 1) * 24 + b * 128;
+  }
+}
+inline int64_t grp_off(const QGeom& g, int64_t gi) { return gi * 24 + gi * g.bpg * 128; }
+
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+inline __m256 scales_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+enum Fam { kQ8, kQ4, kQ4G, kI8 };
+
+// One panel times MR rows of x. q, d, sx point at the tile's first row (strides Kp and nblk).
+template <int MR, Fam F>
+void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d, const float* sx, int64_t Kp,
+          int64_t nblk, float (*out)[8]) {
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  if (F == kI8) {
+    __m256i dot[MR];
+    for (int i = 0; i < MR; ++i) dot[i] = _mm256_setzero_si256();
+    for (int64_t b = 0; b < g.nb; ++b) {
+      const uint8_t* qb = panel + 32 + b * 256;
+      const int8_t* xb = q + 32 * b;
+      for (int s = 0; s < 8; ++s) {
+        const __m256i w = load32(qb + 32 * s);
+        const __m256i aw = _mm256_abs_epi8(w);
+        for (int i = 0; i < MR; ++i) {
+          const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + i * Kp + 4 * s), w));
+          dot[i] = _mm256_add_epi32(dot[i], _mm256_madd_epi16(p, ones));
+        }
+      }
+    }
+    const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm256_mul_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])), _mm256_cvtepi32_ps(dot[i]));
+  } else if (F == kQ8) {
+    for (int64_t b = 0; b < g.nb; ++b) {
+      const uint8_t* qb = panel + b * 272 + 16;
+      const int8_t* xb = q + 32 * b;
+      __m256i dot[MR];
+      for (int i = 0; i < MR; ++i) dot[i] = _mm256_setzero_si256();
+      for (int s = 0; s < 8; ++s) {
+        const __m256i w = load32(qb + 32 * s);
+        const __m256i aw = _mm256_abs_epi8(w);
+        for (int i = 0; i < MR; ++i) {
+          const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + i * Kp + 4 * s), w));
+          dot[i] = _mm256_add_epi32(dot[i], _mm256_madd_epi16(p, ones));
+        }
+      }
+      const __m256 sw = scales_f16(qb - 16);
+      for (int i = 0; i < MR; ++i)
+        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk + b])), _mm256_cvtepi32_ps(dot[i]), acc[i]);
+    }
+  } else {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const int64_t ngroups = F == kQ4 ? g.nb : g.ng;
+    const int64_t bpg = F == kQ4 ? 1 : g.bpg;
+    for (int64_t gi = 0; gi < ngroups; ++gi) {
+      __m256 sw, zf;
+      if (F == kQ4) {
+        sw = scales_f16(panel + gi * 144);
+        zf = _mm256_set1_ps(8.0f);
+      } else {
+        const uint8_t* h = panel + grp_off(g, gi);
+        sw = scales_f16(h);
+        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
+      }
+      const int64_t b1 = imin(g.nb, (gi + 1) * bpg);
+      for (int64_t b = gi * bpg; b < b1; ++b) {
+        const uint8_t* qb = panel + blk_off(g, b);
+        const int8_t* xb = q + 32 * b;
+        __m256i p16[MR];
+        for (int i = 0; i < MR; ++i) p16[i] = _mm256_setzero_si256();
+        for (int s = 0; s < 4; ++s) {
+          const __m256i w = load32(qb + 32 * s);
+          const __m256i lo = _mm256_and_si256(w, m4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          for (int i = 0; i < MR; ++i) {
+            p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(lo, bcast4(xb + i * Kp + 4 * s)));
+            p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(hi, bcast4(xb + i * Kp + 16 + 4 * s)));
+          }
+        }
+        for (int i = 0; i < MR; ++i) {
+          __m256 dotf = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16[i], ones));
+          dotf = _mm256_fnmadd_ps(zf, _mm256_set1_ps(sx[i * nblk + b]), dotf);
+          acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk + b])), dotf, acc[i]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], acc[i]);
+}
+
+template <Fam F>
+void tile_any(int mr, const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d, const float* sx,
+              int64_t Kp, int64_t nblk, float (*out)[8]) {
+  switch (mr) {
+    case 1: tile<1, F>(g, panel, q, d, sx, Kp, nblk, out); return;
+    case 2: tile<2, F>(g, panel, q, d, sx, Kp, nblk, out); return;
+    case 3: tile<3, F>(g, panel, q, d, sx, Kp, nblk, out); return;
+    default: tile<4, F>(g, panel, q, d, sx, Kp, nblk, out); return;
+  }
+}
+
+inline void store_cols(const float (*out)[8], int mr, float* y, int64_t ldy, int64_t ncols) {
+  for (int i = 0; i < mr; ++i) {
+    if (ncols == 8) {
+      std::memcpy(y + i * ldy, out[i], 32);
+    } else {
+      for (int64_t c = 0; c < ncols; ++c) y[i * ldy + c] = out[i][c];
+    }
+  }
+}
+
+// [row][4 k] chunks of 8 rows -> 4 vectors of 8 rows at k = 0..3 of the chunk, as f32 (q - z) * s.
+template <bool Unsigned, bool Zero>
+inline void decode_chunk(__m256i v, __m256 sw, __m256 zf, float* dst) {
+  const __m256i shuf = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                        0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  v = _mm256_shuffle_epi8(v, shuf);  // per 128-bit lane (4 rows): dword j = the 4 rows at k = j
+  v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));  // qword j = the 8 rows at k = j
+  const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+  const __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int j = 0; j < 4; ++j) {
+    const __m256i q32 = Unsigned ? _mm256_cvtepu8_epi32(part[j]) : _mm256_cvtepi8_epi32(part[j]);
+    __m256 f = _mm256_cvtepi32_ps(q32);
+    if (Zero) f = _mm256_sub_ps(f, zf);
+    _mm256_store_ps(dst + 8 * j, _mm256_mul_ps(f, sw));
+  }
+}
+
+// Decodes a whole panel into buf[k * 8 + r] for k < Kp (zero past K).
+void decode_panel(const QGeom& g, const uint8_t* panel, float* buf) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (int64_t b = 0; b < g.nb; ++b) {
+    const uint8_t* qb = panel + blk_off(g, b);
+    float* dst = buf + b * 256;
+    if (g.t == DType::q8_0 || g.t == DType::i8_pc) {
+      const __m256 sw = g.t == DType::q8_0 ? scales_f16(qb - 16) : _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
+      for (int s = 0; s < 8; ++s) decode_chunk<false, false>(load32(qb + 32 * s), sw, sw, dst + 32 * s);
+    } else {
+      __m256 sw, zf;
+      if (g.t == DType::q4_0) {
+        sw = scales_f16(qb - 16);
+        zf = _mm256_set1_ps(8.0f);
+      } else {
+        const uint8_t* h = panel + grp_off(g, b / g.bpg);
+        sw = scales_f16(h);
+        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
+      }
+      for (int s = 0; s < 4; ++s) {
+        const __m256i w = load32(qb + 32 * s);
+        decode_chunk<true, true>(_mm256_and_si256(w, m4), sw, zf, dst + 32 * s);
+        decode_chunk<true, true>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4), sw, zf, dst + 128 + 32 * s);
+      }
+    }
+  }
+  // Past K the weights are padding; x is zero there, but a non-finite scale would still make 0 * Inf = NaN.
+  for (int64_t i = g.K * 8; i < g.nb * 256; ++i) buf[i] = 0.0f;
+}
+
+template <int MR>
+void dq_tile(const float* buf, const float* x, int64_t Kp, int64_t K, float (*out)[8]) {
+  __m256 a0[MR], a1[MR];
+  for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const __m256 w0 = _mm256_load_ps(buf + 8 * k), w1 = _mm256_load_ps(buf + 8 * k + 8);
+    for (int i = 0; i < MR; ++i) {
+      a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
+      a1[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k + 1), w1, a1[i]);
+    }
+  }
+  if (k < K) {
+    const __m256 w0 = _mm256_load_ps(buf + 8 * k);
+    for (int i = 0; i < MR; ++i) a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
+  }
+  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], _mm256_add_ps(a0[i], a1[i]));
+}
+
+}  // namespace
+
+void matmul_q_avx2_quantize_acts(const float* xf, int64_t m0, int64_t m1, int64_t Kp, bool per_row, int8_t* q,
+                                 float* d, float* sx) {
+  const int64_t nblk = per_row ? 1 : Kp / 32;
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 fltmax = _mm256_set1_ps(3.40282347e+38f);
+  const __m256 lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = xf + m * Kp;
+    int8_t* qr = q + m * Kp;
+    // amax and finiteness over each quantization block (the whole row for i8_pc)
+    const int64_t span = per_row ? Kp : 32;
+    for (int64_t b0 = 0; b0 < Kp; b0 += span) {
+      __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+      for (int64_t k = b0; k < b0 + span; k += 8) {
+        const __m256 a = _mm256_and_ps(_mm256_loadu_ps(xr + k), absmask);
+        mx = _mm256_max_ps(mx, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, fltmax, _CMP_NLE_UQ));  // NaN or Inf
+      }
+      __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+      const float amax = _mm_cvtss_f32(h);
+      const int64_t bi = per_row ? m * nblk : m * nblk + b0 / 32;
+      if (_mm256_movemask_ps(bad) != 0) {
+        std::memset(qr + b0, 0, static_cast<size_t>(span));
+        d[bi] = __builtin_nanf("");
+        sx[bi] = 0.0f;
+        continue;
+      }
+      const __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      __m256i sum = _mm256_setzero_si256();
+      for (int64_t k = b0; k < b0 + span; k += 32) {
+        __m256i r[4];
+        for (int j = 0; j < 4; ++j) {
+          __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 8 * j), id),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          v = _mm256_min_ps(_mm256_max_ps(v, nlim), lim);
+          r[j] = _mm256_cvttps_epi32(v);
+          sum = _mm256_add_epi32(sum, r[j]);
+        }
+        const __m256i p16 = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + k), _mm256_permutevar8x32_epi32(p16, order));
+      }
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      d[bi] = amax / 127.0f;
+      sx[bi] = static_cast<float>(_mm_cvtsi128_si32(s4));
+    }
+  }
+}
+
+void matmul_q_avx2_int(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, const int8_t* q, const float* d,
+                       const float* sx, int64_t M, float* y, int64_t ldy, int64_t N) {
+  const int64_t Kp = g.nb * 32;
+  const int64_t nblk = g.t == DType::i8_pc ? 1 : g.nb;
+  float out[4][8];
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint8_t* panel = w + p * g.panel_bytes;
+    const int64_t ncols = imin(8, N - 8 * p);
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      const int mr = static_cast<int>(imin(4, M - m0));
+      const int8_t* qt = q + m0 * Kp;
+      const float* dt = d + m0 * nblk;
+      const float* st = sx + m0 * nblk;
+      switch (g.t) {
+        case DType::q8_0: tile_any<kQ8>(mr, g, panel, qt, dt, st, Kp, nblk, out); break;
+        case DType::q4_0: tile_any<kQ4>(mr, g, panel, qt, dt, st, Kp, nblk, out); break;
+        case DType::i8_pc: tile_any<kI8>(mr, g, panel, qt, dt, st, Kp, nblk, out); break;
+        default: tile_any<kQ4G>(mr, g, panel, qt, dt, st, Kp, nblk, out); break;
+      }
+      store_cols(out, mr, y + m0 * ldy + 8 * p, ldy, ncols);
+    }
+  }
+}
+
+void matmul_q_avx2_dq(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, const float* xf, int64_t M,
+                      float* y, int64_t ldy, int64_t N, float* scratch) {
+  const int64_t Kp = g.nb * 32;
+  float out[4][8];
+  for (int64_t p = p0; p < p1; ++p) {
+    decode_panel(g, w + p * g.panel_bytes, scratch);
+    const int64_t ncols = imin(8, N - 8 * p);
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      const int mr = static_cast<int>(imin(4, M - m0));
+      const float* xt = xf + m0 * Kp;
+      switch (mr) {
+        case 1: dq_tile<1>(scratch, xt, Kp, g.K, out); break;
+        case 2: dq_tile<2>(scratch, xt, Kp, g.K, out); break;
+        case 3: dq_tile<3>(scratch, xt, Kp, g.K, out); break;
+        default: dq_tile<4>(scratch, xt, Kp, g.K, out); break;
+      }
+      store_cols(out, mr, y + m0 * ldy + 8 * p, ldy, ncols);
+    }
+  }
+}
+
+}  // namespace lk
