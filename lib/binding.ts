@@ -56,6 +56,10 @@ export interface NativeBinding {
   read(t: NativeTensor): Promise<ArrayBuffer>;
   /** Same, blocking the calling thread. */
   readSync(t: NativeTensor): ArrayBuffer;
+  /** Settles like read() without copying: every op queued before has run and this tensor was computed. */
+  ready(t: NativeTensor): Promise<void>;
+  /** Same, blocking the calling thread. */
+  readySync(t: NativeTensor): void;
   /** A view on the same memory: byteOffset from the view's start, within its bytes. */
   view(t: NativeTensor, byteOffset: number, dtype: number, shape: number[]): NativeTensor;
   /** A copy on device (kind 0 = cpu, 1 = cuda; index). */

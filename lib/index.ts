@@ -16,3 +16,8 @@ export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32T
 export { add, mul, scale, cast, copy } from './ops/elementwise.js';
 export { matmul } from './ops/matmul.js';
 export { roofline, type Roofline } from './roofline.js';
+export { type QuantPath, type MatmulOptions } from './ops/matmul.js';
+export { QUANT_FORMATS, type QuantFormat, rowFormBytes, panelFormBytes, groupSize } from './quant/formats.js';
+export { QuantizedTensor, type FromBytesOptions } from './quant/quantized-tensor.js';
+export { quantize, quantizeSync, dequantize, quantizationError, importGptq, type QuantizationReport, type ImportGptqOptions } from './quant/quantize.js';
+export { gptqToQ4GRows, gptqDequantize, type GptqTensors, type GptqShape, type GptqCheckpointFormat } from './quant/gptq.js';

@@ -407,12 +407,27 @@ export function withReferenceBackend<T>(body: () => T): T {
   }
 }
 
-/** @internal */
-export function runNative(op: string, dev: Device, inputs: NativeTensor[], dtype: DType, shape: number[], f0 = 0, f1 = 0): NativeTensor {
+/**
+ * @internal Enqueue op `op` with one output of `dtype` (a dense dtype, or a native dtype id: the quantized formats
+ * pass theirs) and `shape`; scalars f0, f1 (numbers) and i0 (an integer).
+ */
+export function runNative(
+  op: string,
+  dev: Device,
+  inputs: NativeTensor[],
+  dtype: DType | number,
+  shape: number[],
+  f0 = 0,
+  f1 = 0,
+  i0 = 0,
+): NativeTensor {
   const backend = dev.kindId === 1 ? 2 : forcedBackend === 'ref' ? 0 : 1;
   let id = opIdCache[op];
   if (id === undefined) id = opIdCache[op] = opId(op);
-  return native.run(id, backend, dev.kindId, dev.index, inputs, DTYPE_ID[dtype], shape, f0, f1);
+  const dt = typeof dtype === 'number' ? dtype : DTYPE_ID[dtype];
+  return i0 === 0
+    ? native.run(id, backend, dev.kindId, dev.index, inputs, dt, shape, f0, f1)
+    : native.run(id, backend, dev.kindId, dev.index, inputs, dt, shape, f0, f1, i0);
 }
 // Op ids by name in a plain object: the hot path of every op (a Map lookup costs more in V8's inline caches).
 const opIdCache: Record<string, number> = Object.create(null);

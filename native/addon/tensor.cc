@@ -156,6 +156,44 @@ Napi::Value read_sync(const Napi::CallbackInfo& info) {
   });
 }
 
+// ready(): Promise<void>, settled like read() (every op queued before has run; rejects with the error of a failed
+// op among them, or with this tensor's own failure) but without copying the bytes: for a quantized weight made by an
+// op that validates its data (quantize), whose only interesting result is whether it worked.
+Napi::Value ready(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    TensorSlot& t = tensor_arg(env, info[0], "ready", "tensor");
+    Stream* stream = nullptr;
+    check(env, stream_for(t.meta.device, &stream));
+    std::shared_ptr<Settler> settler;
+    Napi::Promise promise = Settler::create(env, &settler);
+    std::shared_ptr<Storage> st = t.storage;
+    stream->submit_host(
+        [settler, st](Status prior) -> Status {
+          std::unique_ptr<Completion> c(new Completion());
+          c->status = std::move(prior);
+          if (c->status.ok()) c->status = st->poison_status();
+          settler->settle(std::move(c));
+          return Status::OK();
+        },
+        owner_of(env));
+    return promise;
+  });
+}
+
+Napi::Value ready_sync(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    TensorSlot& t = tensor_arg(env, info[0], "readySync", "tensor");
+    Stream* stream = nullptr;
+    check(env, stream_for(t.meta.device, &stream));
+    check(env, stream->synchronize(owner_of(env)));
+    check(env, t.storage->poison_status());
+    flush_external_memory(env);
+    return env.Undefined();
+  });
+}
+
 // view(byteOffset, dtype, shape): a new handle on the same storage. Bounds are checked against this handle's own
 // bytes, so a view can never reach memory its parent could not.
 Napi::Value make_view(const Napi::CallbackInfo& info) {
@@ -251,6 +289,8 @@ void init_tensors(Napi::Env env, Napi::Object exports) {
   exports.Set("isLive", Napi::Function::New(env, is_live, "isLive"));
   exports.Set("read", Napi::Function::New(env, read, "read"));
   exports.Set("readSync", Napi::Function::New(env, read_sync, "readSync"));
+  exports.Set("ready", Napi::Function::New(env, ready, "ready"));
+  exports.Set("readySync", Napi::Function::New(env, ready_sync, "readySync"));
   exports.Set("view", Napi::Function::New(env, make_view, "view"));
   exports.Set("to", Napi::Function::New(env, to, "to"));
 }

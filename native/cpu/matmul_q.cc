@@ -142,8 +142,12 @@ void dq_scalar(const QuantLayout& L, const uint8_t* w, int64_t p0, int64_t p1, c
     for (int64_t m = 0; m < M; ++m) {
       float acc[8] = {};
       const float* xr = xf + m * Kp;
-      for (int64_t k = 0; k < L.K; ++k)
-        for (int r = 0; r < 8; ++r) acc[r] += xr[k] * buf[k * 8 + r];
+      for (int64_t k0 = 0; k0 < L.K; k0 += 256) {  // chunked sums, as the AVX2 dq_tile explains
+        float part[8] = {};
+        for (int64_t k = k0; k < std::min(L.K, k0 + 256); ++k)
+          for (int r = 0; r < 8; ++r) part[r] += xr[k] * buf[k * 8 + r];
+        for (int r = 0; r < 8; ++r) acc[r] += part[r];
+      }
       for (int r = 0; r < kQPanel && 8 * p + r < N; ++r) y[m * ldy + 8 * p + r] = acc[r];
     }
   }

@@ -208,23 +208,31 @@ void decode_panel(const QGeom& g, const uint8_t* panel, float* buf) {
   for (int64_t i = g.K * 8; i < g.nb * 256; ++i) buf[i] = 0.0f;
 }
 
+// Sums run in chunks of 256 k, each chunk from zero and then added to the row's total: a long f32 chain loses about
+// K/2 * 2^-24 relative (4.5e-4 measured at K = 131072 with equal terms); chunked, about (256 + K/256) * 2^-24.
 template <int MR>
 void dq_tile(const float* buf, const float* x, int64_t Kp, int64_t K, float (*out)[8]) {
-  __m256 a0[MR], a1[MR];
-  for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 2 <= K; k += 2) {
-    const __m256 w0 = _mm256_load_ps(buf + 8 * k), w1 = _mm256_load_ps(buf + 8 * k + 8);
-    for (int i = 0; i < MR; ++i) {
-      a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
-      a1[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k + 1), w1, a1[i]);
+  __m256 tot[MR];
+  for (int i = 0; i < MR; ++i) tot[i] = _mm256_setzero_ps();
+  for (int64_t k0 = 0; k0 < K; k0 += 256) {
+    const int64_t k1 = imin(K, k0 + 256);
+    __m256 a0[MR], a1[MR];
+    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
+    int64_t k = k0;
+    for (; k + 2 <= k1; k += 2) {
+      const __m256 w0 = _mm256_load_ps(buf + 8 * k), w1 = _mm256_load_ps(buf + 8 * k + 8);
+      for (int i = 0; i < MR; ++i) {
+        a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
+        a1[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k + 1), w1, a1[i]);
+      }
     }
+    if (k < k1) {
+      const __m256 w0 = _mm256_load_ps(buf + 8 * k);
+      for (int i = 0; i < MR; ++i) a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
+    }
+    for (int i = 0; i < MR; ++i) tot[i] = _mm256_add_ps(tot[i], _mm256_add_ps(a0[i], a1[i]));
   }
-  if (k < K) {
-    const __m256 w0 = _mm256_load_ps(buf + 8 * k);
-    for (int i = 0; i < MR; ++i) a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
-  }
-  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], _mm256_add_ps(a0[i], a1[i]));
+  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], tot[i]);
 }
 
 }  // namespace

@@ -1,0 +1,144 @@
+// matmul_q (y = x · dequant(w)ᵀ, w quantized) for every format, both paths, on every backend against the reference,
+// over the issue's shape matrix; and the int32 overflow cases, which must come out exact.
+import { describe, expect, it } from 'vitest';
+import { matmul, QuantizedTensor, quantizeSync, Tensor, type QuantFormat, type QuantPath } from '../../lib/index.js';
+import type { FloatDType } from '../../lib/dtype.js';
+import { f32ToF16 } from '../../lib/dtype.js';
+import { BACKENDS, checkOp, randomData } from '../helpers/check.js';
+
+const FORMATS: QuantFormat[] = ['q8_0', 'q4_0', 'q4_g32', 'q4_g64', 'q4_g128', 'i8_pc'];
+const PATHS: QuantPath[] = ['int8', 'dequant'];
+
+function caseOf(format: QuantFormat, path: QuantPath, M: number, N: number, K: number, dtype: FloatDType) {
+  const name = `matmul_q(${format},M=${M},N=${N},K=${K},${dtype},${path})`;
+  return checkOp({
+    name,
+    op: 'matmul_q',
+    inputs: [
+      { data: randomData(M * K, M * 131 + K), shape: [M, K], dtype },
+      { data: randomData(N * K, N * 17 + K + 5), shape: [N, K], dtype },
+    ],
+    // The weight is quantized on the backend under test (quantizers are exact across backends).
+    run: ([x, w]) => {
+      using q = quantizeSync(w as Tensor<FloatDType>, format);
+      return matmul(x as Tensor<FloatDType>, q, { path });
+    },
+  });
+}
+
+describe('matmul_q', () => {
+  for (const format of FORMATS)
+    for (const path of PATHS)
+      describe(`${format} ${path}`, () => {
+        for (const M of [1, 2, 7, 33, 128])
+          for (const N of [1, 17, 256])
+            for (const K of [32, 96, 688, 4096])
+              it(`matmul_q(${format},M=${M},N=${N},K=${K},f32,${path})`, () => caseOf(format, path, M, N, K, 'f32'));
+        for (const dtype of ['f16', 'bf16'] as FloatDType[])
+          for (const [M, N, K] of [
+            [1, 17, 96],
+            [5, 33, 688],
+            [33, 8, 4096],
+          ] as const)
+            it(`matmul_q(${format},M=${M},N=${N},K=${K},${dtype},${path})`, () => caseOf(format, path, M, N, K, dtype));
+      });
+
+  it('matmul_q(x [2,3,K]) flattens leading dimensions', () =>
+    checkOp({
+      name: 'matmul_q(x=[2,3,40],w=[9,40])',
+      op: 'matmul_q',
+      inputs: [
+        { data: randomData(240, 3), shape: [2, 3, 40], dtype: 'f32' },
+        { data: randomData(360, 4), shape: [9, 40], dtype: 'f32' },
+      ],
+      run: ([x, w]) => {
+        using q = quantizeSync(w as Tensor<'f32'>, 'q4_g32');
+        return matmul(x as Tensor<'f32'>, q);
+      },
+    }));
+
+  it('a NaN or Infinity in x makes its row of y NaN on the int8 path (never garbage), like the dequant path', async () => {
+    const K = 96;
+    const xs = randomData(3 * K, 9);
+    xs[K + 40] = NaN;
+    xs[2 * K + 3] = Infinity;
+    for (const b of BACKENDS)
+      for (const path of PATHS) {
+        using w = Tensor.fromArray(randomData(16 * K, 10), { shape: [16, K], device: b.device });
+        using q = quantizeSync(w, 'q8_0');
+        using x = Tensor.fromArray(xs, { shape: [3, K], device: b.device });
+        const y = await b.use(() => matmul(x, q, { path })).data();
+        expect(y.slice(0, 16).every(Number.isFinite), `${b.name} ${path} row 0`).toBe(true);
+        // int8: the block's scale is NaN, so NaN; dequant: NaN * w and Inf * w as f32 arithmetic makes them
+        const bad = y.slice(16);
+        expect(path === 'int8' ? bad.every(Number.isNaN) : bad.every((v) => !Number.isFinite(v)), `${b.name} ${path} rows 1-2`).toBe(true);
+      }
+  });
+});
+
+// The largest integer sums: K = 131072 with every product at its extreme. On the int8 path the f32 arithmetic of
+// each case is exact (every partial sum is an integer below 2^24 times a power of two), so y must equal the exact
+// value bit for bit on every backend: an int32 overflow (or an i16 one inside a block) would show as a wrong sign
+// or value. The dequant path sums 131072 f32 products: exact except for q4_g (1905 = 127 * 15 is odd), within 1e-6.
+describe('matmul_q int32 overflow', () => {
+  const K = 131072;
+  const f16one = f32ToF16(1);
+  // Row-form bytes of one row of K elements for each format, all quants at the extreme value.
+  function extremeRow(format: QuantFormat): { bytes: Uint8Array; weight: number } {
+    const nb = K / 32;
+    switch (format) {
+      case 'q8_0': {
+        const b = new Uint8Array(nb * 34);
+        for (let i = 0; i < nb; i++) {
+          b[i * 34] = f16one & 0xff;
+          b[i * 34 + 1] = f16one >> 8;
+          b.fill(0x80, i * 34 + 2, i * 34 + 34); // q = -128
+        }
+        return { bytes: b, weight: -128 };
+      }
+      case 'q4_0': {
+        const b = new Uint8Array(nb * 18);
+        for (let i = 0; i < nb; i++) {
+          b[i * 18] = f16one & 0xff;
+          b[i * 18 + 1] = f16one >> 8; // nibbles 0: value -8
+        }
+        return { bytes: b, weight: -8 };
+      }
+      case 'i8_pc': {
+        const b = new Uint8Array(K + 4).fill(0x80);
+        new DataView(b.buffer).setFloat32(K, 1, true);
+        return { bytes: b, weight: -128 };
+      }
+      default: {
+        const G = Number(format.slice(4));
+        const ng = K / G;
+        const b = new Uint8Array(ng * (4 + G / 2));
+        for (let g = 0; g < ng; g++) {
+          const o = g * (4 + G / 2);
+          b[o] = f16one & 0xff;
+          b[o + 1] = f16one >> 8;
+          b[o + 2] = 0; // z = 0
+          b.fill(0xff, o + 4, o + 4 + G / 2); // q = 15: value +15, the largest 16-bit partial sums
+        }
+        return { bytes: b, weight: 15 };
+      }
+    }
+  }
+  for (const format of FORMATS)
+    it(`matmul_q(${format},M=1,N=1,K=131072) at the extremes is exact`, async () => {
+      const { bytes, weight } = extremeRow(format);
+      // x = -127 everywhere (the activation quantizer maps it to q = -127 with scale exactly 1); against the
+      // positive weights of q4_g, x = +127 makes every product positive.
+      const xv = weight > 0 ? 127 : -127;
+      const want = K * xv * weight;
+      for (const b of BACKENDS) {
+        using q = QuantizedTensor.fromBytes(format, [1, K], bytes, { device: b.device });
+        using x = Tensor.full([1, K], xv, { device: b.device });
+        for (const path of PATHS) {
+          const y = await b.use(() => matmul(x, q, { path })).data();
+          if (path === 'int8') expect(y[0], `${format} ${path} on ${b.name}`).toBe(want);
+          else expect(Math.abs(y[0]! - want) / want, `${format} ${path} on ${b.name}: ${y[0]}`).toBeLessThan(1e-6);
+        }
+      }
+    });
+});
