@@ -16,7 +16,7 @@ import { Bench } from 'tinybench';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const lk = await import(join(root, 'dist', 'index.js'));
-const { Tensor, matmul, add, scale, getThreads, roofline, info } = lk;
+const { Tensor, matmul, add, scale, getThreads, setThreads, roofline, info, quantizeSync, QuantizedTensor } = lk;
 
 const args = process.argv.slice(2);
 const opt = (name) => {
@@ -63,9 +63,11 @@ console.log(
 }
 
 // ---- 3. entries ----
-function entry(name, flops, bytes, setup) {
+// threads: the pool size to run with (default: all); peak: 'fma' (f32 FMA) or 'int8' (the int8 dot probe), the
+// compute roof the entry is judged against.
+function entry(name, flops, bytes, setup, { threads: t = threads, peak = 'fma' } = {}) {
   if (filter && !name.includes(filter)) return null;
-  return { name, flops, bytes, setup };
+  return { name, flops, bytes, setup, threads: t, peak };
 }
 const dsize = { f32: 4, f16: 2, bf16: 2 };
 const specs = [];
@@ -113,10 +115,61 @@ specs.push(
   }),
 );
 
+// Quantized matmul: every format, M in {1, 16, 128}, N x K in {4096 x 4096, 11008 x 4096}, 1 and 2 threads, the
+// int8 path (the default); the dequantize path on a few shapes. The weights are streamed from memory, as in
+// inference: the entry rotates through copies of the weight totalling >= 256 MB (L3 here is 32 MB), one per call.
+// "weight GB/s" counts the quantized weight's bytes; GFLOP/s counts 2*M*N*K.
+const QFORMATS = ['q8_0', 'q4_0', 'q4_g32', 'q4_g64', 'q4_g128', 'i8_pc'];
+const qThreads = [...new Set([1, threads])];
+function quantEntry(fmtName, M, N, K, t, path) {
+  const suffix = path === 'dequant' ? ' path=dequant' : '';
+  const name = `matmul_${fmtName} M=${M} N=${N} K=${K} threads=${t}${suffix}`;
+  const wbytes = lk.panelFormBytes(fmtName, N, K);
+  return entry(
+    name,
+    2 * M * N * K,
+    wbytes + M * K * 4 + M * N * 4,
+    () => {
+      const x = Tensor.randn([M, K], { seed: 1 });
+      const w = Tensor.randn([N, K], { seed: 2 });
+      const q0 = quantizeSync(w, fmtName);
+      w.dispose();
+      const copies = [q0];
+      while (copies.length * wbytes < 256e6) copies.push(q0.to('cpu'));
+      let i = 0;
+      return {
+        run: () => matmul(x, copies[i++ % copies.length], { path: path ?? 'int8' }),
+        free: () => (x.dispose(), copies.forEach((c) => c.dispose())),
+        weightBytes: wbytes,
+      };
+    },
+    { threads: t, peak: path === 'dequant' ? 'fma' : 'int8' },
+  );
+}
+if (!quick || filter.includes('matmul_q') || filter.includes('matmul_i8')) {
+  for (const t of qThreads)
+    for (const f of QFORMATS)
+      for (const [N, K] of [
+        [4096, 4096],
+        [11008, 4096],
+      ])
+        for (const M of [1, 16, 128]) specs.push(quantEntry(f, M, N, K, t));
+  for (const f of ['q8_0', 'q4_0', 'q4_g128'])
+    for (const M of [1, 128]) specs.push(quantEntry(f, M, 4096, 4096, threads, 'dequant'));
+}
+
+const roofs = new Map([[threads, roof]]);
+const roofFor = (t) => {
+  if (!roofs.has(t)) roofs.set(t, roofline(t));
+  return roofs.get(t);
+};
+
 const fmt = (s) => (s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(1)} us`);
-console.log(`\n${'entry'.padEnd(46)} ${'median'.padStart(11)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)} ${'roof'.padStart(6)} bound`);
+console.log(`\n${'entry'.padEnd(58)} ${'median'.padStart(11)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)} ${'roof'.padStart(6)} bound`);
 for (const s of specs.filter(Boolean)) {
-  const { run, free } = s.setup();
+  if (getThreads() !== s.threads) setThreads(s.threads);
+  const eroof = roofFor(s.threads);
+  const { run, free, weightBytes } = s.setup();
   const bench = new Bench({ time: quick ? 200 : 1000, warmupIterations: 2, iterations: 3 });
   // One call: enqueue, then wait for it (reads one element's worth: synchronize), then free the output.
   bench.add(s.name, async () => {
@@ -130,16 +183,20 @@ for (const s of specs.filter(Boolean)) {
   const median = (r.latency?.p50 ?? r.latency?.mean ?? NaN) / 1e3;
   const gflops = s.flops / median / 1e9;
   const gbs = s.bytes / median / 1e9;
-  const tFlops = s.flops / (roof.fmaGflops * 1e9);
-  const tBytes = s.bytes / (roof.readGBs * 1e9);
+  const peak = s.peak === 'int8' ? eroof.int8Gops : eroof.fmaGflops;
+  const tFlops = s.flops / (peak * 1e9);
+  const tBytes = s.bytes / (eroof.readGBs * 1e9);
   const frac = Math.max(tFlops, tBytes) / median;
-  const bound = tFlops >= tBytes ? 'compute' : 'memory';
-  results.entries.push({ name: s.name, medianS: median, gflops, gbs, roofFraction: frac, bound });
+  const bound = tFlops >= tBytes ? (s.peak === 'int8' ? 'int8' : 'compute') : 'memory';
+  const wgbs = weightBytes ? weightBytes / median / 1e9 : undefined;
+  results.entries.push({ name: s.name, medianS: median, gflops, gbs, weightGBs: wgbs, roofFraction: frac, bound, threads: s.threads });
   console.log(
-    `${s.name.padEnd(46)} ${fmt(median).padStart(11)} ${s.flops ? gflops.toFixed(1).padStart(9) : '-'.padStart(9)} ` +
-      `${gbs.toFixed(2).padStart(8)} ${frac.toFixed(2).padStart(6)} ${bound}`,
+    `${s.name.padEnd(58)} ${fmt(median).padStart(11)} ${s.flops ? gflops.toFixed(1).padStart(9) : '-'.padStart(9)} ` +
+      `${gbs.toFixed(2).padStart(8)} ${frac.toFixed(2).padStart(6)} ${bound}` +
+      (wgbs ? ` (weights ${wgbs.toFixed(1)} GB/s = ${(wgbs / eroof.readGBs).toFixed(2)} of read)` : ''),
   );
 }
+if (getThreads() !== threads) setThreads(threads);
 
 // ---- 4. native bench with the OpenBLAS peer ----
 const lkBench = join(root, 'build', 'tools', 'lk_bench');

@@ -36,6 +36,11 @@ namespace {
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// GCC reassociates the integer sums of a block into a tree that computes every vpmaddubsw of the block first and
+// spills them to the stack (40% slower at M = 128). An empty asm that "modifies" the accumulator after each add
+// pins the written order (and costs no instruction).
+#define LK_PIN(v) asm("" : "+x"(v))
+
 // Offsets inside a panel, as QuantLayout computes them (quant.h).
 inline int64_t blk_off(const QGeom& g, int64_t b) {
   switch (g.t) {
@@ -76,6 +81,7 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
         for (int i = 0; i < MR; ++i) {
           const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + i * Kp + 4 * s), w));
           dot[i] = _mm256_add_epi32(dot[i], _mm256_madd_epi16(p, ones));
+          LK_PIN(dot[i]);
         }
       }
     }
@@ -94,6 +100,7 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
         for (int i = 0; i < MR; ++i) {
           const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + i * Kp + 4 * s), w));
           dot[i] = _mm256_add_epi32(dot[i], _mm256_madd_epi16(p, ones));
+          LK_PIN(dot[i]);
         }
       }
       const __m256 sw = scales_f16(qb - 16);
@@ -127,6 +134,7 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
           for (int i = 0; i < MR; ++i) {
             p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(lo, bcast4(xb + i * Kp + 4 * s)));
             p16[i] = _mm256_add_epi16(p16[i], _mm256_maddubs_epi16(hi, bcast4(xb + i * Kp + 16 + 4 * s)));
+            LK_PIN(p16[i]);
           }
         }
         for (int i = 0; i < MR; ++i) {
@@ -235,6 +243,67 @@ void dq_tile(const float* buf, const float* x, int64_t Kp, int64_t K, float (*ou
   for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], tot[i]);
 }
 
+// GEMV of the dequantize path: one row of x against a panel with no decoded copy. A 32-byte chunk (8 rows x 4 k) is
+// widened 8 bytes (2 rows x 4 k) at a time and multiplied by x[k..k+3] repeated in both halves, so lanes keep
+// (row, k) partial sums; per block, sum(x * q) is scaled by s (and s * z * sum(x) subtracted), which also keeps the
+// f32 sums short. The 4 row-pair accumulators are reduced once per panel.
+template <Fam F>
+void dq_row(const QGeom& g, const uint8_t* panel, const float* x, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256 acc[4], corr = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  const __m256i pair[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                           _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+  auto chunk = [&](__m256i v, const float* xk, __m256* blk) {
+    const __m256 xv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(xk));
+    const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    blk[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), xv, blk[0]);
+    blk[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), xv, blk[1]);
+    blk[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), xv, blk[2]);
+    blk[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), xv, blk[3]);
+  };
+  const __m256 isw = F == kI8 ? _mm256_loadu_ps(reinterpret_cast<const float*>(panel)) : _mm256_setzero_ps();
+  for (int64_t b = 0; b < g.nb; ++b) {
+    const uint8_t* qb = panel + blk_off(g, b);
+    const float* xb = x + 32 * b;
+    __m256 blk[4];
+    for (int j = 0; j < 4; ++j) blk[j] = _mm256_setzero_ps();
+    __m256 sw;
+    if (F == kQ8 || F == kI8) {
+      sw = F == kQ8 ? scales_f16(qb - 16) : isw;
+      for (int st = 0; st < 8; ++st) chunk(load32(qb + 32 * st), xb + 4 * st, blk);
+    } else {
+      __m256 zf;
+      if (F == kQ4) {
+        sw = scales_f16(qb - 16);
+        zf = _mm256_set1_ps(8.0f);
+      } else {
+        const uint8_t* h = panel + grp_off(g, b / g.bpg);
+        sw = scales_f16(h);
+        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
+      }
+      for (int st = 0; st < 4; ++st) {
+        const __m256i v = load32(qb + 32 * st);
+        chunk(_mm256_and_si256(v, m4), xb + 4 * st, blk);
+        chunk(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), xb + 16 + 4 * st, blk);
+      }
+      // sum(x) over the block (x is zero past K)
+      __m256 xs = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8)),
+                                _mm256_add_ps(_mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)));
+      __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(xs), _mm256_extractf128_ps(xs, 1));
+      h4 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+      h4 = _mm_add_ss(h4, _mm_shuffle_ps(h4, h4, 1));
+      corr = _mm256_fmadd_ps(_mm256_mul_ps(sw, zf), _mm256_broadcastss_ps(h4), corr);
+    }
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(blk[j], _mm256_permutevar8x32_ps(sw, pair[j]), acc[j]);
+  }
+  // acc[j]: lanes 0-3 row 2j, lanes 4-7 row 2j+1 -> out[0..7]
+  const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+  const __m256 h = _mm256_hadd_ps(h01, h23);  // low lane rows 0,2,4,6; high lane rows 1,3,5,7
+  const __m256 rows = _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_ps(out, _mm256_sub_ps(rows, corr));
+}
+
 }  // namespace
 
 void matmul_q_avx2_quantize_acts(const float* xf, int64_t m0, int64_t m1, int64_t Kp, bool per_row, int8_t* q,
@@ -318,6 +387,23 @@ void matmul_q_avx2_dq(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, 
                       float* y, int64_t ldy, int64_t N, float* scratch) {
   const int64_t Kp = g.nb * 32;
   float out[4][8];
+  if (M <= 4) {  // GEMV: stream each panel once per row of x, no decoded copy
+    for (int64_t p = p0; p < p1; ++p) {
+      const uint8_t* panel = w + p * g.panel_bytes;
+      const int64_t ncols = imin(8, N - 8 * p);
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xr = xf + m * Kp;
+        switch (g.t) {
+          case DType::q8_0: dq_row<kQ8>(g, panel, xr, out[m]); break;
+          case DType::q4_0: dq_row<kQ4>(g, panel, xr, out[m]); break;
+          case DType::i8_pc: dq_row<kI8>(g, panel, xr, out[m]); break;
+          default: dq_row<kQ4G>(g, panel, xr, out[m]); break;
+        }
+      }
+      store_cols(out, static_cast<int>(M), y + 8 * p, ldy, ncols);
+    }
+    return;
+  }
   for (int64_t p = p0; p < p1; ++p) {
     decode_panel(g, w + p * g.panel_bytes, scratch);
     const int64_t ncols = imin(8, N - 8 * p);
