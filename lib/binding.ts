@@ -87,7 +87,7 @@ export interface NativeBinding {
   synchronizeSync(kind: number, index: number): void;
   setThreads(n: number): void;
   getThreads(): number;
-  setSimd(level: 'avx2' | 'scalar'): void;
+  setSimd(level: 'avx512' | 'avx2' | 'scalar'): void;
   info(): NativeInfo;
   roofline(threads: number): NativeRoofline;
   /** The tolerance table row (native/common/cases.cc) for an op and output dtype: one table for every test. */

@@ -207,17 +207,18 @@ Napi::Value get_threads(const Napi::CallbackInfo& info) {
   });
 }
 
-// setSimd('avx2' | 'scalar'): the SIMD level of the CPU kernels, clamped to what the CPU has (tests use it to
+// setSimd('avx512' | 'avx2' | 'scalar'): the SIMD level of the CPU kernels, clamped to what the CPU has (tests use it to
 // run the scalar paths). Queued in order like setThreads.
 Napi::Value set_simd(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    if (!info[0].IsString()) throw_status(env, type_error("setSimd: expected 'avx2' or 'scalar' for level"));
+    if (!info[0].IsString()) throw_status(env, type_error("setSimd: expected 'avx512', 'avx2' or 'scalar' for level"));
     const std::string s = info[0].As<Napi::String>().Utf8Value();
     SimdLevel level;
-    if (s == "avx2") level = SimdLevel::avx2;
+    if (s == "avx512") level = SimdLevel::avx512;
+    else if (s == "avx2") level = SimdLevel::avx2;
     else if (s == "scalar") level = SimdLevel::scalar;
-    else throw_status(env, range_error("setSimd: expected 'avx2' or 'scalar' for level, got '" + s + "'"));
+    else throw_status(env, range_error("setSimd: expected 'avx512', 'avx2' or 'scalar' for level, got '" + s + "'"));
     Stream* stream = nullptr;
     check(env, stream_for(Device{}, &stream));
     stream->submit_host(

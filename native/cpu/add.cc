@@ -52,7 +52,7 @@ Status binary_cpu(const OpArgs& args, BinaryOp op) {
   if (bcast && b.numel() != cols)
     return range_error(std::string(name) + ": expected b of a's shape " + a.shape_str() +
                        " or of its last dimension [" + std::to_string(cols) + "] for b.shape, got " + b.shape_str());
-  const bool simd = cpu_simd_level() == SimdLevel::avx2;
+  const bool simd = cpu_simd_level() >= SimdLevel::avx2;
   return parallel_elements(name, n, [&](int64_t begin, int64_t end) {
     if (!bcast) {
       binary_span(op, t, elem_at(a.data, t, begin), elem_at(b.data, t, begin), elem_at(y.data, t, begin),

@@ -41,7 +41,7 @@ Status cast_cpu(const OpArgs& a) {
       std::memcpy(elem_at(y.data, yt, begin), elem_at(x.data, xt, begin), static_cast<size_t>(end - begin) * 4);
     });
   }
-  const bool simd = cpu_simd_level() == SimdLevel::avx2;
+  const bool simd = cpu_simd_level() >= SimdLevel::avx2;
   return parallel_elements("cast", x.numel(), [&](int64_t begin, int64_t end) {
     cast_span(elem_at(x.data, xt, begin), xt, elem_at(y.data, yt, begin), yt, end - begin, simd);
   });

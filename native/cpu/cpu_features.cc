@@ -11,6 +11,14 @@ SimdLevel cpu_simd_detected() {
   static const SimdLevel detected = [] {
     __builtin_cpu_init();
     const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // __builtin_cpu_supports also checks that the OS saves the AVX-512 state (XCR0).
+    const bool vnni = ok && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#if defined(LLMK_HAVE_AVX512_TU)
+    if (vnni) return SimdLevel::avx512;
+#else
+    (void)vnni;
+#endif
     return ok ? SimdLevel::avx2 : SimdLevel::scalar;
   }();
   return detected;
@@ -27,6 +35,7 @@ SimdLevel cpu_simd_level() {
     SimdLevel d = cpu_simd_detected();
     const char* env = std::getenv("LLMK_SIMD");
     if (env && std::strcmp(env, "scalar") == 0) d = SimdLevel::scalar;
+    if (env && std::strcmp(env, "avx2") == 0 && d > SimdLevel::avx2) d = SimdLevel::avx2;
     l = static_cast<int>(d);
     g_level.store(l, std::memory_order_relaxed);
   }
@@ -38,6 +47,12 @@ void set_cpu_simd_level(SimdLevel level) {
   g_level.store(static_cast<int>(level) > static_cast<int>(d) ? static_cast<int>(d) : static_cast<int>(level));
 }
 
-const char* simd_level_name(SimdLevel level) { return level == SimdLevel::avx2 ? "avx2" : "scalar"; }
+const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::avx512: return "avx512";
+    case SimdLevel::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
 
 }  // namespace lk

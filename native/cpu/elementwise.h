@@ -176,7 +176,7 @@ inline void dispatch_any(DType t, const F& f) {
 Status binary_cpu(const OpArgs& args, BinaryOp op);
 
 #if defined(LLMK_HAVE_AVX2_TU)
-// simd/elementwise_avx2.cc. Call only when cpu_simd_level() == SimdLevel::avx2. Pointers are at the first element;
+// simd/elementwise_avx2.cc. Call only when cpu_simd_level() >= SimdLevel::avx2. Pointers are at the first element;
 // n elements, any n >= 0, no alignment needed. Same dtype rules as the ops (validated before).
 namespace avx2 {
 void cast(const void* x, DType xt, void* y, DType yt, int64_t n);            // xt any, yt float

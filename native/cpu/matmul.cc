@@ -343,7 +343,7 @@ Status matmul_cpu(const OpArgs& a) {
   }
   const GemmKernels* ks = &kScalarKernels;
 #if defined(LLMK_HAVE_AVX2_TU)
-  if (cpu_simd_level() == SimdLevel::avx2) ks = &kAvx2Kernels;
+  if (cpu_simd_level() >= SimdLevel::avx2) ks = &kAvx2Kernels;
 #endif
   if (M <= kGemvMaxM) return gemv(*ks, x, w, y, M, N, K);
   return gemm(*ks, x, w, y, M, N, K);

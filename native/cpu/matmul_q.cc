@@ -172,7 +172,7 @@ struct Buf {
     return p;
   }
 };
-thread_local Buf tl_xf, tl_xq, tl_xd, tl_xs, tl_yf, tl_scratch;
+thread_local Buf tl_xf, tl_xq, tl_xu, tl_xd, tl_xs, tl_yf, tl_scratch;
 
 // Below this many multiply-adds one thread does it all (waking the pool costs more).
 constexpr double kSerialMacs = 1 << 16;
@@ -195,10 +195,11 @@ Status matmul_q_cpu(const OpArgs& a) {
   const bool per_row = w.dtype == DType::i8_pc;
   const int64_t nblk = per_row ? 1 : L.nb;
 #if defined(LLMK_HAVE_AVX2_TU)
-  const bool avx2 = cpu_simd_level() == SimdLevel::avx2;
+  const bool avx2 = cpu_simd_level() >= SimdLevel::avx2;
+  const bool avx512 = cpu_simd_level() >= SimdLevel::avx512;
   const QGeom g{L.t, L.K, L.nb, L.G, L.ng, L.bpg, L.panel_bytes};
 #else
-  const bool avx2 = false;
+  const bool avx2 = false, avx512 = false;
 #endif
 
   // x as f32 rows of Kp (zero past K), then quantized for the integer path.
@@ -208,7 +209,10 @@ Status matmul_q_cpu(const OpArgs& a) {
   float* xs = int_path ? static_cast<float*>(tl_xs.get(static_cast<size_t>(M * nblk) * sizeof(float))) : nullptr;
   const bool f32_out = y.dtype == DType::f32;
   float* yf = f32_out ? static_cast<float*>(y.data) : static_cast<float*>(tl_yf.get(static_cast<size_t>(M * N) * sizeof(float)));
-  if (!xf || (int_path && (!xq || !xd || !xs)) || !yf)
+  // x + 128 as bytes, for the VNNI kernels of the signed-weight formats (see simd/matmul_q_avx512.cc)
+  const bool need_xu = int_path && avx512 && (w.dtype == DType::q8_0 || w.dtype == DType::i8_pc);
+  uint8_t* xu = need_xu ? static_cast<uint8_t*>(tl_xu.get(static_cast<size_t>(M * Kp))) : nullptr;
+  if (!xf || (int_path && (!xq || !xd || !xs)) || !yf || (need_xu && !xu))
     return Status(Code::oom, "matmul_q: could not allocate the buffers for x and y");
 
   ThreadPool& pool = ThreadPool::global();
@@ -226,15 +230,22 @@ Status matmul_q_cpu(const OpArgs& a) {
     }
     if (!int_path) return;
 #if defined(LLMK_HAVE_AVX2_TU)
-    if (avx2) return matmul_q_avx2_quantize_acts(xf, m0, m1, Kp, per_row, xq, xd, xs);
+    if (avx2)
+      matmul_q_avx2_quantize_acts(xf, m0, m1, Kp, per_row, xq, xd, xs);
+    else
 #endif
-    quantize_acts_scalar(xf, m0, m1, Kp, per_row, xq, xd, xs);
+      quantize_acts_scalar(xf, m0, m1, Kp, per_row, xq, xd, xs);
+    if (xu)
+      for (int64_t i = m0 * Kp; i < m1 * Kp; ++i) xu[i] = static_cast<uint8_t>(xq[i]) ^ 0x80u;
   }, M * K < 32768 ? 1 : T);
 
   std::atomic<bool> oom{false};
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   pool.parallel_for(P, [&](int64_t p0, int64_t p1, int) {
     if (int_path) {
+#if defined(LLMK_HAVE_AVX512_TU)
+      if (avx512) return matmul_q_avx512_int(g, wd, p0, p1, xq, xu, xd, xs, M, yf, N, N);
+#endif
 #if defined(LLMK_HAVE_AVX2_TU)
       if (avx2) return matmul_q_avx2_int(g, wd, p0, p1, xq, xd, xs, M, yf, N, N);
 #endif

@@ -23,7 +23,7 @@ Status scale_cpu(const OpArgs& a) {
     return type_error(std::string("scale: expected one float dtype for x and y, got ") + dtype_name(t) + " and " +
                       dtype_name(y.dtype));
   const float alpha = static_cast<float>(a.params.f[0]);
-  const bool simd = cpu_simd_level() == SimdLevel::avx2;
+  const bool simd = cpu_simd_level() >= SimdLevel::avx2;
   return parallel_elements("scale", x.numel(), [&](int64_t begin, int64_t end) {
     const void* xs = elem_at(x.data, t, begin);
     void* ys = elem_at(y.data, t, begin);

@@ -258,7 +258,7 @@ int run(int argc, char** argv) {
   p.add_string("--op", "NAME", "check only this op", &opt.op);
   p.add_string("--backend", "NAME", "check only this backend", &opt.backend, {"cpu", "cuda"});
   p.add_string("--simd", "LEVEL", "cpu: only this SIMD level; default: the detected level, then scalar", &opt.simd,
-               {"scalar", "avx2"});
+               {"scalar", "avx2", "avx512"});
   p.add_int("--threads", "N", "thread pool size (default: all hardware threads)", &opt.threads, 1, 4096);
   p.add_int("--seed", "N", "random seed", &opt.seed, 0, INT64_MAX);
   p.add_string("--json", "FILE", "also write the results as JSON", &opt.json);
@@ -303,13 +303,18 @@ int run(int argc, char** argv) {
   struct Unavailable { std::string name, reason; };
   std::vector<Unavailable> unavailable;
   if (opt.backend.empty() || opt.backend == "cpu") {
-    if (opt.simd == "avx2" && detected != SimdLevel::avx2) {
-      std::fprintf(stderr, "lk_check: --simd avx2, but this CPU lacks AVX2, FMA or F16C (detected: %s)\n",
+    const SimdLevel want = opt.simd == "avx512" ? SimdLevel::avx512 : SimdLevel::avx2;
+    if ((opt.simd == "avx2" || opt.simd == "avx512") && detected < want) {
+      std::fprintf(stderr, "lk_check: --simd %s, but this CPU lacks it (detected: %s)\n", opt.simd.c_str(),
                    simd_level_name(detected));
       return 2;
     }
-    if (opt.simd != "scalar")
-      targets.push_back({"cpu", Backend::cpu, opt.simd.empty() ? detected : SimdLevel::avx2});
+    // Default: every level this CPU has, the best as "cpu", then "cpu-avx2" (on an AVX-512 machine) and
+    // "cpu-scalar", so that each kernel variant is checked.
+    if (opt.simd.empty() || opt.simd == "avx512" || (opt.simd == "avx2" && detected == SimdLevel::avx2))
+      targets.push_back({"cpu", Backend::cpu, opt.simd.empty() ? detected : want});
+    if ((opt.simd.empty() && detected > SimdLevel::avx2) || (opt.simd == "avx2" && detected > SimdLevel::avx2))
+      targets.push_back({"cpu-avx2", Backend::cpu, SimdLevel::avx2});
     if ((opt.simd.empty() && detected != SimdLevel::scalar) || opt.simd == "scalar")
       targets.push_back({"cpu-scalar", Backend::cpu, SimdLevel::scalar});
   }

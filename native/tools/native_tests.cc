@@ -202,7 +202,8 @@ Status run_cast(Backend b, const void* x, DType xt, void* y, DType yt, int64_t n
 
 std::vector<SimdLevel> simd_levels() {
   std::vector<SimdLevel> l = {SimdLevel::scalar};
-  if (cpu_simd_detected() == SimdLevel::avx2) l.push_back(SimdLevel::avx2);
+  if (cpu_simd_detected() >= SimdLevel::avx2) l.push_back(SimdLevel::avx2);
+  if (cpu_simd_detected() >= SimdLevel::avx512) l.push_back(SimdLevel::avx512);
   return l;
 }
 

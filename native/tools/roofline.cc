@@ -39,6 +39,9 @@ uint64_t roofline_read_avx2(const void* data, size_t bytes);
 double roofline_fma_avx2(int64_t iters, float* sink);
 double roofline_int8_avx2(int64_t iters, int32_t* sink);
 #endif
+#if defined(LLMK_HAVE_AVX512_TU)
+double roofline_int8_avx512(int64_t iters, int32_t* sink);  // native/cpu/simd/roofline_avx512.cc
+#endif
 
 namespace {
 
@@ -51,7 +54,7 @@ std::atomic<uint64_t> g_sink{0};
 
 bool use_avx2() {
 #if defined(LLMK_HAVE_AVX2_TU)
-  return cpu_simd_level() == SimdLevel::avx2;
+  return cpu_simd_level() >= SimdLevel::avx2;
 #else
   return false;
 #endif
@@ -208,8 +211,18 @@ double probe_fma_peak(int threads) {
 double probe_int8_peak(int threads) {
   threads = clamp_threads(threads);
   const bool avx2 = use_avx2();
-  return best_rate(threads, [avx2](int64_t iters) {
+  const bool vnni = cpu_simd_level() >= SimdLevel::avx512;
+  return best_rate(threads, [avx2, vnni](int64_t iters) {
     int32_t sink = 0;
+#if defined(LLMK_HAVE_AVX512_TU)
+    if (vnni) {
+      const double ops = roofline_int8_avx512(iters, &sink);
+      g_sink.fetch_xor(static_cast<uint32_t>(sink), std::memory_order_relaxed);
+      return ops;
+    }
+#else
+    (void)vnni;
+#endif
 #if defined(LLMK_HAVE_AVX2_TU)
     const double ops = avx2 ? roofline_int8_avx2(iters, &sink) : int8_scalar(iters, &sink);
 #else
@@ -224,7 +237,7 @@ double probe_int8_peak(int threads) {
 Roofline probe_roofline(int threads) {
   Roofline r;
   r.threads = clamp_threads(threads);
-  r.simd = use_avx2() ? "avx2" : "scalar";
+  r.simd = simd_level_name(cpu_simd_level());
   r.read_gbs = probe_read_bandwidth(r.threads);
   r.fma_gflops = probe_fma_peak(r.threads);
   r.int8_gops = probe_int8_peak(r.threads);

@@ -9,7 +9,8 @@ struct Roofline {
   int threads = 1;
   double read_gbs = 0;      // memory read bandwidth, 256-bit loads, one stream per thread, buffer >> LLC
   double fma_gflops = 0;    // f32 FMA peak (2 flops per lane per FMA)
-  double int8_gops = 0;     // int8 multiply-add with int32 accumulation (vpmaddubsw + vpmaddwd), 2 ops per MAC
+  double int8_gops = 0;     // int8 multiply-add with int32 accumulation (vpdpbusd with AVX-512 VNNI, else vpmaddubsw +
+                            // vpmaddwd), 2 ops per MAC
   const char* simd = "";    // the SIMD level the probes used
 };
 

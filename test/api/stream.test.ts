@@ -216,7 +216,7 @@ describe('info()', () => {
     expect(typeof i.build.cuda).toBe('boolean');
     expect(typeof i.build.compiler).toBe('string');
     expect(typeof i.build.cudaArchs).toBe('string');
-    expect(['avx2', 'scalar', 'neon']).toContain(i.cpu.simd);
+    expect(['avx512', 'avx2', 'scalar']).toContain(i.cpu.simd);
     expect(typeof i.cpu.simdDetected).toBe('string');
     expect(i.cpu.threads).toBe(getThreads());
     expect(i.cpu.hardwareThreads).toBeGreaterThanOrEqual(1);

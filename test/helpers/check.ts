@@ -2,7 +2,8 @@
  * checkOp: runs an op on every available backend and compares it with the reference backend (native/cpu/ref, the
  * spec) on the same inputs.
  *
- * - Backends: 'cpu' (the SIMD level this CPU has), 'cpu-scalar' (the portable paths), 'cuda' when available.
+ * - Backends: 'cpu' (the SIMD level this CPU has), 'cpu-avx2' (the AVX2 kernels on an AVX-512 machine),
+ *   'cpu-scalar' (the portable paths), 'cuda' when available.
  * - Tolerances come from the one table in native/common/cases.cc (through the addon), so lk_check and these tests
  *   judge alike: exact ops bit for bit (two NaNs match); reductions by NMSE and per element by
  *   |got - ref| <= rtol * (|ref| + rms(ref)).
@@ -17,10 +18,12 @@ import { Rng } from '../../lib/random.js';
 import { withReferenceBackend } from '../../lib/tensor.js';
 
 export const cudaAvailable = native.info().cuda.available;
-export const avx2Available = native.info().cpu.simdDetected === 'avx2';
+const detectedSimd = native.info().cpu.simdDetected as 'avx512' | 'avx2' | 'scalar';
+export const avx2Available = detectedSimd !== 'scalar';
+export const avx512Available = detectedSimd === 'avx512';
 
 export interface Backend {
-  name: 'cpu' | 'cpu-scalar' | 'cuda';
+  name: 'cpu' | 'cpu-avx2' | 'cpu-scalar' | 'cuda';
   device: Device;
   /** Runs body with this backend selected (the SIMD level for the CPU ones). */
   use<T>(body: () => T): T;
@@ -31,13 +34,15 @@ function withSimd<T>(level: 'avx2' | 'scalar', body: () => T): T {
   try {
     return body();
   } finally {
-    native.setSimd('avx2');
+    native.setSimd(detectedSimd);
   }
 }
 
 /** Every backend this machine can run. */
 export const BACKENDS: Backend[] = [
   { name: 'cpu', device: device('cpu'), use: (b) => b() },
+  // On an AVX-512 machine the AVX2 kernels are a separate variant (matmul_q): checked too.
+  ...(avx512Available ? [{ name: 'cpu-avx2' as const, device: device('cpu'), use: <T>(b: () => T) => withSimd('avx2', b) }] : []),
   ...(avx2Available ? [{ name: 'cpu-scalar' as const, device: device('cpu'), use: <T>(b: () => T) => withSimd('scalar', b) }] : []),
   ...(cudaAvailable ? [{ name: 'cuda' as const, device: device('cuda'), use: <T>(b: () => T) => b() }] : []),
 ];

@@ -26,4 +26,10 @@ void matmul_q_avx2_int(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1,
 void matmul_q_avx2_dq(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, const float* xf, int64_t M,
                       float* y, int64_t ldy, int64_t N, float* scratch);
 
+// Integer path with AVX-512 VNNI (simd/matmul_q_avx512.cc; call only when cpu_simd_level() is avx512): as
+// matmul_q_avx2_int, plus qu = the bytes of q + 128 (x as unsigned), read for q8_0 and i8_pc.
+void matmul_q_avx512_int(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, const int8_t* q,
+                         const uint8_t* qu, const float* d, const float* sx, int64_t M, float* y, int64_t ldy,
+                         int64_t N);
+
 }  // namespace lk
