@@ -5,7 +5,7 @@
  *   llm-kernels info [--json]                 build, SIMD level, threads, CUDA devices or why there are none
  * Later issues add generate, logits, eval and the model demo.
  */
-import { device, info, matmul, roofline, Tensor } from '../index.js';
+import { device, info, matmul, quantize, quantizationError, roofline, Tensor, type QuantFormat } from '../index.js';
 import { Rng } from '../random.js';
 
 function usage(code: number): never {
@@ -73,6 +73,51 @@ async function demo(args: string[]): Promise<void> {
   }
   process.stdout.write(`  max relative error vs float64 reference: ${maxRel.toExponential(2)} ${maxRel < 1e-5 ? '(ok)' : '(TOO LARGE)'}\n`);
   if (maxRel >= 1e-5) process.exitCode = 1;
+  await quantDemo(4096);
+}
+
+/** rms(a - b) / rms(b) */
+function relRms(a: Float32Array, b: Float32Array): number {
+  let e = 0;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) {
+    e += (a[i]! - b[i]!) ** 2;
+    s += b[i]! ** 2;
+  }
+  return Math.sqrt(e / s);
+}
+
+// Quantized weights on the CPU: each format's error, and the decode-shaped product (M = 1) on both paths, against
+// the f32 product of the same weight.
+async function quantDemo(n: number): Promise<void> {
+  const cpu = device('cpu');
+  process.stdout.write(
+    `\nquantized weights on cpu, w [${n}, ${n}]: SNR of the weight; y = x · wᵀ for one row x (a decode step) on each ` +
+      `path: time per call (incl. enqueue and wait), GB/s of weights, rms error vs the f32 weight's y\n`,
+  );
+  using w = Tensor.randn([n, n], { seed: 2, device: cpu });
+  using x = Tensor.randn([1, n], { seed: 3, device: cpu });
+  using yRef = matmul(x, w);
+  const ref = await yRef.data();
+  for (const f of ['q8_0', 'q4_0', 'q4_g128', 'i8_pc'] as QuantFormat[]) {
+    using q = await quantize(w, f);
+    const r = await quantizationError(w, q);
+    const line = [`  ${f.padEnd(8)} ${r.snrDb.toFixed(1).padStart(5)} dB, ${r.bitsPerWeight.toFixed(2)} bits/weight |`];
+    for (const path of ['int8', 'dequant'] as const) {
+      { using warm = matmul(x, q, { path }); await warm.data(); }
+      const reps = 50;
+      const t0 = performance.now();
+      const ys = Array.from({ length: reps }, () => matmul(x, q, { path }));
+      await cpu.synchronize();
+      const us = ((performance.now() - t0) / reps) * 1e3;
+      const y = ys.pop()!;
+      ys.forEach((t) => t.dispose());
+      const err = relRms(await y.data(), ref);
+      y.dispose();
+      line.push(` ${path}: ${us.toFixed(0).padStart(4)} us, ${((q.nbytes / us) * 1e-3).toFixed(1).padStart(5)} GB/s, error ${(100 * err).toFixed(2)}% |`);
+    }
+    process.stdout.write(line.join('') + '\n');
+  }
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -8,6 +8,7 @@
 
 #include "../common/thread_pool.h"
 #include "cpu.h"
+#include "gemm.h"
 #include "elementwise.h"  // ld<T>: the portable, branch-free element loads shared with the elementwise ops
 #if defined(LLMK_HAVE_AVX2_TU)
 #include "simd/matmul_avx2.h"  // simd/matmul_avx2.cc, called only when cpu_simd_level() says AVX2
@@ -200,6 +201,7 @@ struct GemmJob {
   int64_t es;  // element size in bytes
   int64_t M, N, K;
   int tm, tn;  // thread grid: tm parts of M times tn parts of N
+  const WPacker* wp = nullptr;  // w packed by a callback (a quantized w) instead of ks.pack
   std::atomic<bool> oom{false};
 };
 
@@ -218,7 +220,7 @@ void gemm_tile(GemmJob& j, int t) {
     nc_max = std::min(nc_max, std::max<int64_t>(256, kAccBudgetFloats / Mt / ks.nr * ks.nr));
     ms_max = std::max<int64_t>(ks.mr, kAccBudgetFloats / std::min(nc_max, round_up(Nt, ks.nr)) / ks.mr * ks.mr);
   }
-  const int64_t kc_blk = even_block(K, ks.kc, 8);
+  const int64_t kc_blk = even_block(K, ks.kc, j.wp ? j.wp->k_align : 8);
   const int64_t nc_blk = even_block(Nt, nc_max, ks.nr);
   const int64_t ms_blk = even_block(Mt, ms_max, ks.mr);
   const int64_t mc_blk = even_block(std::min(Mt, ms_blk), ks.mc, ks.mr);
@@ -236,7 +238,10 @@ void gemm_tile(GemmJob& j, int t) {
       const int64_t nc = std::min(nc_blk, n1 - jc);
       for (int64_t pc = 0; pc < K; pc += kc_blk) {
         const int64_t kc = std::min(kc_blk, K - pc);
-        ks.pack(j.w + (jc * K + pc) * j.es, j.t, K, nc, kc, ks.nr, bp);
+        if (j.wp)
+          j.wp->pack(j.wp->ctx, jc, nc, pc, kc, ks.nr, bp);
+        else
+          ks.pack(j.w + (jc * K + pc) * j.es, j.t, K, nc, kc, ks.nr, bp);
         for (int64_t ic = ms0; ic < ms1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, ms1 - ic);
           ks.pack(j.x + (ic * K + pc) * j.es, j.t, K, mc, kc, ks.mr, ap);
@@ -256,7 +261,7 @@ void gemm_tile(GemmJob& j, int t) {
 constexpr int64_t kSerialMacs = 1 << 16;
 
 Status gemm(const GemmKernels& ks, const TensorView& x, const TensorView& w, const TensorView& y, int64_t M, int64_t N,
-            int64_t K) {
+            int64_t K, const WPacker* wp = nullptr) {
   ThreadPool& pool = ThreadPool::global();
   int T = pool.threads();
   if (static_cast<double>(M) * N * K < kSerialMacs) T = 1;
@@ -270,6 +275,7 @@ Status gemm(const GemmKernels& ks, const TensorView& x, const TensorView& w, con
   j.M = M;
   j.N = N;
   j.K = K;
+  j.wp = wp;
   // The thread grid with the least padded work per thread; on a tie the one that splits N (each thread then
   // reads only its part of w, the larger operand in inference).
   j.tm = 1;
@@ -330,6 +336,23 @@ Status gemv(const GemmKernels& ks, const TensorView& x, const TensorView& w, con
 }
 
 }  // namespace
+
+Status matmul_gemm_packed_w(const TensorView& x, const WPacker& wp, const TensorView& y, int64_t M, int64_t N,
+                            int64_t K) {
+  const GemmKernels* ks = &kScalarKernels;
+#if defined(LLMK_HAVE_AVX2_TU)
+  if (cpu_simd_level() >= SimdLevel::avx2) ks = &kAvx2Kernels;
+#endif
+  TensorView none;
+  return gemm(*ks, x, none, y, M, N, K, &wp);
+}
+
+int32_t matmul_gemm_nr() {
+#if defined(LLMK_HAVE_AVX2_TU)
+  if (cpu_simd_level() >= SimdLevel::avx2) return kAvx2Kernels.nr;
+#endif
+  return kScalarKernels.nr;
+}
 
 Status matmul_cpu(const OpArgs& a) {
   const TensorView& x = a.in[0];

@@ -16,6 +16,7 @@
 #include "../common/thread_pool.h"
 #include "cpu.h"
 #include "elementwise.h"
+#include "gemm.h"
 #if defined(LLMK_HAVE_AVX2_TU)
 #include "simd/matmul_q_avx2.h"
 #endif
@@ -174,6 +175,9 @@ struct Buf {
 };
 thread_local Buf tl_xf, tl_xq, tl_xu, tl_xd, tl_xs, tl_yf, tl_scratch;
 
+// The dequantize path streams w once per row of x up to this many rows (GEMV); above, the GEMM driver packs it.
+constexpr int64_t kDqGemvMaxM = 4;
+
 // Below this many multiply-adds one thread does it all (waking the pool costs more).
 constexpr double kSerialMacs = 1 << 16;
 
@@ -200,6 +204,26 @@ Status matmul_q_cpu(const OpArgs& a) {
   const QGeom g{L.t, L.K, L.nb, L.G, L.ng, L.bpg, L.panel_bytes};
 #else
   const bool avx2 = false, avx512 = false;
+#endif
+
+#if defined(LLMK_HAVE_AVX2_TU)
+  // Dequantize path, M > 4: the f32 GEMM driver of matmul, packing w by decoding its panels (once per packed
+  // panel, amortized over up to MC rows of x), so the product runs at the dense kernels' speed.
+  if (!int_path && avx2 && M > kDqGemvMaxM) {
+    struct Ctx {
+      QGeom g;
+      const uint8_t* w;
+      int64_t N;
+    } ctx{g, static_cast<const uint8_t*>(w.data), N};
+    WPacker wp;
+    wp.ctx = &ctx;
+    wp.k_align = kQBlock;
+    wp.pack = [](const void* c, int64_t n0, int64_t rows, int64_t k0, int64_t kc, int32_t R, float* dst) {
+      const Ctx& cx = *static_cast<const Ctx*>(c);
+      matmul_q_avx2_pack_w(cx.g, cx.w, cx.N, n0, rows, k0, kc, R, dst);
+    };
+    return matmul_gemm_packed_w(x, wp, y, M, N, K);
+  }
 #endif
 
   // x as f32 rows of Kp (zero past K), then quantized for the integer path.
@@ -251,14 +275,14 @@ Status matmul_q_cpu(const OpArgs& a) {
 #endif
       return int_scalar(L, wd, p0, p1, xq, xd, xs, M, yf, N, N);
     }
+#if defined(LLMK_HAVE_AVX2_TU)
+    if (avx2) return matmul_q_avx2_dq(g, wd, p0, p1, xf, M, yf, N, N);
+#endif
     float* scratch = static_cast<float*>(tl_scratch.get(static_cast<size_t>(8 * Kp) * sizeof(float)));
     if (!scratch) {
       oom.store(true);
       return;
     }
-#if defined(LLMK_HAVE_AVX2_TU)
-    if (avx2) return matmul_q_avx2_dq(g, wd, p0, p1, xf, M, yf, N, N, scratch);
-#endif
     dq_scalar(L, wd, p0, p1, xf, M, yf, N, N, scratch);
   }, T);
   if (oom.load()) return Status(Code::oom, "matmul_q: could not allocate the dequantize scratch");

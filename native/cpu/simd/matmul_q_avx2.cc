@@ -20,9 +20,10 @@
 //   Tiles of up to 4 rows of x share each decoded step (register budget: 4 x (i16/i32 partial + f32 accumulator)
 //   + weights + constants = 13 of 16 ymm). GEMV (M <= 4) and GEMM use the same tiles; the driver splits panels
 //   over threads, and each panel (18-35 KB at K = 4096) stays in L1/L2 while all tiles of x pass over it.
-// Dequantize path: a panel is decoded once into f32 [k][8 rows] (a byte shuffle + vpermd turns the [row][4 k]
-// chunks into [k][8 rows], then vpmovsxbd, vcvtdq2ps, (q - z) * s: the exact f32 value of quant_value), and tiles
-// of 4 rows of x stream over it with 8 FMA chains.
+// Dequantize path. GEMV (M <= 4): dq_row streams each panel once per row of x (see there). Larger M: the f32 GEMM
+// driver of matmul (cpu/gemm.h) with matmul_q_avx2_pack_w, which decodes blocks into f32 [k][8 rows] (a byte
+// shuffle + vpermd turns the [row][4 k] chunks into [k][8 rows], then vpmovsxbd, vcvtdq2ps, (q - z) * s: the exact
+// f32 value of quant_value) straight into the driver's panels, once per panel and K slice.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -186,61 +187,29 @@ inline void decode_chunk(__m256i v, __m256 sw, __m256 zf, float* dst) {
   }
 }
 
-// Decodes a whole panel into buf[k * 8 + r] for k < Kp (zero past K).
-void decode_panel(const QGeom& g, const uint8_t* panel, float* buf) {
+// Decodes block b of a panel into dst[k * 8 + r] (k = 0..31 of the block, 8 rows), the f32 values of quant_value.
+void decode_block(const QGeom& g, const uint8_t* panel, int64_t b, float* dst) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
-  for (int64_t b = 0; b < g.nb; ++b) {
-    const uint8_t* qb = panel + blk_off(g, b);
-    float* dst = buf + b * 256;
-    if (g.t == DType::q8_0 || g.t == DType::i8_pc) {
-      const __m256 sw = g.t == DType::q8_0 ? scales_f16(qb - 16) : _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
-      for (int s = 0; s < 8; ++s) decode_chunk<false, false>(load32(qb + 32 * s), sw, sw, dst + 32 * s);
-    } else {
-      __m256 sw, zf;
-      if (g.t == DType::q4_0) {
-        sw = scales_f16(qb - 16);
-        zf = _mm256_set1_ps(8.0f);
-      } else {
-        const uint8_t* h = panel + grp_off(g, b / g.bpg);
-        sw = scales_f16(h);
-        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
-      }
-      for (int s = 0; s < 4; ++s) {
-        const __m256i w = load32(qb + 32 * s);
-        decode_chunk<true, true>(_mm256_and_si256(w, m4), sw, zf, dst + 32 * s);
-        decode_chunk<true, true>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4), sw, zf, dst + 128 + 32 * s);
-      }
-    }
+  const uint8_t* qb = panel + blk_off(g, b);
+  if (g.t == DType::q8_0 || g.t == DType::i8_pc) {
+    const __m256 sw = g.t == DType::q8_0 ? scales_f16(qb - 16) : _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
+    for (int s = 0; s < 8; ++s) decode_chunk<false, false>(load32(qb + 32 * s), sw, sw, dst + 32 * s);
+    return;
   }
-  // Past K the weights are padding; x is zero there, but a non-finite scale would still make 0 * Inf = NaN.
-  for (int64_t i = g.K * 8; i < g.nb * 256; ++i) buf[i] = 0.0f;
-}
-
-// Sums run in chunks of 256 k, each chunk from zero and then added to the row's total: a long f32 chain loses about
-// K/2 * 2^-24 relative (4.5e-4 measured at K = 131072 with equal terms); chunked, about (256 + K/256) * 2^-24.
-template <int MR>
-void dq_tile(const float* buf, const float* x, int64_t Kp, int64_t K, float (*out)[8]) {
-  __m256 tot[MR];
-  for (int i = 0; i < MR; ++i) tot[i] = _mm256_setzero_ps();
-  for (int64_t k0 = 0; k0 < K; k0 += 256) {
-    const int64_t k1 = imin(K, k0 + 256);
-    __m256 a0[MR], a1[MR];
-    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
-    int64_t k = k0;
-    for (; k + 2 <= k1; k += 2) {
-      const __m256 w0 = _mm256_load_ps(buf + 8 * k), w1 = _mm256_load_ps(buf + 8 * k + 8);
-      for (int i = 0; i < MR; ++i) {
-        a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
-        a1[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k + 1), w1, a1[i]);
-      }
-    }
-    if (k < k1) {
-      const __m256 w0 = _mm256_load_ps(buf + 8 * k);
-      for (int i = 0; i < MR; ++i) a0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * Kp + k), w0, a0[i]);
-    }
-    for (int i = 0; i < MR; ++i) tot[i] = _mm256_add_ps(tot[i], _mm256_add_ps(a0[i], a1[i]));
+  __m256 sw, zf;
+  if (g.t == DType::q4_0) {
+    sw = scales_f16(qb - 16);
+    zf = _mm256_set1_ps(8.0f);
+  } else {
+    const uint8_t* h = panel + grp_off(g, b / g.bpg);
+    sw = scales_f16(h);
+    zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
   }
-  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out[i], tot[i]);
+  for (int s = 0; s < 4; ++s) {
+    const __m256i w = load32(qb + 32 * s);
+    decode_chunk<true, true>(_mm256_and_si256(w, m4), sw, zf, dst + 32 * s);
+    decode_chunk<true, true>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4), sw, zf, dst + 128 + 32 * s);
+  }
 }
 
 // GEMV of the dequantize path: one row of x against a panel with no decoded copy. A 32-byte chunk (8 rows x 4 k) is
@@ -384,39 +353,45 @@ void matmul_q_avx2_int(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1,
 }
 
 void matmul_q_avx2_dq(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p1, const float* xf, int64_t M,
-                      float* y, int64_t ldy, int64_t N, float* scratch) {
+                      float* y, int64_t ldy, int64_t N) {
   const int64_t Kp = g.nb * 32;
   float out[4][8];
-  if (M <= 4) {  // GEMV: stream each panel once per row of x, no decoded copy
-    for (int64_t p = p0; p < p1; ++p) {
-      const uint8_t* panel = w + p * g.panel_bytes;
-      const int64_t ncols = imin(8, N - 8 * p);
-      for (int64_t m = 0; m < M; ++m) {
-        const float* xr = xf + m * Kp;
-        switch (g.t) {
-          case DType::q8_0: dq_row<kQ8>(g, panel, xr, out[m]); break;
-          case DType::q4_0: dq_row<kQ4>(g, panel, xr, out[m]); break;
-          case DType::i8_pc: dq_row<kI8>(g, panel, xr, out[m]); break;
-          default: dq_row<kQ4G>(g, panel, xr, out[m]); break;
-        }
-      }
-      store_cols(out, static_cast<int>(M), y + 8 * p, ldy, ncols);
-    }
-    return;
-  }
+  // GEMV (M <= 4; larger M goes through the GEMM driver with matmul_q_avx2_pack_w): each panel streamed once per
+  // row of x, no decoded copy.
   for (int64_t p = p0; p < p1; ++p) {
-    decode_panel(g, w + p * g.panel_bytes, scratch);
+    const uint8_t* panel = w + p * g.panel_bytes;
     const int64_t ncols = imin(8, N - 8 * p);
-    for (int64_t m0 = 0; m0 < M; m0 += 4) {
-      const int mr = static_cast<int>(imin(4, M - m0));
-      const float* xt = xf + m0 * Kp;
-      switch (mr) {
-        case 1: dq_tile<1>(scratch, xt, Kp, g.K, out); break;
-        case 2: dq_tile<2>(scratch, xt, Kp, g.K, out); break;
-        case 3: dq_tile<3>(scratch, xt, Kp, g.K, out); break;
-        default: dq_tile<4>(scratch, xt, Kp, g.K, out); break;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = xf + m * Kp;
+      switch (g.t) {
+        case DType::q8_0: dq_row<kQ8>(g, panel, xr, out[m]); break;
+        case DType::q4_0: dq_row<kQ4>(g, panel, xr, out[m]); break;
+        case DType::i8_pc: dq_row<kI8>(g, panel, xr, out[m]); break;
+        default: dq_row<kQ4G>(g, panel, xr, out[m]); break;
       }
-      store_cols(out, mr, y + m0 * ldy + 8 * p, ldy, ncols);
+    }
+    store_cols(out, static_cast<int>(M), y + 8 * p, ldy, ncols);
+  }
+}
+
+void matmul_q_avx2_pack_w(const QGeom& g, const uint8_t* w, int64_t N, int64_t n0, int64_t rows, int64_t k0,
+                          int64_t kc, int32_t R, float* dst) {
+  alignas(32) float blk[256];
+  const int64_t panels_w = (N + 7) / 8;
+  for (int64_t nn = n0; nn < n0 + rows; nn += R, dst += R * kc) {
+    for (int64_t sub = 0; sub < R; sub += 8) {
+      const int64_t p = (nn + sub) / 8;
+      float* out = dst + sub;
+      if (p >= panels_w || nn + sub >= n0 + rows) {  // rows past the end of w (or of this call): zeros
+        for (int64_t k = 0; k < kc; ++k) _mm256_storeu_ps(out + k * R, _mm256_setzero_ps());
+        continue;
+      }
+      const uint8_t* panel = w + p * g.panel_bytes;
+      for (int64_t b = k0 / 32; b * 32 < k0 + kc; ++b) {
+        decode_block(g, panel, b, blk);
+        const int64_t kb = b * 32, ke = imin(kb + 32, k0 + kc);
+        for (int64_t k = kb; k < ke; ++k) _mm256_storeu_ps(out + (k - k0) * R, _mm256_load_ps(blk + 8 * (k - kb)));
+      }
     }
   }
 }
