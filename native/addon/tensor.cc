@@ -244,6 +244,14 @@ Napi::Value to(const Napi::CallbackInfo& info) {
       TensorView in = t.view();
       TensorView o = m;
       o.data = out->data();
+      if (dtype_is_quant(in.dtype)) {  // the copy op moves elements; a quantized weight moves as its bytes
+        for (TensorView* v : {&in, &o}) {
+          v->dtype = DType::u8;
+          v->ndim = 1;
+          v->shape[0] = static_cast<int64_t>(bytes);
+          set_contiguous_strides(*v);
+        }
+      }
       OpArgs a;
       a.op = OpId::copy;
       a.in = &in;

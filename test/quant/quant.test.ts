@@ -207,6 +207,8 @@ describe('row form', () => {
         using q = QuantizedTensor.fromBytes(format, [N, K], bytes);
         expect(q.nbytes).toBeGreaterThanOrEqual(bytes.length - (format === 'i8_pc' ? 4 * N : 0));
         expect(hex(q.toBytesSync()), `${format} [${N},${K}]`).toBe(hex(bytes));
+        using copy = q.to('cpu'); // a copy on the same device: every byte of the panel form
+        expect(hex(copy.toBytesSync()), `${format} [${N},${K}] copy`).toBe(hex(bytes));
         using d = dequantize(q);
         const v = d.dataSync() as Float32Array;
         for (let n = 0; n < N; n++)
