@@ -122,9 +122,12 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
       for (int64_t b = gi * bpg; b < b1; ++b) {
         const uint8_t* qb = panel + blk_off(g, b);
         const uint8_t* xb = xq + 32 * b;
-        __m256i dot[NP][MR];
+        // With 1 or 2 rows of x the vpdpbusd chains (latency ~5 cycles, 8 per block) would bound the loop, not the
+        // memory: low and high nibbles then accumulate in separate chains (GEMV q4_0, 1 thread: 15.7 -> see NOTES).
+        constexpr bool kSplit = MR <= 2;
+        __m256i dot[NP][MR], dot2[NP][MR];
         for (int j = 0; j < NP; ++j)
-          for (int i = 0; i < MR; ++i) dot[j][i] = _mm256_setzero_si256();
+          for (int i = 0; i < MR; ++i) dot[j][i] = dot2[j][i] = _mm256_setzero_si256();
         for (int s = 0; s < 4; ++s) {
           __m256i lo[NP], hi[NP];
           for (int j = 0; j < NP; ++j) {
@@ -136,11 +139,19 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
             const __m256i xl = bcast4(xb + i * Kp + 4 * s), xh = bcast4(xb + i * Kp + 16 + 4 * s);
             for (int j = 0; j < NP; ++j) {
               dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], lo[j], xl);
-              dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], hi[j], xh);
+              if (kSplit) {
+                dot2[j][i] = _mm256_dpbusd_epi32(dot2[j][i], hi[j], xh);
+                LK_PIN(dot2[j][i]);
+              } else {
+                dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], hi[j], xh);
+              }
               LK_PIN(dot[j][i]);
             }
           }
         }
+        if (kSplit)
+          for (int j = 0; j < NP; ++j)
+            for (int i = 0; i < MR; ++i) dot[j][i] = _mm256_add_epi32(dot[j][i], dot2[j][i]);
         for (int i = 0; i < MR; ++i) {
           const __m256 dx = _mm256_set1_ps(d[i * nblk + b]), sxi = _mm256_set1_ps(sx[i * nblk + b]);
           for (int j = 0; j < NP; ++j) {
@@ -183,8 +194,9 @@ void matmul_q_avx512_int(const QGeom& g, const uint8_t* w, int64_t p0, int64_t p
   const bool signed_w = g.t == DType::q8_0 || g.t == DType::i8_pc;
   const uint8_t* xs = signed_w ? qu : reinterpret_cast<const uint8_t*>(q);
   float out[4][16];
-  for (int64_t p = p0; p < p1; p += 2) {
-    const int np = static_cast<int>(imin(2, p1 - p));
+  const int64_t np_max = M <= 2 ? 1 : 2;  // GEMV (1-2 rows of x): one stream of w per thread is faster (NOTES)
+  for (int64_t p = p0; p < p1; p += np_max) {
+    const int np = static_cast<int>(imin(np_max, p1 - p));
     const uint8_t* panel = w + p * g.panel_bytes;
     const int64_t ncols = imin(8 * np, N - 8 * p);
     for (int64_t m0 = 0; m0 < M; m0 += 4) {
