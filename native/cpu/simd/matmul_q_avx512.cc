@@ -58,50 +58,70 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
     for (int i = 0; i < MR; ++i) acc[j][i] = _mm256_setzero_ps();
   const int64_t pb = g.panel_bytes;
   const __m256i ones8 = _mm256_set1_epi8(1);
+  // With 1 or 2 rows of x the vpdpbusd chains (latency ~5 cycles, 8 per block) bound the loop, not the memory: the
+  // steps then go round-robin into C independent accumulators, summed per block (GEMV, 1 thread: NOTES step 11).
+  constexpr int C = MR <= 2 ? 4 : 1;
   if (F == kI8 || F == kQ8) {
-    __m256i dot[NP][MR], wsum[NP];
-    for (int j = 0; j < NP; ++j) {
-      wsum[j] = _mm256_setzero_si256();
-      for (int i = 0; i < MR; ++i) dot[j][i] = _mm256_setzero_si256();
-    }
+    __m256i dot[C][NP][MR], wsum[C][NP];
+    for (int c = 0; c < C; ++c)
+      for (int j = 0; j < NP; ++j) {
+        wsum[c][j] = _mm256_setzero_si256();
+        for (int i = 0; i < MR; ++i) dot[c][j][i] = _mm256_setzero_si256();
+      }
+    // Folds the chains into chain 0.
+    auto fold = [&]() {
+      for (int c = 1; c < C; ++c)
+        for (int j = 0; j < NP; ++j) {
+          wsum[0][j] = _mm256_add_epi32(wsum[0][j], wsum[c][j]);
+          wsum[c][j] = _mm256_setzero_si256();
+          for (int i = 0; i < MR; ++i) {
+            dot[0][j][i] = _mm256_add_epi32(dot[0][j][i], dot[c][j][i]);
+            dot[c][j][i] = _mm256_setzero_si256();
+          }
+        }
+    };
     for (int64_t b = 0; b < g.nb; ++b) {
       const uint8_t* qb = panel + blk_off(g, b);
       const uint8_t* xb = xq + 32 * b;
       for (int s = 0; s < 8; ++s) {
+        const int c = s % C;
         __m256i w[NP];
         for (int j = 0; j < NP; ++j) {
           w[j] = load32(qb + j * pb + 32 * s);
-          wsum[j] = _mm256_dpbusd_epi32(wsum[j], ones8, w[j]);
+          wsum[c][j] = _mm256_dpbusd_epi32(wsum[c][j], ones8, w[j]);
         }
         for (int i = 0; i < MR; ++i) {
           const __m256i xv = bcast4(xb + i * Kp + 4 * s);
           for (int j = 0; j < NP; ++j) {
-            dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], xv, w[j]);
-            LK_PIN(dot[j][i]);
+            dot[c][j][i] = _mm256_dpbusd_epi32(dot[c][j][i], xv, w[j]);
+            LK_PIN(dot[c][j][i]);
           }
         }
       }
       if (F == kQ8) {  // per block: dot - 128 * sum(w), scaled by d_w * d_x
+        fold();
         for (int j = 0; j < NP; ++j) {
-          const __m256i corr = _mm256_slli_epi32(wsum[j], 7);
+          const __m256i corr = _mm256_slli_epi32(wsum[0][j], 7);
           const __m256 sw = scales_f16(qb + j * pb - 16);
           for (int i = 0; i < MR; ++i) {
-            const __m256 dotf = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[j][i], corr));
+            const __m256 dotf = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[0][j][i], corr));
             acc[j][i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk + b])), dotf, acc[j][i]);
-            dot[j][i] = _mm256_setzero_si256();
+            dot[0][j][i] = _mm256_setzero_si256();
           }
-          wsum[j] = _mm256_setzero_si256();
+          wsum[0][j] = _mm256_setzero_si256();
         }
       }
     }
-    if (F == kI8)
+    if (F == kI8) {
+      fold();
       for (int j = 0; j < NP; ++j) {
-        const __m256i corr = _mm256_slli_epi32(wsum[j], 7);
+        const __m256i corr = _mm256_slli_epi32(wsum[0][j], 7);
         const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel + j * pb));
         for (int i = 0; i < MR; ++i)
           acc[j][i] = _mm256_mul_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])),
-                                    _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[j][i], corr)));
+                                    _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[0][j][i], corr)));
       }
+    }
   } else {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const int64_t ngroups = F == kQ4 ? g.nb : g.ng;
@@ -122,12 +142,10 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
       for (int64_t b = gi * bpg; b < b1; ++b) {
         const uint8_t* qb = panel + blk_off(g, b);
         const uint8_t* xb = xq + 32 * b;
-        // With 1 or 2 rows of x the vpdpbusd chains (latency ~5 cycles, 8 per block) would bound the loop, not the
-        // memory: low and high nibbles then accumulate in separate chains (GEMV q4_0, 1 thread: 15.7 -> see NOTES).
-        constexpr bool kSplit = MR <= 2;
-        __m256i dot[NP][MR], dot2[NP][MR];
-        for (int j = 0; j < NP; ++j)
-          for (int i = 0; i < MR; ++i) dot[j][i] = dot2[j][i] = _mm256_setzero_si256();
+        __m256i dot[C][NP][MR];
+        for (int c = 0; c < C; ++c)
+          for (int j = 0; j < NP; ++j)
+            for (int i = 0; i < MR; ++i) dot[c][j][i] = _mm256_setzero_si256();
         for (int s = 0; s < 4; ++s) {
           __m256i lo[NP], hi[NP];
           for (int j = 0; j < NP; ++j) {
@@ -135,27 +153,24 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
             lo[j] = _mm256_and_si256(w, m4);
             hi[j] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
           }
+          const int cl = (2 * s) % C, ch = (2 * s + 1) % C;
           for (int i = 0; i < MR; ++i) {
             const __m256i xl = bcast4(xb + i * Kp + 4 * s), xh = bcast4(xb + i * Kp + 16 + 4 * s);
             for (int j = 0; j < NP; ++j) {
-              dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], lo[j], xl);
-              if (kSplit) {
-                dot2[j][i] = _mm256_dpbusd_epi32(dot2[j][i], hi[j], xh);
-                LK_PIN(dot2[j][i]);
-              } else {
-                dot[j][i] = _mm256_dpbusd_epi32(dot[j][i], hi[j], xh);
-              }
-              LK_PIN(dot[j][i]);
+              dot[cl][j][i] = _mm256_dpbusd_epi32(dot[cl][j][i], lo[j], xl);
+              LK_PIN(dot[cl][j][i]);
+              dot[ch][j][i] = _mm256_dpbusd_epi32(dot[ch][j][i], hi[j], xh);
+              LK_PIN(dot[ch][j][i]);
             }
           }
         }
-        if (kSplit)
+        for (int c = 1; c < C; ++c)
           for (int j = 0; j < NP; ++j)
-            for (int i = 0; i < MR; ++i) dot[j][i] = _mm256_add_epi32(dot[j][i], dot2[j][i]);
+            for (int i = 0; i < MR; ++i) dot[0][j][i] = _mm256_add_epi32(dot[0][j][i], dot[c][j][i]);
         for (int i = 0; i < MR; ++i) {
           const __m256 dx = _mm256_set1_ps(d[i * nblk + b]), sxi = _mm256_set1_ps(sx[i * nblk + b]);
           for (int j = 0; j < NP; ++j) {
-            const __m256 dotf = _mm256_fnmadd_ps(zf[j], sxi, _mm256_cvtepi32_ps(dot[j][i]));
+            const __m256 dotf = _mm256_fnmadd_ps(zf[j], sxi, _mm256_cvtepi32_ps(dot[0][j][i]));
             acc[j][i] = _mm256_fmadd_ps(_mm256_mul_ps(sw[j], dx), dotf, acc[j][i]);
           }
         }
