@@ -1,7 +1,7 @@
 // matmul_q, AVX2 + FMA + F16C: y[M,N] = x[M,K] . w[N,K]^T with w in a quantized panel form (common/quant.h).
 //
 // Division of labour: as simd/matmul_avx2.cc. matmul_q.cc owns threads, buffers, x conversion and y rounding; this
-// file exports the functions of matmul_q_avx2.h and instantiates nothing inline from shared headers.
+// file exports the functions of matmul_q_avx2.h; its helpers (matmul_q_simd.h) have internal linkage.
 //
 // Integer path (the default). x is quantized per block of 32 to int8 (quant.h's quantize_act_block, reproduced
 // here bit for bit: the same f32 operations, vroundps in round-to-nearest-even). A 32-byte load of the panel form
@@ -30,36 +30,11 @@
 #include <cstring>
 
 #include "matmul_q_avx2.h"
+#include "matmul_q_simd.h"
 
 namespace lk {
 
 namespace {
-
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// GCC reassociates the integer sums of a block into a tree that computes every vpmaddubsw of the block first and
-// spills them to the stack (40% slower at M = 128). An empty asm that "modifies" the accumulator after each add
-// pins the written order (and costs no instruction).
-#define LK_PIN(v) asm("" : "+x"(v))
-
-// Offsets inside a panel, as QuantLayout computes them (quant.h).
-inline int64_t blk_off(const QGeom& g, int64_t b) {
-  switch (g.t) {
-    case DType::q8_0: return b * 272 + 16;
-    case DType::q4_0: return b * 144 + 16;
-    case DType::i8_pc: return 32 + b * 256;
-    default: return (b / g.bpg + 1) * 24 + b * 128;
-  }
-}
-inline int64_t grp_off(const QGeom& g, int64_t gi) { return gi * 24 + gi * g.bpg * 128; }
-
-inline __m256i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
-inline __m256 scales_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 enum Fam { kQ8, kQ4, kQ4G, kI8 };
 
@@ -114,14 +89,7 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
     const int64_t bpg = F == kQ4 ? 1 : g.bpg;
     for (int64_t gi = 0; gi < ngroups; ++gi) {
       __m256 sw, zf;
-      if (F == kQ4) {
-        sw = scales_f16(panel + gi * 144);
-        zf = _mm256_set1_ps(8.0f);
-      } else {
-        const uint8_t* h = panel + grp_off(g, gi);
-        sw = scales_f16(h);
-        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
-      }
+      q4_scales(g, panel, gi * bpg, &sw, &zf);
       const int64_t b1 = imin(g.nb, (gi + 1) * bpg);
       for (int64_t b = gi * bpg; b < b1; ++b) {
         const uint8_t* qb = panel + blk_off(g, b);
@@ -197,14 +165,7 @@ void decode_block(const QGeom& g, const uint8_t* panel, int64_t b, float* dst) {
     return;
   }
   __m256 sw, zf;
-  if (g.t == DType::q4_0) {
-    sw = scales_f16(qb - 16);
-    zf = _mm256_set1_ps(8.0f);
-  } else {
-    const uint8_t* h = panel + grp_off(g, b / g.bpg);
-    sw = scales_f16(h);
-    zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
-  }
+  q4_scales(g, panel, b, &sw, &zf);
   for (int s = 0; s < 4; ++s) {
     const __m256i w = load32(qb + 32 * s);
     decode_chunk<true, true>(_mm256_and_si256(w, m4), sw, zf, dst + 32 * s);
@@ -243,14 +204,7 @@ void dq_row(const QGeom& g, const uint8_t* panel, const float* x, float* out) {
       for (int st = 0; st < 8; ++st) chunk(load32(qb + 32 * st), xb + 4 * st, blk);
     } else {
       __m256 zf;
-      if (F == kQ4) {
-        sw = scales_f16(qb - 16);
-        zf = _mm256_set1_ps(8.0f);
-      } else {
-        const uint8_t* h = panel + grp_off(g, b / g.bpg);
-        sw = scales_f16(h);
-        zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
-      }
+      q4_scales(g, panel, b, &sw, &zf);
       for (int st = 0; st < 4; ++st) {
         const __m256i v = load32(qb + 32 * st);
         chunk(_mm256_and_si256(v, m4), xb + 4 * st, blk);

@@ -19,31 +19,11 @@
 #include <cstring>
 
 #include "matmul_q_avx2.h"
+#include "matmul_q_simd.h"
 
 namespace lk {
 
 namespace {
-
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-#define LK_PIN(v) asm("" : "+x"(v))  // see matmul_q_avx2.cc: keeps GCC from reassociating the sums into spills
-
-inline int64_t blk_off(const QGeom& g, int64_t b) {
-  switch (g.t) {
-    case DType::q8_0: return b * 272 + 16;
-    case DType::q4_0: return b * 144 + 16;
-    case DType::i8_pc: return 32 + b * 256;
-    default: return (b / g.bpg + 1) * 24 + b * 128;
-  }
-}
-inline int64_t grp_off(const QGeom& g, int64_t gi) { return gi * 24 + gi * g.bpg * 128; }
-
-inline __m256i bcast4(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
-inline __m256 scales_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 enum Fam { kQ8, kQ4, kQ4G, kI8 };
 
@@ -128,16 +108,7 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
     const int64_t bpg = F == kQ4 ? 1 : g.bpg;
     for (int64_t gi = 0; gi < ngroups; ++gi) {
       __m256 sw[NP], zf[NP];
-      for (int j = 0; j < NP; ++j) {
-        if (F == kQ4) {
-          sw[j] = scales_f16(panel + j * pb + gi * 144);
-          zf[j] = _mm256_set1_ps(8.0f);
-        } else {
-          const uint8_t* h = panel + j * pb + grp_off(g, gi);
-          sw[j] = scales_f16(h);
-          zf[j] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16))));
-        }
-      }
+      for (int j = 0; j < NP; ++j) q4_scales(g, panel + j * pb, gi * bpg, &sw[j], &zf[j]);
       const int64_t b1 = imin(g.nb, (gi + 1) * bpg);
       for (int64_t b = gi * bpg; b < b1; ++b) {
         const uint8_t* qb = panel + blk_off(g, b);
