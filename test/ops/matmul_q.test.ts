@@ -1,7 +1,7 @@
 // matmul_q (y = x · dequant(w)ᵀ, w quantized) for every format, both paths, on every backend against the reference,
 // over the issue's shape matrix; and the int32 overflow cases, which must come out exact.
 import { describe, expect, it } from 'vitest';
-import { matmul, QuantizedTensor, quantizeSync, Tensor, type QuantFormat, type QuantPath } from '../../lib/index.js';
+import { getThreads, matmul, QuantizedTensor, quantizeSync, setThreads, Tensor, type QuantFormat, type QuantPath } from '../../lib/index.js';
 import type { FloatDType } from '../../lib/dtype.js';
 import { f32ToF16 } from '../../lib/dtype.js';
 import { BACKENDS, checkOp, randomData } from '../helpers/check.js';
@@ -56,6 +56,35 @@ describe('matmul_q', () => {
         return matmul(x as Tensor<'f32'>, q);
       },
     }));
+
+  it('results do not depend on the thread count (each output is computed by one thread, in one order)', async () => {
+    const before = getThreads();
+    try {
+      for (const [M, N, K] of [
+        [1, 257, 688],
+        [3, 33, 4096],
+        [37, 100, 96],
+      ] as const) {
+        using x = Tensor.fromArray(randomData(M * K, 5), { shape: [M, K] });
+        using w = Tensor.fromArray(randomData(N * K, 6), { shape: [N, K] });
+        for (const format of FORMATS) {
+          using q = quantizeSync(w, format);
+          for (const path of PATHS) {
+            if (path === 'dequant' && M > 4) continue; // the GEMM driver's thread grid may change the K split
+            setThreads(1);
+            using ya = matmul(x, q, { path });
+            const a = await ya.data();
+            setThreads(2);
+            using yb = matmul(x, q, { path });
+            const b = await yb.data();
+            expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), `${format} ${path} M=${M} N=${N} K=${K}`).toBe(true);
+          }
+        }
+      }
+    } finally {
+      setThreads(before);
+    }
+  });
 
   it('a NaN or Infinity in x makes its row of y NaN on the int8 path (never garbage), like the dequant path', async () => {
     const K = 96;
