@@ -96,7 +96,7 @@ void int_scalar(const QuantLayout& L, const uint8_t* w, int64_t p0, int64_t p1, 
       for (int64_t m = 0; m < M; ++m) {
         const int8_t* xq = q + m * Kp;
         float acc = 0.0f;
-        int32_t total = 0;  // i8_pc: the whole row's dot
+        int64_t total = 0;  // i8_pc: the whole row's dot (int64: K may exceed what int32 holds at the extremes)
         for (int64_t b = 0; b < L.nb; ++b) {
           block_q(L, w + p * L.panel_bytes + L.block_offset(b), r, qv);
           int32_t dot = 0;

@@ -153,6 +153,24 @@ describe('matmul_q int32 overflow', () => {
       }
     }
   }
+  it('matmul_q(i8_pc,M=2,N=9,K=262144): a row sum beyond int32 (4.26e9) is still exact (flushed to f32 in parts)', async () => {
+    const K2 = 262144;
+    const N = 9;
+    const bytes = new Uint8Array(N * K2 + 4 * N).fill(0x80); // q = -128
+    const dv = new DataView(bytes.buffer);
+    for (let n = 0; n < N; n++) dv.setFloat32(N * K2 + 4 * n, 1, true);
+    const want = K2 * 127 * 128;
+    for (const b of BACKENDS) {
+      using q = QuantizedTensor.fromBytes('i8_pc', [N, K2], bytes, { device: b.device });
+      using x = Tensor.full([2, K2], -127, { device: b.device });
+      for (const path of PATHS) {
+        using y = b.use(() => matmul(x, q, { path }));
+        const v = await y.data();
+        for (let i = 0; i < v.length; i++) expect(v[i], `${path} on ${b.name}, element ${i}`).toBe(want);
+      }
+    }
+  });
+
   for (const format of FORMATS)
     it(`matmul_q(${format},M=1,N=1,K=131072) at the extremes is exact`, async () => {
       const { bytes, weight } = extremeRow(format);

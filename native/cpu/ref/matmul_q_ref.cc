@@ -3,7 +3,7 @@
 //     y[m,n] = sum_b dx[m,b] * s(n,b) * sum_{k in b} qx[m,k] * (q(n,k) - z(n,b))      (block formats)
 //     y[m,n] = dx[m] * s(n) * sum_k qx[m,k] * q(n,k)                                  (i8_pc)
 //     The integer sums are exact (int64 here; int32 in the kernels, which cannot overflow: |qx| <= 127, |q - z| <=
-//     128, so a block sums to at most 520192 and an i8_pc row of K = 131072 to 2130706432 < 2^31).
+//     128, so a block sums to at most 520192, and an i8_pc row, summed 131072 elements at a time, to 2130706432 < 2^31).
 //   path 1 (dequantize): y[m,n] = sum_k x[m,k] * f32(s * (q - z)).
 // Accumulation in double, rounded once to y's dtype (through f32, like matmul_ref).
 //   x: [M, K] (leading dimensions flattened), w: [N, K] quantized, y: [M, N] in x's dtype

@@ -14,8 +14,8 @@
 //     dot - z * sum(qx), exact because both are integers below 2^24.
 //   q8_0 / i8_pc: w is signed, so the unsigned operand is |w| (vpabsb, 128 for -128 still fits u8) and the signed
 //     one x with w's sign (vpsignb; x is never -128, so -x fits). Pairs reach 2 * 128 * 127 = 32512, so each step
-//     is widened to 32 bits at once (vpmaddwd). i8_pc keeps 32-bit sums over all of K: |sum| <= K * 128 * 127, below
-//     2^31 up to K = 132104 (the overflow case is K = 131072, all -127 against -128).
+//     is widened to 32 bits at once (vpmaddwd). i8_pc keeps 32-bit sums over 4096 blocks at a time: |sum| <= 131072 * 128 *
+//     127 < 2^31 (the overflow case, all -127 against -128), then adds them to the f32 accumulator.
 //   Per block: y += (s_w * d_x) * dot in f32 (scales of 8 rows in one vector: vcvtph2ps of d[8]).
 //   Tiles of up to 4 rows of x share each decoded step (register budget: 4 x (i16/i32 partial + f32 accumulator)
 //   + weights + constants = 13 of 16 ymm). GEMV (M <= 4) and GEMM use the same tiles; the driver splits panels
@@ -46,6 +46,7 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   if (F == kI8) {
+    const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
     __m256i dot[MR];
     for (int i = 0; i < MR; ++i) dot[i] = _mm256_setzero_si256();
     for (int64_t b = 0; b < g.nb; ++b) {
@@ -60,10 +61,12 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
           LK_PIN(dot[i]);
         }
       }
+      if ((b + 1) % kI8FlushBlocks == 0 || b + 1 == g.nb)
+        for (int i = 0; i < MR; ++i) {
+          acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])), _mm256_cvtepi32_ps(dot[i]), acc[i]);
+          dot[i] = _mm256_setzero_si256();
+        }
     }
-    const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
-    for (int i = 0; i < MR; ++i)
-      acc[i] = _mm256_mul_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])), _mm256_cvtepi32_ps(dot[i]));
   } else if (F == kQ8) {
     for (int64_t b = 0; b < g.nb; ++b) {
       const uint8_t* qb = panel + b * 272 + 16;

@@ -78,6 +78,19 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
           }
         }
       }
+      if (F == kI8 && ((b + 1) % kI8FlushBlocks == 0 || b + 1 == g.nb)) {  // per row (in flushes): see kI8FlushBlocks
+        fold();
+        for (int j = 0; j < NP; ++j) {
+          const __m256i corr = _mm256_slli_epi32(wsum[0][j], 7);
+          const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel + j * pb));
+          for (int i = 0; i < MR; ++i) {
+            acc[j][i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])),
+                                        _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[0][j][i], corr)), acc[j][i]);
+            dot[0][j][i] = _mm256_setzero_si256();
+          }
+          wsum[0][j] = _mm256_setzero_si256();
+        }
+      }
       if (F == kQ8) {  // per block: dot - 128 * sum(w), scaled by d_w * d_x
         fold();
         for (int j = 0; j < NP; ++j) {
@@ -90,16 +103,6 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
           }
           wsum[0][j] = _mm256_setzero_si256();
         }
-      }
-    }
-    if (F == kI8) {
-      fold();
-      for (int j = 0; j < NP; ++j) {
-        const __m256i corr = _mm256_slli_epi32(wsum[0][j], 7);
-        const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel + j * pb));
-        for (int i = 0; i < MR; ++i)
-          acc[j][i] = _mm256_mul_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])),
-                                    _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[0][j][i], corr)));
       }
     }
   } else {

@@ -19,6 +19,10 @@ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 // pins the written order (and costs no instruction).
 #define LK_PIN(v) asm("" : "+x"(v))
 
+// i8_pc sums a whole row in int32; beyond 4096 blocks (K = 131072) |sum| could pass 2^31 (127 * 128 * K), so the
+// kernels move the integer sum into the f32 accumulator every kI8FlushBlocks blocks.
+constexpr int64_t kI8FlushBlocks = 4096;
+
 // Offsets inside a panel, as QuantLayout computes them (common/quant.h), for block b and group gi.
 inline int64_t blk_off(const QGeom& g, int64_t b) {
   switch (g.t) {
