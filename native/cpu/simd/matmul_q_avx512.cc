@@ -39,8 +39,9 @@ void tile(const QGeom& g, const uint8_t* panel, const uint8_t* xq, const float* 
   const int64_t pb = g.panel_bytes;
   const __m256i ones8 = _mm256_set1_epi8(1);
   // With 1 or 2 rows of x the vpdpbusd chains (latency ~5 cycles, 8 per block) bound the loop, not the memory: the
-  // steps then go round-robin into C independent accumulators, summed per block (GEMV, 1 thread: NOTES step 11).
-  constexpr int C = MR <= 2 ? 4 : 1;
+  // steps then go round-robin into C independent accumulators, summed per block (GEMV, 1 thread: NOTES steps 11-12;
+  // q8 formats fold 2 chains of integer sums and sum(w) per block, q4 ones 4).
+  constexpr int C = MR > 2 ? 1 : (F == kQ8 || F == kI8) ? 2 : 4;
   if (F == kI8 || F == kQ8) {
     __m256i dot[C][NP][MR], wsum[C][NP];
     for (int c = 0; c < C; ++c)
