@@ -1,11 +1,13 @@
 // matmul_q on the CPU: y[M,N] = x[M,K] . w[N,K]^T with w quantized (common/quant.h), by the integer path (x
 // quantized per block of 32, integer dots; the default) or the dequantize path (f32 FMA). The driver (threads,
 // buffers, x conversion, y rounding) lives here with the portable scalar kernels; simd/matmul_q_avx2.cc has the
-// AVX2 ones and the layout/arithmetic notes.
+// AVX2 kernels and the layout/arithmetic notes, simd/matmul_q_avx512.cc the VNNI integer tiles; the dequantize
+// path with more than 4 rows of x runs on matmul's f32 GEMM driver (cpu/gemm.h). bench/NOTES.md has the
+// measurements.
 //
 // Threads split the panels of w (8 rows each): every thread streams its own share of the weights, the larger
-// operand, once, and keeps each panel in L1/L2 while all rows of x pass over it. x is converted/quantized once per
-// call, in parallel over rows, before that.
+// operand, once, and keeps each panel in L1/L2 while all rows of x pass over it (x, up to M = 2048 measured, stays
+// in L2/L3, so no M blocking). x is converted/quantized once per call, in parallel over rows, before that.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
