@@ -5,6 +5,7 @@ import { getThreads, matmul, QuantizedTensor, quantizeSync, setThreads, Tensor, 
 import type { FloatDType } from '../../lib/dtype.js';
 import { f32ToF16 } from '../../lib/dtype.js';
 import { BACKENDS, checkOp, randomData } from '../helpers/check.js';
+import { Rng } from '../../lib/random.js';
 
 const FORMATS: QuantFormat[] = ['q8_0', 'q4_0', 'q4_g32', 'q4_g64', 'q4_g128', 'i8_pc'];
 const PATHS: QuantPath[] = ['int8', 'dequant'];
@@ -188,4 +189,88 @@ describe('matmul_q int32 overflow', () => {
         }
       }
     });
+});
+
+// Bit-exact integer arithmetic on random data: scales of exactly 1 and activations whose every block of 32 holds a
+// +-127 (so the activation quantizer maps x to itself, with d = 1), and K small enough that every partial sum is an
+// integer below 2^24. Then y is an exact integer on both paths, whatever the summation order, and must equal the
+// integer product computed here: any lost or doubled product, wrong zero point or nibble shows.
+describe('matmul_q exact integer products', () => {
+  const ONE_F16 = 0x3c00;
+  function weights(format: QuantFormat, N: number, K: number, rng: Rng): { bytes: Uint8Array; q: Int32Array } {
+    const q = new Int32Array(N * K); // q - zero, per element
+    const nb = Math.ceil(K / 32);
+    if (format === 'i8_pc') {
+      const bytes = new Uint8Array(N * K + 4 * N);
+      const dv = new DataView(bytes.buffer);
+      for (let i = 0; i < N * K; i++) {
+        const v = rng.int(-128, 127);
+        dv.setInt8(i, v);
+        q[i] = v;
+      }
+      for (let n = 0; n < N; n++) dv.setFloat32(N * K + 4 * n, 1, true);
+      return { bytes, q };
+    }
+    if (format === 'q8_0' || format === 'q4_0') {
+      const bs = format === 'q8_0' ? 34 : 18;
+      const bytes = new Uint8Array(N * nb * bs);
+      const dv = new DataView(bytes.buffer);
+      for (let n = 0; n < N; n++)
+        for (let b = 0; b < nb; b++) {
+          const o = (n * nb + b) * bs;
+          dv.setUint16(o, ONE_F16, true);
+          for (let j = 0; j < bs - 2; j++) bytes[o + 2 + j] = rng.int(0, 255);
+          for (let j = 0; j < 32 && 32 * b + j < K; j++) {
+            const k = 32 * b + j;
+            q[n * K + k] = format === 'q8_0' ? dv.getInt8(o + 2 + j) : (j < 16 ? bytes[o + 2 + j]! & 15 : bytes[o + 2 + j - 16]! >> 4) - 8;
+          }
+        }
+      return { bytes, q };
+    }
+    const G = Number(format.slice(4));
+    const ng = Math.ceil(K / G);
+    const gb = 4 + G / 2;
+    const bytes = new Uint8Array(N * ng * gb);
+    const dv = new DataView(bytes.buffer);
+    for (let n = 0; n < N; n++)
+      for (let g = 0; g < ng; g++) {
+        const o = (n * ng + g) * gb;
+        dv.setUint16(o, ONE_F16, true);
+        const z = rng.int(0, 16);
+        bytes[o + 2] = z;
+        for (let j = 0; j < G / 2; j++) bytes[o + 4 + j] = rng.int(0, 255);
+        for (let j = 0; j < G && g * G + j < K; j++) q[n * K + g * G + j] = ((bytes[o + 4 + (j >> 1)]! >> (4 * (j & 1))) & 15) - z;
+      }
+    return { bytes, q };
+  }
+  for (const format of FORMATS)
+    for (const [M, N, K] of [
+      [1, 17, 688],
+      [7, 9, 96],
+      [33, 24, 200],
+    ] as const)
+      it(`matmul_q(${format},M=${M},N=${N},K=${K}) is the exact integer product on both paths`, async () => {
+        const rng = new Rng(M * 1000 + N * 10 + K);
+        const { bytes, q } = weights(format, N, K, rng);
+        const x = new Float32Array(M * K);
+        for (let m = 0; m < M; m++)
+          for (let k = 0; k < K; k++) x[m * K + k] = k % 32 === 0 ? (rng.int(0, 1) ? 127 : -127) : rng.int(-127, 127);
+        const want = new Float64Array(M * N);
+        for (let m = 0; m < M; m++)
+          for (let n = 0; n < N; n++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += x[m * K + k]! * q[n * K + k]!;
+            want[m * N + n] = s;
+          }
+        for (const b of BACKENDS) {
+          using w = QuantizedTensor.fromBytes(format, [N, K], bytes, { device: b.device });
+          using xt = Tensor.fromArray(x, { shape: [M, K], device: b.device });
+          for (const path of PATHS) {
+            using y = b.use(() => matmul(xt, w, { path }));
+            const got = await y.data();
+            for (let i = 0; i < M * N; i++)
+              if (got[i] !== want[i]) throw new Error(`${format} ${path} on ${b.name}: y[${i}] = ${got[i]}, exact ${want[i]}`);
+          }
+        }
+      });
 });
