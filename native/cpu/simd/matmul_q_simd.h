@@ -9,10 +9,14 @@
 
 #include "matmul_q_avx2.h"  // QGeom
 
+// Forced: GCC otherwise kept blk_off and q4_scales out of line in the big tile instantiations, a call (and the
+// scales through memory) per block of 32 (NOTES step 13).
+#define LK_SIMD_INLINE inline __attribute__((always_inline))
+
 namespace lk {
 namespace {
 
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+LK_SIMD_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // GCC reassociates the integer sums of a block into a tree that computes every multiply of the block first and
 // spills them to the stack (40% slower at M = 128). An empty asm that "modifies" the accumulator after each add
@@ -24,7 +28,7 @@ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 constexpr int64_t kI8FlushBlocks = 4096;
 
 // Offsets inside a panel, as QuantLayout computes them (common/quant.h), for block b and group gi.
-inline int64_t blk_off(const QGeom& g, int64_t b) {
+LK_SIMD_INLINE int64_t blk_off(const QGeom& g, int64_t b) {
   switch (g.t) {
     case DType::q8_0: return b * 272 + 16;
     case DType::q4_0: return b * 144 + 16;
@@ -32,20 +36,20 @@ inline int64_t blk_off(const QGeom& g, int64_t b) {
     default: return (b / g.bpg + 1) * 24 + b * 128;
   }
 }
-inline int64_t grp_off(const QGeom& g, int64_t gi) { return gi * 24 + gi * g.bpg * 128; }
+LK_SIMD_INLINE int64_t grp_off(const QGeom& g, int64_t gi) { return gi * 24 + gi * g.bpg * 128; }
 
 // The 4 bytes at p in every 32-bit lane (vpbroadcastd from memory).
-inline __m256i bcast4(const void* p) {
+LK_SIMD_INLINE __m256i bcast4(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
-inline __m256 scales_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+LK_SIMD_INLINE __m256 scales_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+LK_SIMD_INLINE __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // The scales and zero points of the 8 rows of a panel for block b of a q4 format: q4_0 the block's d (zero 8),
 // q4_gG its group's s and z.
-inline void q4_scales(const QGeom& g, const uint8_t* panel, int64_t b, __m256* sw, __m256* zf) {
+LK_SIMD_INLINE void q4_scales(const QGeom& g, const uint8_t* panel, int64_t b, __m256* sw, __m256* zf) {
   if (g.t == DType::q4_0) {
     *sw = scales_f16(panel + b * 144);
     *zf = _mm256_set1_ps(8.0f);
