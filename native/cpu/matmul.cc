@@ -9,6 +9,7 @@
 #include "../common/thread_pool.h"
 #include "cpu.h"
 #include "gemm.h"
+#include "scratch.h"
 #include "elementwise.h"  // ld<T>: the portable, branch-free element loads shared with the elementwise ops
 #if defined(LLMK_HAVE_AVX2_TU)
 #include "simd/matmul_avx2.h"  // simd/matmul_avx2.cc, called only when cpu_simd_level() says AVX2
@@ -152,26 +153,8 @@ const GemmKernels kAvx2Kernels = {6, 16, 256, 144, 2048,
 #endif
 
 // ---------------------------------------------------------------------------------------------------------------
-// Per-thread packing buffers, 64-byte aligned, kept between calls (grow only) so that back-to-back matmuls do not
-// pay for page faults; they are freed when the thread exits (ThreadPool::resize, process end).
-struct AlignedBuf {
-  float* p = nullptr;
-  size_t cap = 0;  // floats
-  AlignedBuf() = default;
-  AlignedBuf(const AlignedBuf&) = delete;
-  AlignedBuf& operator=(const AlignedBuf&) = delete;
-  ~AlignedBuf() { std::free(p); }
-  float* get(size_t n) {
-    if (n <= cap) return p;
-    std::free(p);
-    cap = 0;
-    const size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
-    p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (p) cap = n;
-    return p;
-  }
-};
-thread_local AlignedBuf tl_pack_x, tl_pack_w, tl_acc;
+// Per-thread packing buffers (cpu/scratch.h).
+thread_local ScratchBuf tl_pack_x, tl_pack_w, tl_acc;
 
 // Half-precision outputs accumulate in an f32 buffer between K slices: [ms rows, nc columns] of at most this many
 // floats. Wide panels first (nc >= 256 when there are that many columns); then rows of the thread's tile are taken
@@ -225,9 +208,9 @@ void gemm_tile(GemmJob& j, int t) {
   const int64_t ms_blk = even_block(Mt, ms_max, ks.mr);
   const int64_t mc_blk = even_block(std::min(Mt, ms_blk), ks.mc, ks.mr);
   // +16 floats: the 6-row packer of simd/matmul_avx2.cc stores 2 lanes past the end of a panel
-  float* ap = tl_pack_x.get(static_cast<size_t>(mc_blk * kc_blk + 16));
-  float* bp = tl_pack_w.get(static_cast<size_t>(nc_blk * kc_blk + 16));
-  float* acc = f32_out ? nullptr : tl_acc.get(static_cast<size_t>(std::min(Mt, ms_blk) * nc_blk));
+  float* ap = tl_pack_x.get<float>(static_cast<size_t>(mc_blk * kc_blk + 16));
+  float* bp = tl_pack_w.get<float>(static_cast<size_t>(nc_blk * kc_blk + 16));
+  float* acc = f32_out ? nullptr : tl_acc.get<float>(static_cast<size_t>(std::min(Mt, ms_blk) * nc_blk));
   if (!ap || !bp || (!f32_out && !acc)) {
     j.oom.store(true);
     return;
@@ -321,7 +304,7 @@ Status gemv(const GemmKernels& ks, const TensorView& x, const TensorView& w, con
   j.M = M;
   j.N = N;
   j.K = K;
-  float* xp = tl_pack_x.get(static_cast<size_t>(M * round_up(K, 8)));
+  float* xp = tl_pack_x.get<float>(static_cast<size_t>(M * round_up(K, 8)));
   if (!xp) return Status(Code::oom, "matmul: could not allocate the f32 copy of x");
   ks.gemv_pack_x(x.data, x.dtype, M, K, xp);
   j.x = xp;

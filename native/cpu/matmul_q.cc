@@ -19,6 +19,7 @@
 #include "cpu.h"
 #include "elementwise.h"
 #include "gemm.h"
+#include "scratch.h"
 #if defined(LLMK_HAVE_AVX2_TU)
 #include "simd/matmul_q_avx2.h"
 #endif
@@ -100,7 +101,7 @@ void int_scalar(const QuantLayout& L, const uint8_t* w, int64_t p0, int64_t p1, 
         float acc = 0.0f;
         int64_t total = 0;  // i8_pc: the whole row's dot (int64: K may exceed what int32 holds at the extremes)
         for (int64_t b = 0; b < L.nb; ++b) {
-          block_q(L, w + p * L.panel_bytes + L.block_offset(b), r, qv);
+          block_q(L, panel + L.block_offset(b), r, qv);
           int32_t dot = 0;
           for (int j = 0; j < 32; ++j) dot += qv[j] * xq[32 * b + j];
           if (pc) {
@@ -156,26 +157,8 @@ void dq_scalar(const QuantLayout& L, const uint8_t* w, int64_t p0, int64_t p1, c
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Buffers: 64-byte aligned, grow-only, per thread (the executor's for x, each worker's for the dequantize scratch).
-
-struct Buf {
-  void* p = nullptr;
-  size_t cap = 0;
-  Buf() = default;
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  ~Buf() { std::free(p); }
-  void* get(size_t bytes) {
-    if (bytes <= cap) return p;
-    std::free(p);
-    cap = 0;
-    p = std::aligned_alloc(64, (bytes + 63) & ~size_t(63));
-    if (p) cap = bytes;
-    return p;
-  }
-};
-thread_local Buf tl_xf, tl_xq, tl_xu, tl_xd, tl_xs, tl_yf, tl_scratch;
+// Per-thread buffers (cpu/scratch.h): the executor's for x and y, each worker's for the dequantize scratch.
+thread_local ScratchBuf tl_xf, tl_xq, tl_xu, tl_xd, tl_xs, tl_yf, tl_scratch;
 
 // The dequantize path streams w once per row of x up to this many rows (GEMV); above, the GEMM driver packs it.
 constexpr int64_t kDqGemvMaxM = 4;
@@ -229,15 +212,15 @@ Status matmul_q_cpu(const OpArgs& a) {
 #endif
 
   // x as f32 rows of Kp (zero past K), then quantized for the integer path.
-  float* xf = static_cast<float*>(tl_xf.get(static_cast<size_t>(M * Kp) * sizeof(float)));
-  int8_t* xq = int_path ? static_cast<int8_t*>(tl_xq.get(static_cast<size_t>(M * Kp))) : nullptr;
-  float* xd = int_path ? static_cast<float*>(tl_xd.get(static_cast<size_t>(M * nblk) * sizeof(float))) : nullptr;
-  float* xs = int_path ? static_cast<float*>(tl_xs.get(static_cast<size_t>(M * nblk) * sizeof(float))) : nullptr;
+  float* xf = tl_xf.get<float>(static_cast<size_t>(M * Kp));
+  int8_t* xq = int_path ? tl_xq.get<int8_t>(static_cast<size_t>(M * Kp)) : nullptr;
+  float* xd = int_path ? tl_xd.get<float>(static_cast<size_t>(M * nblk)) : nullptr;
+  float* xs = int_path ? tl_xs.get<float>(static_cast<size_t>(M * nblk)) : nullptr;
   const bool f32_out = y.dtype == DType::f32;
-  float* yf = f32_out ? static_cast<float*>(y.data) : static_cast<float*>(tl_yf.get(static_cast<size_t>(M * N) * sizeof(float)));
+  float* yf = f32_out ? static_cast<float*>(y.data) : tl_yf.get<float>(static_cast<size_t>(M * N));
   // x + 128 as bytes, for the VNNI kernels of the signed-weight formats (see simd/matmul_q_avx512.cc)
   const bool need_xu = int_path && avx512 && (w.dtype == DType::q8_0 || w.dtype == DType::i8_pc);
-  uint8_t* xu = need_xu ? static_cast<uint8_t*>(tl_xu.get(static_cast<size_t>(M * Kp))) : nullptr;
+  uint8_t* xu = need_xu ? tl_xu.get<uint8_t>(static_cast<size_t>(M * Kp)) : nullptr;
   if (!xf || (int_path && (!xq || !xd || !xs)) || !yf || (need_xu && !xu))
     return Status(Code::oom, "matmul_q: could not allocate the buffers for x and y");
 
@@ -280,7 +263,7 @@ Status matmul_q_cpu(const OpArgs& a) {
 #if defined(LLMK_HAVE_AVX2_TU)
     if (avx2) return matmul_q_avx2_dq(g, wd, p0, p1, xf, M, yf, N, N);
 #endif
-    float* scratch = static_cast<float*>(tl_scratch.get(static_cast<size_t>(8 * Kp) * sizeof(float)));
+    float* scratch = tl_scratch.get<float>(static_cast<size_t>(8 * Kp));
     if (!scratch) {
       oom.store(true);
       return;

@@ -45,12 +45,13 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
   __m256 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
-  if (F == kI8) {
-    const __m256 sw = _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
+  if (F == kI8 || F == kQ8) {
+    // Signed weights: |w| x sign(x, w). q8_0 scales each block's sum; i8_pc sums the row in int32, moved to the f32
+    // accumulator every kI8FlushBlocks blocks.
     __m256i dot[MR];
     for (int i = 0; i < MR; ++i) dot[i] = _mm256_setzero_si256();
     for (int64_t b = 0; b < g.nb; ++b) {
-      const uint8_t* qb = panel + 32 + b * 256;
+      const uint8_t* qb = panel + blk_off(g, b);
       const int8_t* xb = q + 32 * b;
       for (int s = 0; s < 8; ++s) {
         const __m256i w = load32(qb + 32 * s);
@@ -61,30 +62,14 @@ void tile(const QGeom& g, const uint8_t* panel, const int8_t* q, const float* d,
           LK_PIN(dot[i]);
         }
       }
-      if ((b + 1) % kI8FlushBlocks == 0 || b + 1 == g.nb)
-        for (int i = 0; i < MR; ++i) {
-          acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk])), _mm256_cvtepi32_ps(dot[i]), acc[i]);
-          dot[i] = _mm256_setzero_si256();
-        }
-    }
-  } else if (F == kQ8) {
-    for (int64_t b = 0; b < g.nb; ++b) {
-      const uint8_t* qb = panel + b * 272 + 16;
-      const int8_t* xb = q + 32 * b;
-      __m256i dot[MR];
-      for (int i = 0; i < MR; ++i) dot[i] = _mm256_setzero_si256();
-      for (int s = 0; s < 8; ++s) {
-        const __m256i w = load32(qb + 32 * s);
-        const __m256i aw = _mm256_abs_epi8(w);
-        for (int i = 0; i < MR; ++i) {
-          const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb + i * Kp + 4 * s), w));
-          dot[i] = _mm256_add_epi32(dot[i], _mm256_madd_epi16(p, ones));
-          LK_PIN(dot[i]);
-        }
+      const bool flush = F == kQ8 || (b + 1) % kI8FlushBlocks == 0 || b + 1 == g.nb;
+      if (!flush) continue;
+      const __m256 sw = F == kQ8 ? scales_f16(qb - 16) : _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
+      for (int i = 0; i < MR; ++i) {
+        const float dx = F == kQ8 ? d[i * nblk + b] : d[i * nblk];
+        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(dot[i]), acc[i]);
+        dot[i] = _mm256_setzero_si256();
       }
-      const __m256 sw = scales_f16(qb - 16);
-      for (int i = 0; i < MR; ++i)
-        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(sw, _mm256_set1_ps(d[i * nblk + b])), _mm256_cvtepi32_ps(dot[i]), acc[i]);
     }
   } else {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
