@@ -14,11 +14,13 @@ namespace lk {
 // The numeric values are part of the N-API surface (lib/dtype.ts and lib/quant/formats.ts mirror them). Dense
 // element types take 0..15; the block-quantized weight formats of quant.h take ids from 16 up. A quantized tensor
 // is always a 2-D weight [N, K]; its bytes are quant_nbytes(), not numel * dtype_size (which is 0 for them).
+// f8e4m3 (OCP FP8 E4M3, "e4m3fn": bias 7, no Inf, NaN = S.1111.111, largest finite 448) is a storage type of the
+// paged KV cache (kv.h): only copy and the KV ops accept it.
 enum class DType : int32_t {
-  f32 = 0, f16 = 1, bf16 = 2, i8 = 3, u8 = 4, i32 = 5,
+  f32 = 0, f16 = 1, bf16 = 2, i8 = 3, u8 = 4, i32 = 5, f8e4m3 = 6,
   q8_0 = 16, q4_0 = 17, q4_g32 = 18, q4_g64 = 19, q4_g128 = 20, i8_pc = 21,
 };
-constexpr int kNumDTypes = 6;        // dense: ids 0 .. kNumDTypes - 1
+constexpr int kNumDTypes = 7;        // dense: ids 0 .. kNumDTypes - 1
 constexpr int kFirstQuantDType = 16;
 constexpr int kNumQuantDTypes = 6;   // quantized: ids kFirstQuantDType ..
 
@@ -30,6 +32,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::i8: return 1;
     case DType::u8: return 1;
     case DType::i32: return 4;
+    case DType::f8e4m3: return 1;
     default: return 0;  // quantized formats: no per-element size
   }
 }
@@ -41,6 +44,7 @@ constexpr const char* dtype_name(DType t) {
     case DType::i8: return "i8";
     case DType::u8: return "u8";
     case DType::i32: return "i32";
+    case DType::f8e4m3: return "f8e4m3";
     case DType::q8_0: return "q8_0";
     case DType::q4_0: return "q4_0";
     case DType::q4_g32: return "q4_g32";
@@ -118,6 +122,41 @@ inline uint16_t f32_to_bf16(float f) {
 }
 inline float bf16_to_f32(uint16_t b) { return f32_from_bits(static_cast<uint32_t>(b) << 16); }
 
+// f32 -> f8e4m3, round to nearest even, saturating: a finite value or Inf beyond 448 gives +-448 (CUDA's
+// __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)); NaN gives the NaN pattern with x's sign.
+inline uint8_t f32_to_f8e4m3(float f) {
+  const uint32_t x = f32_bits(f);
+  const uint8_t sign = static_cast<uint8_t>((x >> 24) & 0x80u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return static_cast<uint8_t>(sign | 0x7fu);
+  if (ax >= 0x43e00000u) return static_cast<uint8_t>(sign | 0x7eu);  // >= 448 (Inf included)
+  if (ax < 0x3c800000u) {  // below 2^-6: a subnormal m * 2^-9 (m = 8 is 2^-6, the smallest normal: also right)
+    const float v = f32_from_bits(ax) * 512.0f;  // exact
+    uint32_t r = static_cast<uint32_t>(v);
+    const float frac = v - static_cast<float>(r);
+    if (frac > 0.5f || (frac == 0.5f && (r & 1u))) ++r;
+    return static_cast<uint8_t>(sign | r);
+  }
+  uint32_t r = ax - (120u << 23);  // rebias 127 -> 7
+  const uint32_t rem = r & 0xfffffu;
+  r >>= 20;
+  if (rem > 0x80000u || (rem == 0x80000u && (r & 1u))) ++r;
+  if (r > 0x7eu) r = 0x7eu;  // 1.111b * 2^8 would be the NaN pattern: saturate to 448
+  return static_cast<uint8_t>(sign | r);
+}
+
+inline float f8e4m3_to_f32(uint8_t b) {
+  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
+  const uint32_t e = (b >> 3) & 0xfu;
+  const uint32_t m = b & 7u;
+  if (e == 0xf && m == 7) return f32_from_bits(sign | 0x7fc00000u);
+  if (e == 0) {
+    const float v = static_cast<float>(m) * 0.001953125f;  // m * 2^-9
+    return sign ? -v : v;
+  }
+  return f32_from_bits(sign | ((e + 120u) << 23) | (m << 20));
+}
+
 // Load/store one element of a float dtype as f32 (used by references and scalar fallbacks).
 inline float load_f32(const void* p, DType t, int64_t i) {
   switch (t) {
@@ -127,6 +166,7 @@ inline float load_f32(const void* p, DType t, int64_t i) {
     case DType::i8: return static_cast<float>(static_cast<const int8_t*>(p)[i]);
     case DType::u8: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
     case DType::i32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    case DType::f8e4m3: return f8e4m3_to_f32(static_cast<const uint8_t*>(p)[i]);
     default: return 0.0f;  // quantized formats are read through quant.h
   }
 }

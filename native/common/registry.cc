@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "kv.h"
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -128,11 +130,15 @@ Status validate_op(const OpArgs& a) {
       return Status::OK();
     case OpId::cast:
       LK_RETURN_IF_ERROR(check_float(op, "y.dtype", y));
+      if (in[0].dtype == DType::f8e4m3)
+        return type_error(expected(op, "x of f32, f16, bf16, i8, u8 or i32 (f8e4m3 is a KV cache storage type)", "x.dtype", "f8e4m3"));
       if (y.numel() != in[0].numel())
         return range_error(expected(op, std::to_string(in[0].numel()) + " elements", "y", std::to_string(y.numel())));
       return Status::OK();
     case OpId::fill: {
       const double v = a.params.f[0];
+      if (y.dtype == DType::f8e4m3)
+        return type_error(expected(op, "y of f32, f16, bf16, i8, u8 or i32 (f8e4m3 is a KV cache storage type)", "y.dtype", "f8e4m3"));
       if (std::isnan(v) && !dtype_is_float(y.dtype))
         return range_error(expected(op, "a number", "value", "NaN for an integer dtype"));
       if (!dtype_is_float(y.dtype)) {
@@ -213,6 +219,66 @@ Status validate_op(const OpArgs& a) {
         return range_error(expected(op, "y of shape [..., N] with N=" + std::to_string(w.shape[0]), "y.shape", y.shape_str()));
       if (a.params.i[0] != 0 && a.params.i[0] != 1)
         return range_error(expected(op, "path 0 (int8) or 1 (dequant)", "path", std::to_string(a.params.i[0])));
+      return Status::OK();
+    }
+    case OpId::cache_write: {
+      const TensorView &k = in[0], &v = in[1], &slots = in[2], &kv = a.out[0], &kv_scale = a.out[1];
+      LK_RETURN_IF_ERROR(check_kv(op, kv, kv_scale));
+      LK_RETURN_IF_ERROR(check_float(op, "k.dtype", k));
+      LK_RETURN_IF_ERROR(check_dtype(op, "v.dtype", v, k.dtype));
+      if (k.ndim != 3 || k.shape[1] != kv.shape[1] || k.shape[2] != kv.shape[4])
+        return range_error(expected(op, "k of shape [T, Hkv=" + std::to_string(kv.shape[1]) + ", D=" + std::to_string(kv.shape[4]) + "]",
+                                    "k.shape", k.shape_str()));
+      LK_RETURN_IF_ERROR(check_shape(op, "v.shape", v, k));
+      LK_RETURN_IF_ERROR(check_dtype(op, "slot_mapping.dtype", slots, DType::i32));
+      if (slots.ndim != 1 || slots.shape[0] != k.shape[0])
+        return range_error(expected(op, "slot_mapping of shape [T=" + std::to_string(k.shape[0]) + "]", "slot_mapping.shape", slots.shape_str()));
+      return Status::OK();
+    }
+    case OpId::kv_copy_blocks: {
+      LK_RETURN_IF_ERROR(check_kv(op, a.out[0], a.out[1]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "pairs.dtype", in[0], DType::i32));
+      if (in[0].ndim != 2 || in[0].shape[1] != 2)
+        return range_error(expected(op, "pairs of shape [n, 2] (src, dst)", "pairs.shape", in[0].shape_str()));
+      return Status::OK();
+    }
+    case OpId::paged_attention_decode:
+    case OpId::paged_attention_prefill: {
+      const bool prefill = a.op == OpId::paged_attention_prefill;
+      const TensorView &q = in[0], &kv = in[1], &kv_scale = in[2], &bt = in[3], &lens = in[4];
+      const TensorView& alibi = in[prefill ? 6 : 5];
+      LK_RETURN_IF_ERROR(check_kv(op, kv, kv_scale));
+      LK_RETURN_IF_ERROR(check_float(op, "q.dtype", q));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, q.dtype));
+      const int64_t hkv = kv.shape[1], d = kv.shape[4];
+      if (q.ndim != 3 || q.shape[2] != d || q.shape[1] < 1 || q.shape[1] % hkv != 0)
+        return range_error(expected(op, std::string("q of shape [") + (prefill ? "T" : "B") + ", H, D=" + std::to_string(d) +
+                                            "] with H a multiple of Hkv=" + std::to_string(hkv),
+                                    "q.shape", q.shape_str()));
+      LK_RETURN_IF_ERROR(check_shape(op, "y.shape", y, q));
+      LK_RETURN_IF_ERROR(check_dtype(op, "block_tables.dtype", bt, DType::i32));
+      LK_RETURN_IF_ERROR(check_dtype(op, "context_lens.dtype", lens, DType::i32));
+      if (lens.ndim != 1 || (!prefill && lens.shape[0] != q.shape[0]))
+        return range_error(expected(op, prefill ? std::string("context_lens of shape [B]") : "context_lens of shape [B=" + std::to_string(q.shape[0]) + "]",
+                                    "context_lens.shape", lens.shape_str()));
+      const int64_t B = lens.shape[0];
+      if (bt.ndim != 2 || bt.shape[0] != B)
+        return range_error(expected(op, "block_tables of shape [B=" + std::to_string(B) + ", maxBlocks]", "block_tables.shape", bt.shape_str()));
+      if (prefill) {
+        LK_RETURN_IF_ERROR(check_dtype(op, "query_start.dtype", in[5], DType::i32));
+        if (in[5].ndim != 1 || in[5].shape[0] != B + 1)
+          return range_error(expected(op, "query_start of shape [B+1=" + std::to_string(B + 1) + "]", "query_start.shape", in[5].shape_str()));
+      }
+      if (alibi.numel() != 0 && (alibi.dtype != DType::f32 || alibi.ndim != 1 || alibi.shape[0] != q.shape[1]))
+        return range_error(expected(op, "f32 alibi slopes [H=" + std::to_string(q.shape[1]) + "] or an empty tensor", "alibi",
+                                    std::string(dtype_name(alibi.dtype)) + " " + alibi.shape_str()));
+      const double scale = a.params.f[0], cap = a.params.f[1];
+      if (!std::isfinite(scale)) return range_error(expected(op, "a finite number", "scale", std::to_string(scale)));
+      if (!std::isfinite(cap) || cap < 0) return range_error(expected(op, "a finite number >= 0 (0: none)", "softCap", std::to_string(cap)));
+      if (a.params.i[0] < 0 || a.params.i[0] > INT32_MAX)
+        return range_error(expected(op, "a window in [0, 2^31) tokens (0: none)", "slidingWindow", std::to_string(a.params.i[0])));
+      if (a.params.i[1] < 0 || a.params.i[1] > INT32_MAX)
+        return range_error(expected(op, "a partition size in [0, 2^31) tokens (0: automatic)", "partitionSize", std::to_string(a.params.i[1])));
       return Status::OK();
     }
     default:

@@ -87,6 +87,7 @@ struct BenchSpec {
   double flops = 0;
   int64_t M = 0, N = 0, K = 0;  // matmul only (the peer runs these)
   bool from_cases = false;      // the op's largest registered case, not a bench shape
+  std::function<void(const std::vector<TensorView>&, uint64_t)> init_inputs, init_outputs;  // OpCase's hooks
 };
 
 double spec_bytes(const BenchSpec& s) {
@@ -207,6 +208,8 @@ std::vector<BenchSpec> specs_from_cases(OpId op) {
   s.params = best->params;
   s.flops = best->flops;
   s.from_cases = true;
+  s.init_inputs = best->init_inputs;
+  s.init_outputs = best->init_outputs;
   return {s};
 }
 
@@ -214,6 +217,7 @@ std::vector<BenchSpec> specs_from_cases(OpId op) {
 // time x factor predicts the first call of the full shape. Returns false when there is nothing to cut.
 bool pilot_shapes(const BenchSpec& s, std::vector<TensorSpec>* in, std::vector<TensorSpec>* out, double* factor) {
   if (s.out.empty() || s.out[0].shape.empty()) return false;
+  if (s.init_inputs || s.init_outputs) return false;  // structured inputs (block tables...) cannot be cut
   const int64_t lead = s.out[0].shape[0];
   const int64_t cut = std::max<int64_t>(1, lead / 64);
   if (lead < 16 || cut == lead) return false;
@@ -377,25 +381,38 @@ Result run_entry(Backend b, const BenchSpec& s, const std::string& suffix, const
   const Device dev = tools::backend_device(b);
   std::vector<tools::BackendBuffer> bufs(s.in.size() + s.out.size());
   std::vector<TensorView> in, out;
+  // Inputs and outputs are made on the host (filled, then the case's init hooks), then placed on the backend.
+  auto place = [&](const TensorSpec& t, tools::BackendBuffer& buf, std::vector<char>& host) -> Status {
+    LK_RETURN_IF_ERROR(buf.allocate(b, host.size()));
+    if (b == Backend::cpu) return std::memcpy(buf.get(), host.data(), host.size()), Status::OK();
+    (void)t;
+    return tools::backend_upload(b, buf.get(), host.data(), host.size());
+  };
+  std::vector<std::vector<char>> host_in, host_out;
+  std::vector<TensorView> host_in_views, host_out_views;
   for (size_t i = 0; i < s.in.size(); ++i) {
-    const TensorSpec& t = s.in[i];
-    const size_t bytes = tools::spec_bytes(t);
-    Status st = bufs[i].allocate(b, bytes);
-    if (st.ok() && b == Backend::cpu) fill_bench_data(t, bufs[i].get(), seed + i);
-    if (st.ok() && b != Backend::cpu) {
-      std::vector<char> host(bytes);
-      fill_bench_data(t, host.data(), seed + i);
-      st = tools::backend_upload(b, bufs[i].get(), host.data(), bytes);
-    }
-    if (!st.ok()) return r.t.skipped = st.message(), r;
-    in.push_back(tools::make_view(t, bufs[i].get(), dev));
+    host_in.emplace_back(tools::spec_bytes(s.in[i]));
+    fill_bench_data(s.in[i], host_in.back().data(), seed + i);
+    host_in_views.push_back(tools::make_view(s.in[i], host_in.back().data()));
   }
   for (size_t i = 0; i < s.out.size(); ++i) {
-    tools::BackendBuffer& buf = bufs[s.in.size() + i];
-    Status st = buf.allocate(b, tools::spec_bytes(s.out[i]));
-    if (!st.ok()) return r.t.skipped = st.message(), r;
-    out.push_back(tools::make_view(s.out[i], buf.get(), dev));
+    host_out.emplace_back(tools::spec_bytes(s.out[i]));
+    host_out_views.push_back(tools::make_view(s.out[i], host_out.back().data()));
   }
+  if (s.init_inputs) s.init_inputs(host_in_views, seed);
+  if (s.init_outputs) s.init_outputs(host_out_views, seed);
+  for (size_t i = 0; i < s.in.size(); ++i) {
+    const Status st = place(s.in[i], bufs[i], host_in[i]);
+    if (!st.ok()) return r.t.skipped = st.message(), r;
+    in.push_back(tools::make_view(s.in[i], bufs[i].get(), dev));
+  }
+  host_in.clear();
+  for (size_t i = 0; i < s.out.size(); ++i) {
+    const Status st = place(s.out[i], bufs[s.in.size() + i], host_out[i]);
+    if (!st.ok()) return r.t.skipped = st.message(), r;
+    out.push_back(tools::make_view(s.out[i], bufs[s.in.size() + i].get(), dev));
+  }
+  host_out.clear();
   OpArgs a;
   a.op = s.op;
   a.in = in.data();

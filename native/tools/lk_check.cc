@@ -93,9 +93,10 @@ class Checker {
       const TensorSpec& s = c.in[i];
       in.emplace_back(spec_bytes(s));
       fill_random_spec(s, in.back().data(), mix_seed(case_seed, i), fill);
-      pristine.push_back(in.back());
       in_views.push_back(make_view(s, in.back().data()));
     }
+    if (c.init_inputs) c.init_inputs(in_views, mix_seed(case_seed, 101));
+    for (const std::vector<uint8_t>& b : in) pristine.push_back(b);
     // The reference, into outputs pre-filled with 0xCD bytes: different from the NaN the backends start from, so an
     // element neither writes still differs.
     std::vector<GuardedBuffer> want;
@@ -105,6 +106,7 @@ class Checker {
       std::memset(want.back().data(), kGuardByte, want.back().bytes());
       want_views.push_back(make_view(s, want.back().data()));
     }
+    if (c.init_outputs) c.init_outputs(want_views, mix_seed(case_seed, 102));
     OpArgs args;
     args.op = op;
     args.in = in_views.data();
@@ -160,6 +162,11 @@ class Checker {
     for (const TensorSpec& s : c.out) {
       got.emplace_back(spec_bytes(s));
       fill_poison_spec(s, got.back().data());
+    }
+    if (c.init_outputs) {
+      std::vector<TensorView> host_out;
+      for (size_t i = 0; i < got.size(); ++i) host_out.push_back(make_view(c.out[i], got[i].data()));
+      c.init_outputs(host_out, mix_seed(mix_seed(static_cast<uint64_t>(opt_.seed), hash_string(c.name)), 102));
     }
     std::vector<BackendBuffer> dev_in(in.size()), dev_out(got.size());
     std::vector<TensorView> in_views, out_views;

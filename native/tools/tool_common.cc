@@ -166,6 +166,13 @@ void fill_random(void* p, DType t, int64_t n, uint64_t seed, const RandomFill& o
         static_cast<int8_t*>(p)[i] = v;
         break;
       }
+      case DType::f8e4m3: {  // any finite non-zero pattern; specials: NaN, -0, the largest and smallest
+        static const uint8_t kSpecial[] = {0x7f, 0x80, 0x7e, 0x01};
+        uint8_t v = special ? pick(r, kSpecial) : 0;
+        while ((v & 0x7f) == 0 || (v & 0x7f) == 0x7f) v = static_cast<uint8_t>(r.range(0, 255));
+        static_cast<uint8_t*>(p)[i] = v;
+        break;
+      }
       case DType::u8: {
         static const uint8_t kSpecial[] = {0, 255, 1, 128};
         static_cast<uint8_t*>(p)[i] = special ? pick(r, kSpecial) : static_cast<uint8_t>(r.range(1, 255));
@@ -210,6 +217,7 @@ bool element_is_nan(const void* p, DType t, int64_t i) {
     }
     case DType::f16: return (static_cast<const uint16_t*>(p)[i] & 0x7fff) > 0x7c00;
     case DType::bf16: return (static_cast<const uint16_t*>(p)[i] & 0x7fff) > 0x7f80;
+    case DType::f8e4m3: return (static_cast<const uint8_t*>(p)[i] & 0x7f) == 0x7f;
     default: return false;
   }
 }
@@ -229,6 +237,10 @@ std::string format_element(const void* p, DType t, int64_t i) {
       std::snprintf(buf, sizeof buf, "%.9g (0x%04x)", static_cast<double>(load_f32(p, t, i)), static_cast<unsigned>(b));
       break;
     }
+    case DType::f8e4m3:
+      std::snprintf(buf, sizeof buf, "%.9g (0x%02x)", static_cast<double>(load_f32(p, t, i)),
+                    static_cast<unsigned>(static_cast<const uint8_t*>(p)[i]));
+      break;
     default:
       std::snprintf(buf, sizeof buf, "%.0f", element_as_double(p, t, i));
       break;

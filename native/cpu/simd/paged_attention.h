@@ -1,0 +1,49 @@
+// The per-task kernel of paged attention on the CPU (cpu/paged_attention.cc drives it): plain data and plain
+// functions, so that the SIMD translation units instantiate nothing inline from shared headers.
+//
+// A task is a set of query rows that read one KV head of one sequence, over the key positions [t0, t1): for decode
+// the G = H / Hkv query heads of that KV head; for prefill those heads times a tile of query tokens. The kernel
+// runs the online softmax over the positions in chunks of kAttnChunk and updates the running state of every row:
+//   m[r] (max score so far), l[r] (sum of exp(s - m)), acc[r][:] (sum of exp(s - m) v, unnormalized).
+// Row r sees the positions [lo[r], hi[r]]; a chunk position it does not see takes no part in its sums (not even
+// as 0 * v, so a non-finite value there cannot leak in).
+#pragma once
+#include <cstdint>
+
+namespace lk {
+
+constexpr int kAttnChunk = 16;  // positions per chunk: K and V of a chunk in f32 stay in L1 (2 x 8 KiB at D = 128)
+constexpr int kAttnStride = kAttnChunk + 8;  // row stride of the score scratch: room for the pair partner of position 15
+
+struct AttnTask {
+  // Rows: q [R][Dp] f32, already times the softmax scale, zero past D; Dp = D rounded up to 8.
+  const float* q;
+  const int32_t* lo;
+  const int32_t* hi;
+  const float* slope;  // [R] ALiBi slopes, or nullptr
+  int32_t R, D, Dp;
+  float cap;  // logit soft-cap, 0 for none
+  // Keys: positions [t0, t1) of the sequence whose block table row is `table`.
+  int64_t t0, t1;
+  const int32_t* table;
+  int64_t P, hkv, kh;
+  const void* kv;        // [numBlocks, Hkv, 2, P, D]
+  const float* kv_scale;  // [numBlocks, Hkv, 2, P], or nullptr for float caches
+  int32_t kv_dtype;       // a DType id: f32, f16, bf16, i8, f8e4m3
+  // State (read and written): m [R], l [R], acc [R][Dp].
+  float *m, *l, *acc;
+  // Scratch: at least attn_scratch_floats(R, Dp) floats, 64-byte aligned.
+  float* scratch;
+};
+
+// Kf [kAttnChunk + 1][Dp], Vf [kAttnChunk][Dp], S and P [R][kAttnStride], ksc and vsc [kAttnStride].
+inline int64_t attn_scratch_floats(int64_t R, int64_t Dp) {
+  return (2 * kAttnChunk + 1) * Dp + 2 * R * kAttnStride + 2 * kAttnStride;
+}
+
+// AVX2/FMA/F16C (simd/paged_attention_avx2.cc) and the same code compiled for AVX-512VL, which has 32 vector
+// registers (simd/paged_attention_avx512.cc). Call only at the matching cpu_simd_level().
+void paged_attention_avx2_task(const AttnTask& t);
+void paged_attention_avx512_task(const AttnTask& t);
+
+}  // namespace lk

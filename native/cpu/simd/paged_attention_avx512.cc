@@ -1,0 +1,7 @@
+// Paged attention's per-task kernel built with AVX-512VL as well: the same source as the AVX2 file
+// (simd/paged_attention_kernel.inc), which the compiler can give 32 vector registers and EVEX forms (embedded
+// broadcasts) here.
+#include "paged_attention.h"
+
+#define LK_PA_ENTRY paged_attention_avx512_task
+#include "paged_attention_kernel.inc"
