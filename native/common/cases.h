@@ -34,6 +34,8 @@ struct OpCase {
 };
 
 std::vector<OpCase> op_cases(OpId op);
+// lk_bench's paged-attention entries (large; structured inputs through init_inputs): cpu/ref/paged_attention_ref.cc.
+std::vector<OpCase> paged_attention_bench_cases(bool full);
 
 // A small seeded generator for the init hooks (splitmix64; the tools have their own richer one).
 struct CaseRng {

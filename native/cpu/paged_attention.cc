@@ -31,11 +31,11 @@ namespace {
 // ---------------------------------------------------------------------------------------------------------------
 // The portable task: the SIMD kernel's steps in plain loops (same state, same masking).
 
-void load_rows_scalar(const AttnTask& t, const KvGeom& g, int which, int64_t c0, int n, float* dst, float* sc) {
+void load_rows_scalar(const AttnTask& t, const KvGeom& g, int64_t kh, int which, int64_t c0, int n, float* dst, float* sc) {
   const size_t es = dtype_size(g.dtype);
   int64_t j = c0 / t.P, off = c0 % t.P;
   for (int i = 0; i < n; ++i) {
-    const int64_t row = ((static_cast<int64_t>(t.table[j]) * t.hkv + t.kh) * 2 + which) * t.P + off;
+    const int64_t row = ((static_cast<int64_t>(t.table[j]) * t.hkv + kh) * 2 + which) * t.P + off;
     const char* src = static_cast<const char*>(t.kv) + row * t.D * es;
     for (int64_t k = 0; k < t.D; ++k) dst[i * t.Dp + k] = kv_load(src, g.dtype, k);
     for (int64_t k = t.D; k < t.Dp; ++k) dst[i * t.Dp + k] = 0.0f;
@@ -48,43 +48,45 @@ void attend_scalar(const AttnTask& t, const KvGeom& g) {
   const int64_t Dp = t.Dp;
   float* Vf = t.scratch;
   float* Kf = Vf + kAttnChunk * Dp;
-  float* s = Kf + (kAttnChunk + 1) * Dp;
+  float* s = Kf + kAttnChunk * Dp;
   float* ksc = s + kAttnStride;
   float* vsc = ksc + kAttnStride;
   for (int64_t c0 = t.t0; c0 < t.t1; c0 += kAttnChunk) {
     const int n = static_cast<int>(std::min<int64_t>(kAttnChunk, t.t1 - c0));
-    load_rows_scalar(t, g, 0, c0, n, Kf, ksc);
-    load_rows_scalar(t, g, 1, c0, n, Vf, vsc);
-    for (int r = 0; r < t.R; ++r) {
-      const int64_t a = std::max<int64_t>(t.lo[r], c0), b = std::min<int64_t>(t.hi[r], c0 + n - 1);
-      if (a > b) continue;
-      const float* q = t.q + r * Dp;
-      float mc = -INFINITY;
-      for (int64_t p = a; p <= b; ++p) {
-        const int k = static_cast<int>(p - c0);
-        float dot = 0;
-        for (int64_t d = 0; d < Dp; ++d) dot += q[d] * Kf[k * Dp + d];
-        float v = dot * ksc[k];
-        if (t.cap > 0) v = t.cap * std::tanh(v / t.cap);
-        if (t.slope) v += t.slope[r] * (static_cast<float>(p) - static_cast<float>(t.hi[r]));
-        s[k] = v;
-        mc = std::max(mc, v);
+    for (int64_t kh = t.kh0; kh < t.kh1; ++kh) {
+      load_rows_scalar(t, g, kh, 0, c0, n, Kf, ksc);
+      load_rows_scalar(t, g, kh, 1, c0, n, Vf, vsc);
+      for (int64_t r = (kh - t.kh0) * t.Rh; r < (kh - t.kh0 + 1) * t.Rh; ++r) {
+        const int64_t a = std::max<int64_t>(t.lo[r], c0), b = std::min<int64_t>(t.hi[r], c0 + n - 1);
+        if (a > b) continue;
+        const float* q = t.q + r * Dp;
+        float mc = -INFINITY;
+        for (int64_t p = a; p <= b; ++p) {
+          const int k = static_cast<int>(p - c0);
+          float dot = 0;
+          for (int64_t d = 0; d < Dp; ++d) dot += q[d] * Kf[k * Dp + d];
+          float v = dot * ksc[k];
+          if (t.cap > 0) v = t.cap * std::tanh(v / t.cap);
+          if (t.slope) v += t.slope[r] * (static_cast<float>(p) - static_cast<float>(t.hi[r]));
+          s[k] = v;
+          mc = std::max(mc, v);
+        }
+        const float m_new = std::max(mc, t.m[r]);
+        const float alpha = t.m[r] == -INFINITY ? 0.0f : std::exp(t.m[r] - m_new);
+        float* acc = t.acc + r * Dp;
+        if (alpha != 1.0f)
+          for (int64_t d = 0; d < Dp; ++d) acc[d] *= alpha;
+        float sum = 0;
+        for (int64_t p = a; p <= b; ++p) {
+          const int k = static_cast<int>(p - c0);
+          const float e = std::exp(s[k] - m_new);
+          sum += e;
+          const float w = e * vsc[k];
+          for (int64_t d = 0; d < Dp; ++d) acc[d] += w * Vf[k * Dp + d];
+        }
+        t.l[r] = t.l[r] * alpha + sum;
+        t.m[r] = m_new;
       }
-      const float m_new = std::max(mc, t.m[r]);
-      const float alpha = t.m[r] == -INFINITY ? 0.0f : std::exp(t.m[r] - m_new);
-      float* acc = t.acc + r * Dp;
-      if (alpha != 1.0f)
-        for (int64_t d = 0; d < Dp; ++d) acc[d] *= alpha;
-      float sum = 0;
-      for (int64_t p = a; p <= b; ++p) {
-        const int k = static_cast<int>(p - c0);
-        const float e = std::exp(s[k] - m_new);
-        sum += e;
-        const float w = e * vsc[k];
-        for (int64_t d = 0; d < Dp; ++d) acc[d] += w * Vf[k * Dp + d];
-      }
-      t.l[r] = t.l[r] * alpha + sum;
-      t.m[r] = m_new;
     }
   }
 }
@@ -93,7 +95,7 @@ void attend_scalar(const AttnTask& t, const KvGeom& g) {
 // The driver.
 
 struct Group {
-  int64_t b, kh;
+  int64_t b, kh0, kh1;   // KV heads [kh0, kh1): all of them for decode (whole blocks stream), one for prefill
   int64_t q_first, nq;   // the group's query tokens: local indices [q_first, q_first + nq) of sequence b
   int64_t lo, hi;        // key positions seen by some row: [lo, hi]
   int64_t parts = 1;
@@ -128,6 +130,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
   auto nq_of = [&](int64_t b) -> int64_t { return qs ? qs[b + 1] - qs[b] : 1; };
   auto lo_of = [&](int64_t pos) -> int64_t { return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0; };
   const int64_t qtile = prefill ? std::max<int64_t>(1, 64 / G) : 1;
+  const int64_t heads_per_group = prefill ? 1 : g.hkv;
 
   std::vector<Group> groups;
   std::vector<Item> items;
@@ -137,12 +140,12 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t L = ctx[b], nq = nq_of(b);
       for (int64_t i0 = 0; i0 < nq; i0 += qtile)
-        for (int64_t kh = 0; kh < g.hkv; ++kh) {
+        for (int64_t kh = 0; kh < g.hkv; kh += heads_per_group) {
           Group gr;
-          gr.b = b, gr.kh = kh, gr.q_first = i0, gr.nq = std::min(qtile, nq - i0);
+          gr.b = b, gr.kh0 = kh, gr.kh1 = std::min(g.hkv, kh + heads_per_group), gr.q_first = i0, gr.nq = std::min(qtile, nq - i0);
           const int64_t pos0 = L - nq + i0, pos1 = pos0 + gr.nq - 1;
           gr.lo = lo_of(pos0), gr.hi = pos1;  // empty (hi < lo) for a decode over an empty context
-          total += std::max<int64_t>(0, gr.hi - gr.lo + 1) * gr.nq * G;
+          total += std::max<int64_t>(0, gr.hi - gr.lo + 1) * gr.nq * G * (gr.kh1 - gr.kh0);
           groups.push_back(gr);
         }
     }
@@ -153,7 +156,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
     if (psize == 0) {
       psize = INT64_MAX;
       if (static_cast<int64_t>(groups.size()) < target && threads > 1) {
-        const int64_t want = (total / (G * qtile) + target - 1) / target;
+        const int64_t want = (total / (H * qtile) + target - 1) / target;  // positions per item
         psize = std::max<int64_t>(256, (want + kAttnChunk - 1) / kAttnChunk * kAttnChunk);
       }
     }
@@ -166,7 +169,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
         continue;
       }
       gr.parts = len <= psize ? 1 : (len + psize - 1) / psize;
-      const int64_t rows = gr.nq * G;
+      const int64_t rows = gr.nq * G * (gr.kh1 - gr.kh0);
       if (gr.parts > 1) {
         gr.partial = partial_floats;
         partial_floats += gr.parts * rows * (Dp + 2);
@@ -176,7 +179,8 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
     }
     partial.resize(static_cast<size_t>(partial_floats));
     std::sort(items.begin(), items.end(), [&](const Item& x, const Item& z) {
-      return (x.t1 - x.t0) * groups[static_cast<size_t>(x.group)].nq > (z.t1 - z.t0) * groups[static_cast<size_t>(z.group)].nq;
+      const Group &gx = groups[static_cast<size_t>(x.group)], &gz = groups[static_cast<size_t>(z.group)];
+      return (x.t1 - x.t0) * gx.nq * (gx.kh1 - gx.kh0) > (z.t1 - z.t0) * gz.nq * (gz.kh1 - gz.kh0);
     });
   } catch (const std::bad_alloc&) {
     return Status(Code::oom, std::string(op) + ": out of memory for the work list");
@@ -185,10 +189,11 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
   const SimdLevel simd = cpu_simd_level();
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
-  // y index of row r = (token i, head gh) of a group: rows are token-major, so the G heads of a token are adjacent
-  // (the SIMD kernel tiles rows that share a range).
+  // y index of row r of a group: rows are head-major, then token-major ([kv head][token][G]), so the G heads of a
+  // token are adjacent (the SIMD kernel tiles rows that share a range).
   auto y_index = [&](const Group& gr, int64_t r) -> int64_t {
-    const int64_t i = gr.q_first + r / G, h = gr.kh * G + r % G;
+    const int64_t Rh = gr.nq * G, k = r / Rh, rr = r % Rh;
+    const int64_t i = gr.q_first + rr / G, h = (gr.kh0 + k) * G + rr % G;
     const int64_t token = qs ? qs[gr.b] + i : gr.b;
     return (token * H + h) * D;
   };
@@ -203,15 +208,15 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
     for (int64_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < static_cast<int64_t>(items.size());) {
       const Item& it = items[static_cast<size_t>(k)];
       const Group& gr = groups[static_cast<size_t>(it.group)];
-      const int64_t R = gr.nq * G;
-      const int64_t own = (R * Dp + 2 * R) + R * Dp + 3 * R + attn_scratch_floats(R, Dp) + 64;
+      const int64_t Rh = gr.nq * G, R = Rh * (gr.kh1 - gr.kh0);
+      const int64_t own = (R * Dp + 2 * R) + R * Dp + 3 * R + attn_scratch_floats(Rh, Dp) + 64;
       float* mem = buf.get<float>(static_cast<size_t>(own));
       if (!mem) {
         failed = true;
         return;
       }
       float* scratch = mem;  // 64-byte aligned first
-      float* qf = scratch + (attn_scratch_floats(R, Dp) + 15) / 16 * 16;
+      float* qf = scratch + (attn_scratch_floats(Rh, Dp) + 15) / 16 * 16;
       float* st = qf + R * Dp;  // m, l, acc of this item (unless it writes into the partial store)
       int32_t* lo = reinterpret_cast<int32_t*>(st + R * (Dp + 2));
       int32_t* hi = lo + R;
@@ -223,10 +228,10 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
       for (int64_t r = 0; r < R; ++r) {
         m[r] = -INFINITY;
         l[r] = 0;
-        const int64_t pos = L - nq + gr.q_first + r / G;
+        const int64_t pos = L - nq + gr.q_first + (r % Rh) / G;
         hi[r] = static_cast<int32_t>(pos);
         lo[r] = static_cast<int32_t>(lo_of(pos));
-        if (slopes) sl[r] = slopes[gr.kh * G + r % G];
+        if (slopes) sl[r] = slopes[(gr.kh0 + r / Rh) * G + r % G];
         const int64_t qi = y_index(gr, r);
         for (int64_t d = 0; d < D; ++d) qf[r * Dp + d] = load_f32(q.data, q.dtype, qi + d) * scale;
         for (int64_t d = D; d < Dp; ++d) qf[r * Dp + d] = 0.0f;
@@ -235,19 +240,19 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
       if (it.t1 > it.t0) {
         AttnTask t;
         t.q = qf, t.lo = lo, t.hi = hi, t.slope = slopes ? sl : nullptr;
-        t.R = static_cast<int32_t>(R), t.D = static_cast<int32_t>(D), t.Dp = static_cast<int32_t>(Dp), t.cap = cap;
+        t.R = static_cast<int32_t>(R), t.Rh = static_cast<int32_t>(Rh), t.D = static_cast<int32_t>(D), t.Dp = static_cast<int32_t>(Dp), t.cap = cap;
         t.t0 = it.t0, t.t1 = it.t1;
         t.table = static_cast<const int32_t*>(bt.data) + gr.b * max_blocks;
-        t.P = g.p, t.hkv = g.hkv, t.kh = gr.kh;
+        t.P = g.p, t.hkv = g.hkv, t.kh0 = gr.kh0, t.kh1 = gr.kh1;
         t.kv = kv.data, t.kv_scale = g.quantized() ? static_cast<const float*>(kv_scale.data) : nullptr;
         t.kv_dtype = static_cast<int32_t>(g.dtype);
         t.m = m, t.l = l, t.acc = acc, t.scratch = scratch;
 #if defined(LLMK_HAVE_AVX512_TU)
-        if (simd >= SimdLevel::avx512) paged_attention_avx512_task(t);
+        if (simd >= SimdLevel::avx512 && D == Dp) paged_attention_avx512_task(t);
         else
 #endif
 #if defined(LLMK_HAVE_AVX2_TU)
-        if (simd >= SimdLevel::avx2) paged_attention_avx2_task(t);
+        if (simd >= SimdLevel::avx2 && D == Dp) paged_attention_avx2_task(t);
         else
 #endif
           attend_scalar(t, g);
@@ -269,7 +274,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
       std::vector<float> acc(static_cast<size_t>(Dp));
       for (int64_t s = s0; s < s1; ++s) {
         const Group& gr = groups[static_cast<size_t>(split[static_cast<size_t>(s)])];
-        const int64_t R = gr.nq * G;
+        const int64_t R = gr.nq * G * (gr.kh1 - gr.kh0);
         for (int64_t r = 0; r < R; ++r) {
           float M = -INFINITY;
           for (int64_t p = 0; p < gr.parts; ++p) M = std::max(M, partial[static_cast<size_t>(gr.partial + p * R * (Dp + 2) + r)]);

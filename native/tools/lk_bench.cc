@@ -181,6 +181,21 @@ std::vector<BenchSpec> bench_specs(OpId op, bool full) {
     case OpId::fill:
       if (full) v.push_back(memory_spec(op, f32, f32, n16m));
       break;
+    case OpId::paged_attention_decode:
+    case OpId::paged_attention_prefill:
+      for (const OpCase& c : paged_attention_bench_cases(full)) {
+        if (c.name.rfind(op_info(op).name, 0) != 0) continue;
+        BenchSpec s;
+        s.base = c.name;
+        s.op = op;
+        s.in = c.in;
+        s.out = c.out;
+        s.params = c.params;
+        s.flops = c.flops;
+        s.init_inputs = c.init_inputs;
+        v.push_back(s);
+      }
+      break;
     default:
       break;
   }

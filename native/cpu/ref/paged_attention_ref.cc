@@ -229,6 +229,33 @@ std::vector<OpCase> paged_attention_decode_cases() {
   return cs;
 }
 
+std::vector<OpCase> paged_attention_bench_cases(bool full) {
+  // The decode grid (H = 32, Hkv = 8, D = 128, P = 16): B x context, f16 and i8 caches; prefill of a
+  // 512-token prompt and of a 512-token chunk over 3584 cached positions.
+  std::vector<OpCase> cs;
+  for (DType kt : {DType::f16, DType::i8, DType::f8e4m3, DType::bf16, DType::f32})
+    for (int64_t B : {1, 8, 32})
+      for (int64_t L : {512, 4096, 16384}) {
+        const bool core = (kt == DType::f16 || kt == DType::i8) && L == 4096 && B <= 8;
+        if (!full && !core) continue;
+        if (full && kt != DType::f16 && kt != DType::i8 && !(B == 8 && L == 4096)) continue;
+        AttnShape sh{kt, DType::f32, 16, 32, 8, 128, std::vector<int64_t>(static_cast<size_t>(B), L), {}};
+        OpCase c = attention_case(sh);
+        c.name = std::string("paged_attention_decode_") + dtype_name(kt) + " B=" + std::to_string(B) + " L=" + std::to_string(L);
+        cs.push_back(c);
+      }
+  for (DType kt : {DType::f16, DType::i8}) {
+    AttnShape p1{kt, DType::f32, 16, 32, 8, 128, {512}, {512}};
+    AttnShape p2{kt, DType::f32, 16, 32, 8, 128, {4096}, {512}};
+    for (AttnShape* sh : {&p1, &p2}) {
+      OpCase c = attention_case(*sh);
+      c.name = std::string("paged_attention_prefill_") + dtype_name(kt) + " L=" + std::to_string(sh->lens[0]) + " new=" + std::to_string(sh->nq[0]);
+      cs.push_back(c);
+    }
+  }
+  return cs;
+}
+
 std::vector<OpCase> paged_attention_prefill_cases() {
   std::vector<OpCase> cs;
   const int64_t dims[] = {64, 128, 80, 96, 256};
