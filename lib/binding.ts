@@ -83,6 +83,11 @@ export interface NativeBinding {
     i0?: number,
     i1?: number,
   ): NativeTensor;
+  /**
+   * Enqueue an op that writes into existing tensors (the paged KV cache ops); params = [f0, f1, f2, f3, i0, i1,
+   * i2, i3] (optional). Outputs may not overlap inputs or each other.
+   */
+  runInto(op: number, backend: number, kind: number, index: number, inputs: NativeTensor[], outputs: NativeTensor[], params?: number[]): void;
   synchronize(kind: number, index: number): Promise<void>;
   synchronizeSync(kind: number, index: number): void;
   setThreads(n: number): void;

@@ -1,16 +1,18 @@
 /**
  * Element types. Ids mirror native/common/dtype.h (they cross the N-API boundary as numbers).
  * f16 and bf16 are held in `Uint16Array`s as raw bit patterns; {@link Tensor.toFloat32} converts.
+ * f8e4m3 (OCP FP8 E4M3: bias 7, no Inf, NaN = 0x7f/0xff, largest 448) is a storage type of the paged KV cache, held
+ * in a `Uint8Array` as raw bits; only copies, views and the KV ops take it.
  */
 import { rangeError, typeError } from './errors.js';
 import { expected } from './validate.js';
 
-export const DTYPES = ['f32', 'f16', 'bf16', 'i8', 'u8', 'i32'] as const;
+export const DTYPES = ['f32', 'f16', 'bf16', 'i8', 'u8', 'i32', 'f8e4m3'] as const;
 export type DType = (typeof DTYPES)[number];
 export type FloatDType = 'f32' | 'f16' | 'bf16';
 
-export const DTYPE_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2, i8: 3, u8: 4, i32: 5 };
-export const DTYPE_SIZE: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4 };
+export const DTYPE_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2, i8: 3, u8: 4, i32: 5, f8e4m3: 6 };
+export const DTYPE_SIZE: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4, f8e4m3: 1 };
 
 /** The typed array that holds the raw elements of a dtype. */
 export type TypedArrayFor<D extends DType> = D extends 'f32'
@@ -19,7 +21,7 @@ export type TypedArrayFor<D extends DType> = D extends 'f32'
     ? Uint16Array
     : D extends 'i8'
       ? Int8Array
-      : D extends 'u8'
+      : D extends 'u8' | 'f8e4m3'
         ? Uint8Array
         : Int32Array;
 
@@ -32,6 +34,7 @@ export const TYPED_ARRAY: Readonly<Record<DType, new (buf: ArrayBuffer, off?: nu
   i8: Int8Array,
   u8: Uint8Array,
   i32: Int32Array,
+  f8e4m3: Uint8Array,
 };
 
 export function isFloat(d: DType): d is FloatDType {
@@ -109,5 +112,49 @@ export function f32ToF16(f: number): number {
   const rem = r & 0x1fff;
   r >>>= 13;
   if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+  return sign | r;
+}
+
+function checkByte(fn: string, v: unknown): void {
+  if (typeof v !== 'number') throw typeError(expected(fn, 'an integer (8-bit pattern)', 'bits', v));
+  if (!Number.isInteger(v) || v < 0 || v > 0xff) throw rangeError(expected(fn, 'an integer in [0, 255] (8-bit pattern)', 'bits', v));
+}
+
+/** The value of f8e4m3 bits (an integer in [0, 255]). @throws {TypeError} | {RangeError} not 8-bit bits */
+export function f8e4m3ToF32(b: number): number {
+  checkByte('f8e4m3ToF32', b);
+  const sign = b & 0x80 ? -1 : 1;
+  const e = (b >> 3) & 0xf;
+  const m = b & 7;
+  if (e === 0xf && m === 7) return NaN;
+  if (e === 0) return sign * m * 2 ** -9;
+  return sign * (1 + m / 8) * 2 ** (e - 7);
+}
+
+/**
+ * The f8e4m3 bits of a number: rounded to f32, then to nearest even, saturating at +-448 (Inf too); NaN gives
+ * 0x7f (0xff when negative). The rules of native/common/dtype.h (and of CUDA's __NV_SATFINITE conversion).
+ * @throws {TypeError} not a number
+ */
+export function f32ToF8e4m3(f: number): number {
+  checkNumber('f32ToF8e4m3', f);
+  f32buf[0] = f;
+  const x = u32buf[0]!;
+  const sign = (x >>> 24) & 0x80;
+  const ax = x & 0x7fffffff;
+  if (ax > 0x7f800000) return sign | 0x7f;
+  if (ax >= 0x43e00000) return sign | 0x7e;
+  if (ax < 0x3c800000) {
+    const v = Math.fround(Math.abs(f32buf[0]!) * 512);
+    let r = Math.floor(v);
+    const frac = v - r;
+    if (frac > 0.5 || (frac === 0.5 && r & 1)) r++;
+    return sign | r;
+  }
+  let r = ax - (120 << 23);
+  const rem = r & 0xfffff;
+  r >>>= 20;
+  if (rem > 0x80000 || (rem === 0x80000 && r & 1)) r++;
+  if (r > 0x7e) r = 0x7e;
   return sign | r;
 }

@@ -12,7 +12,7 @@ setVersion((createRequire(import.meta.url)(join(packageRoot, 'package.json')) as
 export { LlmKernelsError, type ErrorCode } from './errors.js';
 export { Device, device, info, setThreads, getThreads, emptyCache, type DeviceSpec, type DeviceKind, type Info } from './device.js';
 export { Tensor, type TensorOptions, type FromArrayOptions, type RandomOptions } from './tensor.js';
-export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32ToF16, bf16ToF32, f32ToBf16 } from './dtype.js';
+export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, f8e4m3ToF32, f32ToF8e4m3 } from './dtype.js';
 export { add, mul, scale, cast, copy } from './ops/elementwise.js';
 export { matmul } from './ops/matmul.js';
 export { roofline, type Roofline } from './roofline.js';
@@ -21,3 +21,15 @@ export { QUANT_FORMATS, type QuantFormat, rowFormBytes, panelFormBytes, groupSiz
 export { QuantizedTensor, type FromBytesOptions } from './quant/quantized-tensor.js';
 export { quantize, quantizeSync, dequantize, quantizationError, importGptq, type QuantizationReport, type ImportGptqOptions } from './quant/quantize.js';
 export { gptqToQ4GRows, gptqDequantize, type GptqTensors, type GptqShape, type GptqCheckpointFormat } from './quant/gptq.js';
+export {
+  cacheWrite,
+  kvCopyBlocks,
+  pagedAttentionDecode,
+  pagedAttentionPrefill,
+  KV_DTYPES,
+  type KvDType,
+  type KvCacheTensors,
+  type PagedAttentionOptions,
+} from './ops/attention.js';
+export { BlockManager, kvFullError, type BlockManagerOptions, type AllocResult, type AllocOk, type KvFull, type KvStats } from './kv/block-manager.js';
+export { PagedKvCache, AttentionBatch, type PagedKvCacheOptions } from './kv/paged-kv-cache.js';

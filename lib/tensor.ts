@@ -12,6 +12,7 @@ import {
   checkDType,
   DTYPE_ID,
   DTYPE_SIZE,
+  f8e4m3ToF32,
   isFloat,
   TYPED_ARRAY,
   type AnyTypedArray,
@@ -113,10 +114,11 @@ export class Tensor<D extends DType = DType> {
       (dtype === 'f32' && data instanceof Float32Array) ||
       ((dtype === 'f16' || dtype === 'bf16') && data instanceof Uint16Array) ||
       (dtype === 'i8' && data instanceof Int8Array) ||
-      (dtype === 'u8' && data instanceof Uint8Array) ||
+      ((dtype === 'u8' || dtype === 'f8e4m3') && data instanceof Uint8Array) ||
       (dtype === 'i32' && data instanceof Int32Array);
     if (raw) return wrapNative(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], shape, data as AnyTypedArray), dtype, shape, dev);
     if (data instanceof Uint16Array) throw typeError(expected(FN_FROM, `a Uint16Array only with dtype 'f16' or 'bf16'`, 'options.dtype', dtype));
+    if (dtype === 'f8e4m3') throw typeError(expected(FN_FROM, "a Uint8Array of raw bits for dtype 'f8e4m3'", 'data', data));
     // Numbers: check them, store as f32 (or the integer type), convert on the device when the dtype is f16/bf16.
     if (isFloat(dtype)) {
       // Check the elements before converting: Float32Array.from throws an untyped error on a bigint.
@@ -178,6 +180,13 @@ export class Tensor<D extends DType = DType> {
     const s = checkShape(fn, 'shape', shape);
     const dtype = checkDType(fn, 'options.dtype', options.dtype ?? 'f32') as D;
     if (typeof value !== 'number') throw typeError(expected(fn, 'a number', 'value', value));
+    if (dtype === 'f8e4m3') {
+      // No native fill for a storage type: zeros only, from host memory.
+      if (value !== 0) throw rangeError(expected(fn, "0 for dtype 'f8e4m3' (a KV cache storage type)", 'value', value));
+      checkBytes(fn, s, dtype);
+      const dev = resolveDevice(fn, 'options.device', options.device ?? 'cpu');
+      return wrapNative(native.fromBytes(dev.kindId, dev.index, DTYPE_ID[dtype], s, new Uint8Array(shapeNumel(s))), dtype, s, dev);
+    }
     if (!isFloat(dtype)) {
       const [lo, hi] = dtype === 'i8' ? [-128, 127] : dtype === 'u8' ? [0, 255] : [-2147483648, 2147483647];
       if (!Number.isInteger(value) || value < lo || value > hi)
@@ -274,6 +283,7 @@ export class Tensor<D extends DType = DType> {
   async toFloat32(): Promise<Float32Array> {
     this.handle('toFloat32');
     if (this.dtype === 'f32') return (await this.data()) as Float32Array;
+    if (this.dtype === 'f8e4m3') return Float32Array.from((await this.data()) as Uint8Array, f8e4m3ToF32);
     using f = this.cast('f32');
     return (await f.data()) as Float32Array;
   }
@@ -306,7 +316,10 @@ export class Tensor<D extends DType = DType> {
     const fn = 'cast';
     const to = checkDType(fn, 'dtype', dtype) as E;
     if (!isFloat(to)) throw rangeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'dtype', to));
-    return Tensor.#run(fn, this.device, [this.handle(fn, 'x')], to, this.shape.slice());
+    const h = this.handle(fn, 'x');
+    if (this.dtype === 'f8e4m3')
+      throw typeError(expected(fn, "x of a dtype other than 'f8e4m3' (a KV cache storage type: read it with toFloat32())", 'x.dtype', 'f8e4m3', true));
+    return Tensor.#run(fn, this.device, [h], to, this.shape.slice());
   }
 
   /** A copy of this tensor on the same device. */
@@ -420,14 +433,24 @@ export function runNative(
   f0 = 0,
   f1 = 0,
   i0 = 0,
+  i1 = 0,
 ): NativeTensor {
   const backend = dev.kindId === 1 ? 2 : forcedBackend === 'ref' ? 0 : 1;
   let id = opIdCache[op];
   if (id === undefined) id = opIdCache[op] = opId(op);
   const dt = typeof dtype === 'number' ? dtype : DTYPE_ID[dtype];
+  if (i1 !== 0) return native.run(id, backend, dev.kindId, dev.index, inputs, dt, shape, f0, f1, i0, i1);
   return i0 === 0
     ? native.run(id, backend, dev.kindId, dev.index, inputs, dt, shape, f0, f1)
     : native.run(id, backend, dev.kindId, dev.index, inputs, dt, shape, f0, f1, i0);
+}
+
+/** @internal Enqueue an op that writes into `outputs` in place (same backend choice as {@link runNative}). */
+export function runNativeInto(op: string, dev: Device, inputs: NativeTensor[], outputs: NativeTensor[], params?: number[]): void {
+  const backend = dev.kindId === 1 ? 2 : forcedBackend === 'ref' ? 0 : 1;
+  let id = opIdCache[op];
+  if (id === undefined) id = opIdCache[op] = opId(op);
+  native.runInto(id, backend, dev.kindId, dev.index, inputs, outputs, params);
 }
 // Op ids by name in a plain object: the hot path of every op (a Map lookup costs more in V8's inline caches).
 const opIdCache: Record<string, number> = Object.create(null);

@@ -71,6 +71,9 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
   });
 }
 
+constexpr int kMaxInputs = 8;  // the most inputs an op of ops.def has (paged_attention_prefill: 7)
+static_assert(kMaxInputs + 2 <= Stream::kMaxKeep, "the stream keeps every input and output of an op");
+
 // run(op, backend, kind, index, inputs, outDtype, outShape, f0, f1, i0, i1): enqueue one op with one output and
 // return the output at once. Validated here again (validate_op) whatever lib/ops checked.
 Napi::Value run(const Napi::CallbackInfo& info) {
@@ -89,10 +92,12 @@ Napi::Value run(const Napi::CallbackInfo& info) {
       throw_status(env, type_error(std::string(name) + ": expected an array of tensors for inputs, got another value"));
     Napi::Array ins = info[4].As<Napi::Array>();
     const uint32_t n_in = ins.Length();
+    if (op_info(a.op).n_out != 1)
+      throw_status(env, range_error(std::string(name) + ": expected runInto for an op that writes its outputs in place"));
     if (n_in != static_cast<uint32_t>(op_info(a.op).n_in))
       throw_status(env, range_error(std::string(name) + ": expected " + std::to_string(op_info(a.op).n_in) +
                                     " tensors for inputs, got " + std::to_string(n_in)));
-    TensorView in[4];
+    TensorView in[kMaxInputs];
     std::shared_ptr<Storage> keep[Stream::kMaxKeep];
     int n_keep = 0;
     for (uint32_t i = 0; i < n_in; ++i) {
@@ -133,6 +138,86 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     keep[n_keep++] = st;
     check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, n_keep, data.owner));
     return result;
+  });
+}
+
+// runInto(op, backend, kind, index, inputs, outputs, params): enqueue an op that writes into existing tensors (the
+// paged KV cache ops). params: an optional array [f0, f1, f2, f3, i0, i1, i2, i3]. An output may not share memory
+// with an input or another output (the kernels read and write them concurrently). On a run-time failure the outputs
+// are poisoned like any op's: reading them reports the failure.
+Napi::Value run_into(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    AddonData& data = addon_data(env);
+    OpArgs a;
+    a.op = static_cast<OpId>(parse_int(env, info[0], "runInto", "op", 0, kNumOps - 1));
+    const char* name = op_info(a.op).name;
+    const Backend b = static_cast<Backend>(parse_int(env, info[1], name, "backend", 0, kNumBackends - 1));
+    const Device dev = parse_device(env, info[2], info[3], name);
+    if ((b == Backend::cuda) != (dev.kind == DeviceKind::cuda))
+      throw_status(env, range_error(std::string(name) + ": expected backend " + backend_name(b) +
+                                    " to match the device, got " + dev.name()));
+    if (!info[4].IsArray() || !info[5].IsArray())
+      throw_status(env, type_error(std::string(name) + ": expected arrays of tensors for inputs and outputs, got another value"));
+    Napi::Array ins = info[4].As<Napi::Array>(), outs = info[5].As<Napi::Array>();
+    const uint32_t n_in = ins.Length(), n_out = outs.Length();
+    if (n_in != static_cast<uint32_t>(op_info(a.op).n_in) || n_out != static_cast<uint32_t>(op_info(a.op).n_out))
+      throw_status(env, range_error(std::string(name) + ": expected " + std::to_string(op_info(a.op).n_in) + " inputs and " +
+                                    std::to_string(op_info(a.op).n_out) + " outputs, got " + std::to_string(n_in) + " and " +
+                                    std::to_string(n_out)));
+    TensorView views[Stream::kMaxKeep];
+    std::shared_ptr<Storage> keep[Stream::kMaxKeep];
+    const uint32_t n = n_in + n_out;
+    if (n > static_cast<uint32_t>(Stream::kMaxKeep)) throw_status(env, internal_error(std::string(name) + ": too many tensors"));
+    for (uint32_t i = 0; i < n; ++i) {
+      const bool is_out = i >= n_in;
+      const uint32_t k = is_out ? i - n_in : i;
+      TensorSlot& t = tensor_arg(env, *data.handles, (is_out ? outs : ins).Get(k), name, is_out ? "outputs" : "inputs",
+                                 static_cast<int>(k));
+      if (t.meta.device != dev)
+        throw_status(env, Status(Code::device, std::string(name) + ": expected every tensor on " + dev.name() + ", got " +
+                                                   (is_out ? "outputs[" : "inputs[") + std::to_string(k) + "] on " +
+                                                   t.meta.device.name()));
+      views[i] = t.view();
+      keep[i] = t.storage;
+    }
+    // Outputs must not overlap an input or each other: the byte ranges of the views, on the same storage.
+    for (uint32_t o = n_in; o < n; ++o)
+      for (uint32_t i = 0; i < n; ++i) {
+        if (i == o || keep[i] != keep[o] || views[i].nbytes() == 0 || views[o].nbytes() == 0) continue;
+        const char* a0 = static_cast<const char*>(views[i].data);
+        const char* b0 = static_cast<const char*>(views[o].data);
+        if (a0 < b0 + views[o].nbytes() && b0 < a0 + views[i].nbytes())
+          throw_status(env, range_error(std::string(name) + ": expected outputs[" + std::to_string(o - n_in) +
+                                        "] not to share memory with " + (i < n_in ? "inputs[" + std::to_string(i) + "]"
+                                                                                   : "outputs[" + std::to_string(i - n_in) + "]") +
+                                        ", got overlapping tensors"));
+      }
+    if (info.Length() > 6 && !info[6].IsUndefined()) {
+      if (!info[6].IsArray()) throw_status(env, type_error(std::string(name) + ": expected an array of numbers for params"));
+      Napi::Array p = info[6].As<Napi::Array>();
+      if (p.Length() > 8) throw_status(env, range_error(std::string(name) + ": expected at most 8 params"));
+      for (uint32_t k = 0; k < p.Length(); ++k) {
+        if (k < 4) {
+          Napi::Value v = p.Get(k);
+          if (!v.IsNumber()) throw_status(env, type_error(std::string(name) + ": expected a number for params[" + std::to_string(k) + "]"));
+          a.params.f[k] = v.As<Napi::Number>().DoubleValue();
+        } else {
+          a.params.i[k - 4] = parse_int(env, p.Get(k), name, "params", -(int64_t(1) << 53), int64_t(1) << 53);
+        }
+      }
+    }
+    a.in = views;
+    a.n_in = static_cast<int32_t>(n_in);
+    a.out = views + n_in;
+    a.n_out = static_cast<int32_t>(n_out);
+    check(env, validate_op(a));
+    if (const char* why = backend_unsupported_reason(b, a))
+      throw_status(env, unsupported(std::string(name) + ": not supported on " + backend_name(b) + ": " + why));
+    Stream* stream = nullptr;
+    check(env, stream_for(dev, &stream));
+    check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, static_cast<int>(n), data.owner));
+    return env.Undefined();
   });
 }
 
@@ -246,6 +331,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("empty", Napi::Function::New(env, empty, "empty"));
   exports.Set("fromBytes", Napi::Function::New(env, from_bytes, "fromBytes"));
   exports.Set("run", Napi::Function::New(env, run, "run"));
+  exports.Set("runInto", Napi::Function::New(env, run_into, "runInto"));
   exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
   exports.Set("synchronizeSync", Napi::Function::New(env, synchronize_sync, "synchronizeSync"));
   exports.Set("setThreads", Napi::Function::New(env, set_threads, "setThreads"));

@@ -18,7 +18,7 @@ namespace {
 struct Task {
   Kernel kernel;
   OpArgs args;
-  std::array<TensorView, 4> in;
+  std::array<TensorView, 8> in;
   std::array<TensorView, 2> out;
   std::array<std::shared_ptr<Storage>, Stream::kMaxKeep> keep;  // fixed: no allocation per op
   int n_keep = 0;

@@ -36,7 +36,7 @@ using HostTask = std::function<Status(Status prior)>;
 
 class Stream {
  public:
-  static constexpr int kMaxKeep = 6;
+  static constexpr int kMaxKeep = 10;  // up to 8 inputs and 2 outputs
   virtual ~Stream() = default;
   // Runs `kernel` on `args` after everything submitted before. `args.in`/`args.out` are copied; the n_keep
   // storages of `keep` (at most kMaxKeep: the op's inputs, then its args.n_out outputs last) are held until it has
