@@ -477,16 +477,16 @@ describe('reading and describing', () => {
   });
 
   it('data() returns the typed array of the dtype', async () => {
-    const want: Record<DType, unknown> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i8: Int8Array, u8: Uint8Array, i32: Int32Array };
+    const want: Record<DType, unknown> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i8: Int8Array, u8: Uint8Array, i32: Int32Array, f8e4m3: Uint8Array };
     for (const dtype of DTYPES) {
-      using t = Tensor.full([3], 1, { dtype });
+      using t = Tensor.full([3], dtype === 'f8e4m3' ? 0 : 1, { dtype }); // f8e4m3, a storage type, has zeros only
       expect((await t.data()).constructor, dtype).toBe(want[dtype]);
       expect(t.dataSync().constructor, dtype).toBe(want[dtype]);
     }
   });
 
   it('numel, ndim, nbytes, toString', () => {
-    const sizes: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4 };
+    const sizes: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i8: 1, u8: 1, i32: 4, f8e4m3: 1 };
     for (const dtype of DTYPES) {
       using t = Tensor.empty([2, 3, 5], { dtype });
       expect([t.numel, t.ndim, t.nbytes]).toEqual([30, 3, 30 * sizes[dtype]]);
