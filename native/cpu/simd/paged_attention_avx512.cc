@@ -4,5 +4,6 @@
 #include "paged_attention.h"
 
 #define LK_PA_ENTRY paged_attention_avx512_task
+#define LK_PA_ZMM 1
 #define LK_PA_MAX_RR 8  // 32 vector registers: 8 rows x 2 accumulators + operands (all G = 8 heads of a GQA group at once)
 #include "paged_attention_kernel.inc"
