@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
  * The `llm-kernels` command.
- *   llm-kernels demo [--device D] [--size N]   matmul on device('auto'), checked against a float64 reference
+ *   llm-kernels demo [--device D] [--size N]   matmul on device('auto'), checked against a float64 reference; then
+ *                                             quantized matmul and a paged-attention decode step on the CPU
  *   llm-kernels info [--json]                 build, SIMD level, threads, CUDA devices or why there are none
  * Later issues add generate, logits, eval and the model demo.
  */
-import { device, info, matmul, quantize, quantizationError, roofline, Tensor, type QuantFormat } from '../index.js';
+import { device, info, matmul, PagedKvCache, quantize, quantizationError, roofline, Tensor, type KvDType, type QuantFormat } from '../index.js';
 import { Rng } from '../random.js';
 
 function usage(code: number): never {
@@ -74,6 +75,57 @@ async function demo(args: string[]): Promise<void> {
   process.stdout.write(`  max relative error vs float64 reference: ${maxRel.toExponential(2)} ${maxRel < 1e-5 ? '(ok)' : '(TOO LARGE)'}\n`);
   if (maxRel >= 1e-5) process.exitCode = 1;
   await quantDemo(4096);
+  await kvDemo(8, 4096);
+}
+
+// A decode step of paged attention on the CPU: B sequences of L tokens (H = 32, Hkv = 8, D = 128, P = 16, blocks
+// scattered as on a server) for each KV dtype; time per step, KV GB/s against the read probe, and the error of y
+// against the f32 cache holding the same keys and values.
+async function kvDemo(B: number, L: number): Promise<void> {
+  const H = 32, Hkv = 8, D = 128, P = 16;
+  const cpu = device('cpu');
+  const read = roofline().readGBs;
+  process.stdout.write(
+    `\npaged attention decode on cpu: B = ${B} sequences x ${L} tokens, H = ${H}, Hkv = ${Hkv}, D = ${D}, P = ${P}; ` +
+      `KV read per step and its rate against the read probe (${read.toFixed(1)} GB/s), error vs an f32 cache\n`,
+  );
+  using k = Tensor.randn([512, Hkv, D], { seed: 4, device: cpu });
+  using v = Tensor.randn([512, Hkv, D], { seed: 5, device: cpu });
+  using q = Tensor.randn([B, H, D], { seed: 6, device: cpu });
+  let ref: Float32Array | null = null;
+  for (const dt of ['f32', 'f16', 'i8', 'f8e4m3'] as KvDType[]) {
+    using cache = new PagedKvCache({ numLayers: 1, numBlocks: B * Math.ceil(L / P), blockSize: P, numKvHeads: Hkv, headDim: D, dtype: dt });
+    for (let t = 0; t < L; t += P)  // sequences grow block by block in turn, as on a server
+      for (let b = 0; b < B; b++) {
+        const r = t === 0 ? cache.addSequence(b, new Int32Array(P).fill(b)) : cache.append(b, new Int32Array(P).fill(t));
+        if (!r.ok) throw new Error('kv demo: cache too small');
+      }
+    for (let b = 0; b < B; b++) {
+      const table = cache.manager.blockTable(b);
+      for (let t0 = 0; t0 < L; t0 += 512) {
+        const slots = Int32Array.from({ length: 512 }, (_, i) => table[Math.floor((t0 + i) / P)]! * P + ((t0 + i) % P));
+        cache.write(0, k, v, slots);
+      }
+    }
+    using batch = cache.batch(Array.from({ length: B }, (_, b) => b));
+    { using warm = cache.decode(0, q, batch); await warm.data(); }
+    const reps = 10;
+    const t0 = performance.now();
+    const ys = Array.from({ length: reps }, () => cache.decode(0, q, batch));
+    await cpu.synchronize();
+    const ms = (performance.now() - t0) / reps;
+    const y = ys.pop()!;
+    ys.forEach((t) => t.dispose());
+    const got = await y.data();
+    y.dispose();
+    if (!ref) ref = got as Float32Array;
+    const bytes = B * L * Hkv * 2 * (D * (dt === 'f32' ? 4 : dt === 'f16' ? 2 : 1) + (dt === 'i8' || dt === 'f8e4m3' ? 4 : 0));
+    const gbs = bytes / (ms * 1e6);
+    process.stdout.write(
+      `  ${dt.padEnd(7)} ${ms.toFixed(2).padStart(6)} ms, ${(bytes / 2 ** 20).toFixed(0).padStart(4)} MiB of KV, ` +
+        `${gbs.toFixed(1).padStart(5)} GB/s = ${(gbs / read).toFixed(2)} of read, error ${(100 * relRms(got as Float32Array, ref)).toFixed(2)}%\n`,
+    );
+  }
 }
 
 /** rms(a - b) / rms(b) */

@@ -73,6 +73,14 @@ inline float kv_quantize_row(const float* x, int64_t d, DType t, void* q) {
   return amax / 448.0f;
 }
 
+// The query of an i8 cache's integer q . k (paged_attention_ref.cc): a row of D values (already times the softmax
+// scale) quantized like matmul_q's activations, s = amax / 127, round half to even (quantize_act_block). Returns s;
+// NaN or Inf in the row gives s = NaN.
+inline float kv_quantize_query(const float* x, int64_t d, int8_t* q) {
+  int32_t sum;
+  return quantize_act_block(x, d, q, &sum);
+}
+
 // The value of element j of a cache row (without its scale for the quantized dtypes).
 inline float kv_load(const void* row, DType t, int64_t j) {
   switch (t) {

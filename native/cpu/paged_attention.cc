@@ -66,6 +66,7 @@ void attend_scalar(const AttnTask& t, const KvGeom& g) {
           float dot = 0;
           for (int64_t d = 0; d < Dp; ++d) dot += q[d] * Kf[k * Dp + d];
           float v = dot * ksc[k];
+          if (t.qscale) v *= t.qscale[r];
           if (t.cap > 0) v = t.cap * std::tanh(v / t.cap);
           if (t.slope) v += t.slope[r] * (static_cast<float>(p) - static_cast<float>(t.hi[r]));
           s[k] = v;
@@ -131,6 +132,8 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
   auto lo_of = [&](int64_t pos) -> int64_t { return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0; };
   const int64_t qtile = prefill ? std::max<int64_t>(1, 64 / G) : 1;
   const int64_t heads_per_group = prefill ? 1 : g.hkv;
+  const bool int_qk = g.dtype == DType::i8;  // integer q . k (the reference's spec for i8 caches)
+  const int64_t Dq8 = (D + 63) / 64 * 64;
 
   std::vector<Group> groups;
   std::vector<Item> items;
@@ -209,7 +212,8 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
       const Item& it = items[static_cast<size_t>(k)];
       const Group& gr = groups[static_cast<size_t>(it.group)];
       const int64_t Rh = gr.nq * G, R = Rh * (gr.kh1 - gr.kh0);
-      const int64_t own = (R * Dp + 2 * R) + R * Dp + 3 * R + attn_scratch_floats(Rh, Dp) + 64;
+      const int64_t own = (R * Dp + 2 * R) + R * Dp + 3 * R + attn_scratch_floats(Rh, Dp) + 64 +
+                          (int_qk ? R * Dq8 / 4 + 2 * R + 16 : 0);
       float* mem = buf.get<float>(static_cast<size_t>(own));
       if (!mem) {
         failed = true;
@@ -221,6 +225,9 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
       int32_t* lo = reinterpret_cast<int32_t*>(st + R * (Dp + 2));
       int32_t* hi = lo + R;
       float* sl = reinterpret_cast<float*>(hi + R);
+      float* qsc = sl + R;                                   // i8 caches: [R] scales,
+      int32_t* qsm = reinterpret_cast<int32_t*>(qsc + R);     // [R] sums,
+      int8_t* q8 = reinterpret_cast<int8_t*>(qsm + R + 16 - (R % 16));  // [R][Dq8] bytes (64-byte aligned rows)
       const int64_t L = ctx[gr.b], nq = nq_of(gr.b);
       float* m = gr.partial >= 0 ? partial.data() + gr.partial + it.part * R * (Dp + 2) : st;
       float* l = m + R;
@@ -235,11 +242,21 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
         const int64_t qi = y_index(gr, r);
         for (int64_t d = 0; d < D; ++d) qf[r * Dp + d] = load_f32(q.data, q.dtype, qi + d) * scale;
         for (int64_t d = D; d < Dp; ++d) qf[r * Dp + d] = 0.0f;
+        if (int_qk) {  // the reference's kv_quantize_query, then the integers as exact f32 for the f32 kernels
+          int8_t* qr = q8 + r * Dq8;
+          qsc[r] = kv_quantize_query(qf + r * Dp, D, qr);
+          int32_t sum = 0;
+          for (int64_t d = 0; d < D; ++d) sum += qr[d], qf[r * Dp + d] = static_cast<float>(qr[d]);
+          for (int64_t d = D; d < Dq8; ++d) qr[d] = 0;
+          qsm[r] = sum;
+        }
       }
       std::memset(acc, 0, static_cast<size_t>(R * Dp) * sizeof(float));
       if (it.t1 > it.t0) {
         AttnTask t;
         t.q = qf, t.lo = lo, t.hi = hi, t.slope = slopes ? sl : nullptr;
+        t.q8 = int_qk ? q8 : nullptr, t.qsum = int_qk ? qsm : nullptr, t.qscale = int_qk ? qsc : nullptr;
+        t.Dq8 = static_cast<int32_t>(Dq8);
         t.R = static_cast<int32_t>(R), t.Rh = static_cast<int32_t>(Rh), t.D = static_cast<int32_t>(D), t.Dp = static_cast<int32_t>(Dp), t.cap = cap;
         t.t0 = it.t0, t.t1 = it.t1;
         t.table = static_cast<const int32_t*>(bt.data) + gr.b * max_blocks;

@@ -143,7 +143,12 @@ async function roundTo(dtype: FloatDType, x: Float32Array): Promise<Float32Array
 }
 
 /** The cache's stored values as f64 (scale applied), read back from the reference backend's cache. */
-async function cacheValues(s: Shape, cache: KvCacheTensors): Promise<(blk: number, h: number, which: number, off: number, j: number) => number> {
+type CacheValue = ((blk: number, h: number, which: number, off: number, j: number) => number) & {
+  raw: (blk: number, h: number, which: number, off: number, j: number) => number;
+  scale: (blk: number, h: number, which: number, off: number) => number;
+};
+
+async function cacheValues(s: Shape, cache: KvCacheTensors): Promise<CacheValue> {
   const raw = await cache.kv.data();
   const sc = s.kv === 'i8' || s.kv === 'f8e4m3' ? ((await cache.kvScale.data()) as Float32Array) : null;
   const dec =
@@ -152,18 +157,37 @@ async function cacheValues(s: Shape, cache: KvCacheTensors): Promise<(blk: numbe
     : s.kv === 'bf16' ? (i: number) => bf16ToF32((raw as Uint16Array)[i]!)
     : s.kv === 'i8' ? (i: number) => (raw as Int8Array)[i]!
     : (i: number) => f8e4m3ToF32((raw as Uint8Array)[i]!);
-  return (blk, h, which, off, j) => {
+  const value: CacheValue = Object.assign((blk: number, h: number, which: number, off: number, j: number) => {
     const row = ((blk * s.Hkv + h) * 2 + which) * s.P + off;
     const v = dec(row * s.D + j);
     return sc ? v * sc[row]! : v;
-  };
+  }, {
+    // The stored value without its scale, and the scale (i8 caches take q . k in integers).
+    raw: (blk: number, h: number, which: number, off: number, j: number) => dec((((blk * s.Hkv + h) * 2 + which) * s.P + off) * s.D + j),
+    scale: (blk: number, h: number, which: number, off: number) => (sc ? sc[((blk * s.Hkv + h) * 2 + which) * s.P + off]! : 1),
+  });
+  return value;
+}
+
+/** kv_quantize_query (native/common/kv.h): a row of q * scale to int8, s = amax / 127, round half to even, in f32. */
+function quantizeQuery(x: Float32Array): { q: number[]; s: number } {
+  let amax = 0;
+  for (const v of x) amax = Math.max(amax, Math.abs(v));
+  const id = amax > 0 ? Math.fround(127 / amax) : 0;
+  const q = Array.from(x, (v) => {
+    const y = Math.fround(v * id);
+    const f = Math.floor(y);
+    const r = y - f > 0.5 || (y - f === 0.5 && f % 2 !== 0) ? f + 1 : f;
+    return Math.max(-127, Math.min(127, r)) + 0;
+  });
+  return { q, s: Math.fround(amax / 127) };
 }
 
 function referenceAttention(
   s: Shape,
   tables: Int32Array,
   maxBlocks: number,
-  value: (blk: number, h: number, which: number, off: number, j: number) => number,
+  value: CacheValue,
   q: Float32Array,
   o: PagedAttentionOptions,
 ): Float64Array {
@@ -181,10 +205,20 @@ function referenceAttention(
         const t0 = o.slidingWindow ? Math.max(0, pos - o.slidingWindow + 1) : 0;
         const at = (t: number, which: number, j: number) => value(tables[b * maxBlocks + Math.floor(t / s.P)]!, kh, which, t % s.P, j);
         const sc: number[] = [];
+        const qrow = q.subarray((row * s.H + h) * s.D, (row * s.H + h + 1) * s.D);
+        const qq = s.kv === 'i8' ? quantizeQuery(Float32Array.from(qrow, (x) => Math.fround(x * Math.fround(scale)))) : null;
         for (let t = t0; t <= pos; t++) {
-          let dot = 0;
-          for (let j = 0; j < s.D; j++) dot += q[(row * s.H + h) * s.D + j]! * at(t, 0, j);
-          let st = scale * dot;
+          let st: number;
+          if (qq) {
+            const blk = tables[b * maxBlocks + Math.floor(t / s.P)]!;
+            let dot = 0;
+            for (let j = 0; j < s.D; j++) dot += qq.q[j]! * value.raw(blk, kh, 0, t % s.P, j);
+            st = qq.s * value.scale(blk, kh, 0, t % s.P) * dot;
+          } else {
+            let dot = 0;
+            for (let j = 0; j < s.D; j++) dot += qrow[j]! * at(t, 0, j);
+            st = scale * dot;
+          }
           if (o.softCap) st = o.softCap * Math.tanh(st / o.softCap);
           if (o.alibiSlopes instanceof Float32Array) st += o.alibiSlopes[h]! * (t - pos);
           sc.push(st);

@@ -7,8 +7,13 @@
 //   s_t = scale * q . k_t;  if cap > 0: s_t = cap * tanh(s_t / cap);  if alibi: s_t += slope[h] * (t - pos)
 //   y = sum_t softmax(s)_t * v_t
 // where k_t, v_t are the rows of position t: block block_tables[b][t / P], offset t % P; for i8/f8e4m3 caches the
-// stored value times the row's scale (kv.h). No position kept (L = 0): y = 0. Only positions < L are ever read, so
-// whatever unused slots, unused blocks and table entries past ceil(L / P) hold (NaN included) cannot matter.
+// stored value times the row's scale (kv.h). No position kept (L = 0): y = 0.
+// i8 caches take q . k in integers, like matmul_q's int8 path: q' = f32(q) * f32(scale) is quantized per row of D
+// (kv_quantize_query: s_q = amax / 127, round half to even) and s_t = s_q * s_k(t) * sum_j q8_j k8_tj, the sum exact
+// (|sum| <= 1024 * 127 * 127 < 2^24, so f32 arithmetic on these integers is exact too). The rounding of q adds
+// ~0.3% RMS to the scores, about what the i8 keys carry already.
+// Only positions < L are ever read, so whatever unused slots, unused blocks and table entries past ceil(L / P) hold
+// (NaN included) cannot matter.
 // This reference walks the block table token by token and accumulates in double; y is rounded once to q's dtype.
 //   q, y: [B, H, D] (decode) or [T, H, D] (prefill); kv: [numBlocks, Hkv, 2, P, D]; kv_scale: [numBlocks, Hkv, 2, P]
 //   f32 or [0]; block_tables: [B, maxBlocks] i32; context_lens: [B] i32; query_start: [B + 1] i32; alibi: [H] or [0]
@@ -48,20 +53,37 @@ Status attention_ref(const OpArgs& a, bool prefill) {
     return v;
   };
   std::vector<double> s, out(static_cast<size_t>(D));
+  std::vector<float> qvals(static_cast<size_t>(D));
+  std::vector<int8_t> q8(static_cast<size_t>(D));
+  const bool int_qk = g.dtype == DType::i8;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t L = ctx[b];
     const int64_t q0 = qs ? qs[b] : b, nq = qs ? qs[b + 1] - qs[b] : 1;
     for (int64_t i = 0; i < nq; ++i) {
       const int64_t pos = L - nq + i;
       for (int64_t h = 0; h < H; ++h) {
-        const int64_t kh = h / group, qrow = ((q0 + i) * H + h) * D;
+        const int64_t kh = h / group, qrow_base = ((q0 + i) * H + h) * D;
         const int64_t t0 = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
         s.assign(static_cast<size_t>(std::max<int64_t>(pos + 1 - t0, 0)), 0.0);
         double m = -INFINITY;
+        float sq = 0;
+        if (int_qk) {
+          for (int64_t j = 0; j < D; ++j) qvals[static_cast<size_t>(j)] = load_f32(q.data, q.dtype, qrow_base + j) * static_cast<float>(scale);
+          sq = kv_quantize_query(qvals.data(), D, q8.data());
+        }
         for (int64_t t = t0; t <= pos; ++t) {
-          double dot = 0;
-          for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(load_f32(q.data, q.dtype, qrow + j)) * elem(b, kh, 0, t, j);
-          double st = scale * dot;
+          double st;
+          if (int_qk) {
+            const int64_t blk = tables[b * max_blocks + t / g.p], off = t % g.p;
+            const int8_t* krow = static_cast<const int8_t*>(kv.data) + g.tile(blk, kh, 0) + off * D;
+            int64_t dot = 0;
+            for (int64_t j = 0; j < D; ++j) dot += static_cast<int64_t>(q8[static_cast<size_t>(j)]) * krow[j];
+            st = static_cast<double>(sq) * static_cast<const float*>(kv_scale.data)[g.scale_tile(blk, kh, 0) + off] * static_cast<double>(dot);
+          } else {
+            double dot = 0;
+            for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(load_f32(q.data, q.dtype, qrow_base + j)) * elem(b, kh, 0, t, j);
+            st = scale * dot;
+          }
           if (cap > 0) st = cap * std::tanh(st / cap);
           if (slopes) st += static_cast<double>(slopes[h]) * static_cast<double>(t - pos);
           s[static_cast<size_t>(t - t0)] = st;
@@ -74,7 +96,7 @@ Status attention_ref(const OpArgs& a, bool prefill) {
           const double p = s[static_cast<size_t>(t - t0)] / l;
           for (int64_t j = 0; j < D; ++j) out[static_cast<size_t>(j)] += p * elem(b, kh, 1, t, j);
         }
-        for (int64_t j = 0; j < D; ++j) store_f32(y.data, y.dtype, qrow + j, static_cast<float>(out[static_cast<size_t>(j)]));
+        for (int64_t j = 0; j < D; ++j) store_f32(y.data, y.dtype, qrow_base + j, static_cast<float>(out[static_cast<size_t>(j)]));
       }
     }
   }

@@ -24,6 +24,13 @@ struct AttnTask {
   const int32_t* lo;
   const int32_t* hi;
   const float* slope;  // [R] ALiBi slopes, or nullptr
+  // i8 caches (integer q . k): q holds each row quantized to int8 (as exact f32 integers), q8 the same as bytes
+  // [R][Dq8] (zero past D; Dq8 = D rounded up to 64), qsum their sums, qscale the rows' scales (the score is
+  // qscale * kscale * dot). nullptr for the other caches.
+  const int8_t* q8;
+  const int32_t* qsum;
+  const float* qscale;
+  int32_t Dq8;
   int32_t R, Rh, D, Dp;  // R = (kh1 - kh0) * Rh rows
   float cap;  // logit soft-cap, 0 for none
   // Keys: positions [t0, t1) of the sequence whose block table row is `table`.

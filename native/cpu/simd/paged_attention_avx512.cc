@@ -3,6 +3,10 @@
 // broadcasts) here.
 #include "paged_attention.h"
 
+// GCC 12's own avx512fintrin.h self-initializes a temporary in _mm512_extract*x4 (`__Y = __Y`), which
+// -Wmaybe-uninitialized reports at every use under the sanitizer build's flags: a header false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #define LK_PA_ENTRY paged_attention_avx512_task
 #define LK_PA_ZMM 1
 #define LK_PA_MAX_RR 8  // 32 vector registers: 8 rows x 2 accumulators + operands (all G = 8 heads of a GQA group at once)
