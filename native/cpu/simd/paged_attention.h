@@ -16,7 +16,7 @@
 namespace lk {
 
 constexpr int kAttnChunk = 16;  // positions per chunk: K and V of a chunk in f32 stay in L1 (2 x 8 KiB at D = 128)
-constexpr int kAttnStride = kAttnChunk + 8;  // row stride of the score scratch: room for the pair partner of position 15
+constexpr int kAttnStride = 2 * kAttnChunk;  // row stride of the score scratch: 64-byte rows, room for partners past 15
 
 struct AttnTask {
   // Rows: q [R][Dp] f32, already times the softmax scale, zero past D; Dp = D rounded up to 8.
