@@ -81,6 +81,64 @@ inline float kv_quantize_query(const float* x, int64_t d, int8_t* q) {
   return quantize_act_block(x, d, q, &sum);
 }
 
+// exp(x) for x <= 0 as the CPU kernels compute it (simd/paged_attention_kernel.inc's exp8, lane by lane): 2^n e^r,
+// n = round(x log2 e) (ties to even), r = x - n ln 2 in two fused steps, Cephes' degree-6 polynomial with fused
+// multiply-adds; x clamped at -87.3. Relative error ~2e-7. Part of the i8 caches' spec (below), so every backend
+// and the reference compute it bit for bit alike.
+inline float kv_exp(float x) {
+  x = x > -87.3f ? x : -87.3f;
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = std::fma(-n, 0.693359375f, x);
+  r = std::fma(-n, -2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p, r * r, r + 1.0f);
+  return p * f32_from_bits(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+}
+
+// i8 caches take p . v in integers too. For one query row and one aligned chunk of kKvChunk positions (positions
+// t with t / kKvChunk = k, inside the row's range), with s_t the scores in f32 (kv_score_i8) and m_k their max:
+//   e_t = kv_exp(s_t - m_k),  w_t = e_t * sv_t (sv: V's row scale),  c_k = max_t w_t / 255,
+//   u_t = round_half_even(w_t * (255 / max_t w_t)) in 0..255  (kv_quantize_weights)
+//   y = sum_k e^(m_k - M) c_k sum_t u_t v8_t  /  sum_k e^(m_k - M) sum_t e_t,  M = max_k m_k.
+// The weights' rounding (1/510 of the chunk's largest weight) adds ~0.1% RMS to y. Chunks are aligned to absolute
+// positions, so the result does not depend on how a context is split into partitions or threads.
+constexpr int kKvChunk = 16;
+
+// u from w[0..n) (w >= 0); returns c = max w / 255 (0 when every w is 0: u = 0; NaN when a w is NaN or Inf).
+inline float kv_quantize_weights(const float* w, int n, uint8_t* u) {
+  float wmax = 0.0f;
+  bool finite = true;
+  for (int i = 0; i < n; ++i) {
+    finite = finite && w[i] <= 3.40282347e+38f && w[i] >= 0.0f;  // false for NaN, Inf and negative scales
+    wmax = w[i] > wmax ? w[i] : wmax;
+  }
+  if (!finite || wmax == 0.0f) {
+    for (int i = 0; i < n; ++i) u[i] = 0;
+    return finite ? 0.0f : std::nanf("");
+  }
+  const float inv = 255.0f / wmax;
+  for (int i = 0; i < n; ++i) {
+    const float v = std::nearbyint(w[i] * inv);
+    u[i] = static_cast<uint8_t>(v > 255.0f ? 255.0f : v);
+  }
+  return wmax / 255.0f;
+}
+
+// The score of an i8 cache in f32, as every backend computes it: the exact integer dot times the key's scale, times
+// the query's scale (kv_quantize_query), soft-capped (cap > 0), plus the ALiBi term slope * (t - pos), fused.
+inline float kv_score_i8(int64_t dot, float k_scale, float q_scale, float cap, float slope, int64_t t, int64_t pos) {
+  float v = static_cast<float>(dot) * k_scale;
+  v *= q_scale;
+  if (cap > 0) v = cap * std::tanh(v / cap);
+  if (slope != 0.0f) v = std::fma(slope, static_cast<float>(t - pos), v);
+  return v;
+}
+
 // The value of element j of a cache row (without its scale for the quantized dtypes).
 inline float kv_load(const void* row, DType t, int64_t j) {
   switch (t) {

@@ -51,8 +51,9 @@ void attend_scalar(const AttnTask& t, const KvGeom& g) {
   float* s = Kf + kAttnChunk * Dp;
   float* ksc = s + kAttnStride;
   float* vsc = ksc + kAttnStride;
-  for (int64_t c0 = t.t0; c0 < t.t1; c0 += kAttnChunk) {
-    const int n = static_cast<int>(std::min<int64_t>(kAttnChunk, t.t1 - c0));
+  for (int64_t c0 = t.t0, c1; c0 < t.t1; c0 = c1) {  // aligned chunks, like the SIMD kernel's
+    c1 = std::min<int64_t>((c0 / kAttnChunk + 1) * kAttnChunk, t.t1);
+    const int n = static_cast<int>(c1 - c0);
     for (int64_t kh = t.kh0; kh < t.kh1; ++kh) {
       load_rows_scalar(t, g, kh, 0, c0, n, Kf, ksc);
       load_rows_scalar(t, g, kh, 1, c0, n, Vf, vsc);
@@ -60,6 +61,37 @@ void attend_scalar(const AttnTask& t, const KvGeom& g) {
         const int64_t a = std::max<int64_t>(t.lo[r], c0), b = std::min<int64_t>(t.hi[r], c0 + n - 1);
         if (a > b) continue;
         const float* q = t.q + r * Dp;
+        if (t.qscale) {  // i8: the integer spec of common/kv.h, step by step
+          float w[kAttnChunk];
+          uint8_t u[kAttnChunk];
+          float mk = -INFINITY;
+          for (int64_t p = a; p <= b; ++p) {
+            const int k = static_cast<int>(p - c0);
+            float dot = 0;  // integers: exact
+            for (int64_t d = 0; d < Dp; ++d) dot += q[d] * Kf[k * Dp + d];
+            s[k] = kv_score_i8(static_cast<int64_t>(dot), ksc[k], t.qscale[r], t.cap, t.slope ? t.slope[r] : 0.0f, p, t.hi[r]);
+            mk = std::max(mk, s[k]);
+          }
+          float esum = 0;
+          for (int64_t p = a; p <= b; ++p) {
+            const float e = kv_exp(s[p - c0] - mk);
+            esum += e;
+            w[p - a] = e * vsc[p - c0];
+          }
+          const float c = kv_quantize_weights(w, static_cast<int>(b - a + 1), u);
+          const float m_new = std::max(mk, t.m[r]);
+          const float alpha = t.m[r] == -INFINITY ? 0.0f : kv_exp(t.m[r] - m_new);
+          const float beta = kv_exp(mk - m_new);
+          float* acc = t.acc + r * Dp;
+          for (int64_t d = 0; d < Dp; ++d) acc[d] *= alpha;
+          for (int64_t p = a; p <= b; ++p) {
+            const float wt = static_cast<float>(u[p - a]) * (c * beta);
+            for (int64_t d = 0; d < Dp; ++d) acc[d] += wt * Vf[(p - c0) * Dp + d];
+          }
+          t.l[r] = t.l[r] * alpha + beta * esum;
+          t.m[r] = m_new;
+          continue;
+        }
         float mc = -INFINITY;
         for (int64_t p = a; p <= b; ++p) {
           const int k = static_cast<int>(p - c0);
@@ -177,10 +209,22 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
         gr.partial = partial_floats;
         partial_floats += gr.parts * rows * (Dp + 2);
       }
-      for (int64_t p = 0; p < gr.parts; ++p)  // psize may be INT64_MAX (one part): no lo + psize
-        items.push_back({gi, p, gr.lo + p * (len / gr.parts), p + 1 == gr.parts ? gr.hi + 1 : gr.lo + (p + 1) * (len / gr.parts)});
+      // Equal parts, their inner boundaries on multiples of kAttnChunk (the i8 spec's aligned chunks must not be
+      // cut; common/kv.h). psize may be INT64_MAX (one part): no lo + psize.
+      auto bound = [&](int64_t p) -> int64_t {
+        if (p == 0) return gr.lo;
+        if (p == gr.parts) return gr.hi + 1;
+        const int64_t b = (gr.lo + p * (len / gr.parts)) / kAttnChunk * kAttnChunk;
+        return std::min(std::max(b, gr.lo), gr.hi + 1);
+      };
+      for (int64_t p = 0; p < gr.parts; ++p)
+        if (bound(p + 1) > bound(p)) items.push_back({gi, p, bound(p), bound(p + 1)});
     }
     partial.resize(static_cast<size_t>(partial_floats));
+    for (const Group& gr : groups)  // m = -inf: a part left empty by the aligned boundaries merges as nothing
+      if (gr.partial >= 0)
+        for (int64_t p = 0; p < gr.parts; ++p)
+          std::fill_n(partial.begin() + gr.partial + p * gr.nq * G * (gr.kh1 - gr.kh0) * (Dp + 2), gr.nq * G * (gr.kh1 - gr.kh0), -INFINITY);
     std::sort(items.begin(), items.end(), [&](const Item& x, const Item& z) {
       const Group &gx = groups[static_cast<size_t>(x.group)], &gz = groups[static_cast<size_t>(z.group)];
       return (x.t1 - x.t0) * gx.nq * (gx.kh1 - gx.kh0) > (z.t1 - z.t0) * gz.nq * (gz.kh1 - gz.kh0);

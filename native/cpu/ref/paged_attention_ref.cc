@@ -8,10 +8,11 @@
 //   y = sum_t softmax(s)_t * v_t
 // where k_t, v_t are the rows of position t: block block_tables[b][t / P], offset t % P; for i8/f8e4m3 caches the
 // stored value times the row's scale (kv.h). No position kept (L = 0): y = 0.
-// i8 caches take q . k in integers, like matmul_q's int8 path: q' = f32(q) * f32(scale) is quantized per row of D
-// (kv_quantize_query: s_q = amax / 127, round half to even) and s_t = s_q * s_k(t) * sum_j q8_j k8_tj, the sum exact
-// (|sum| <= 1024 * 127 * 127 < 2^24, so f32 arithmetic on these integers is exact too). The rounding of q adds
-// ~0.3% RMS to the scores, about what the i8 keys carry already.
+// i8 caches take q . k and p . v in integers (common/kv.h has the whole spec): q' = f32(q) * f32(scale) is quantized
+// per row of D (kv_quantize_query: s_q = amax / 127, round half to even) and s_t = s_q * s_k(t) * sum_j q8_j k8_tj
+// (the sum exact: |sum| <= 1024 * 127 * 127 < 2^24, so f32 arithmetic on these integers is exact too); the softmax
+// weights of each aligned chunk of 16 positions are rounded to u8 (kv_quantize_weights) and summed with the i8 V
+// rows in integers. The rounding of q adds ~0.3% RMS to the scores, that of the weights ~0.1% to y.
 // Only positions < L are ever read, so whatever unused slots, unused blocks and table entries past ceil(L / P) hold
 // (NaN included) cannot matter.
 // This reference walks the block table token by token and accumulates in double; y is rounded once to q's dtype.
@@ -27,6 +28,61 @@
 namespace lk {
 
 namespace {
+
+// One query row over an i8 cache, positions [t0, pos] (kv.h: the integer q . k and p . v spec). Scores and the
+// weights' rounding in f32 exactly as specified; the sums over chunks in double.
+void attend_i8(const KvGeom& g, const TensorView& kv, const TensorView& kv_scale, const int32_t* table, int64_t kh,
+               const int8_t* q8, float sq, float cap, float slope, int64_t t0, int64_t pos, double* out) {
+  const int64_t D = g.d;
+  const int8_t* data = static_cast<const int8_t*>(kv.data);
+  const float* scales = static_cast<const float*>(kv_scale.data);
+  struct Chunk {
+    float m;
+    double esum, c;
+    std::vector<int64_t> isum;
+  };
+  std::vector<Chunk> chunks;
+  for (int64_t c0 = t0; c0 <= pos;) {
+    const int64_t c1 = std::min(pos + 1, (c0 / kKvChunk + 1) * kKvChunk);  // the aligned chunk's part in range
+    const int n = static_cast<int>(c1 - c0);
+    float s[kKvChunk], w[kKvChunk];
+    uint8_t u[kKvChunk];
+    float m = -INFINITY;
+    for (int i = 0; i < n; ++i) {
+      const int64_t t = c0 + i, blk = table[t / g.p], off = t % g.p;
+      const int8_t* k = data + g.tile(blk, kh, 0) + off * D;
+      int64_t dot = 0;
+      for (int64_t j = 0; j < D; ++j) dot += static_cast<int64_t>(q8[j]) * k[j];
+      s[i] = kv_score_i8(dot, scales[g.scale_tile(blk, kh, 0) + off], sq, cap, slope, t, pos);
+      m = std::max(m, s[i]);
+    }
+    Chunk ch{m, 0.0, 0.0, std::vector<int64_t>(static_cast<size_t>(D), 0)};
+    for (int i = 0; i < n; ++i) {
+      const int64_t t = c0 + i, blk = table[t / g.p], off = t % g.p;
+      const float e = kv_exp(s[i] - m);
+      ch.esum += e;
+      w[i] = e * scales[g.scale_tile(blk, kh, 1) + off];
+    }
+    ch.c = kv_quantize_weights(w, n, u);
+    for (int i = 0; i < n; ++i) {
+      const int64_t t = c0 + i, blk = table[t / g.p], off = t % g.p;
+      const int8_t* v = data + g.tile(blk, kh, 1) + off * D;
+      for (int64_t j = 0; j < D; ++j) ch.isum[static_cast<size_t>(j)] += static_cast<int64_t>(u[i]) * v[j];
+    }
+    chunks.push_back(std::move(ch));
+    c0 = c1;
+  }
+  for (int64_t j = 0; j < D; ++j) out[j] = 0;
+  if (chunks.empty()) return;
+  double M = -INFINITY, l = 0;
+  for (const Chunk& ch : chunks) M = std::max(M, static_cast<double>(ch.m));
+  for (const Chunk& ch : chunks) {
+    const double f = std::exp(static_cast<double>(ch.m) - M);
+    l += f * ch.esum;
+    for (int64_t j = 0; j < D; ++j) out[j] += f * ch.c * static_cast<double>(ch.isum[static_cast<size_t>(j)]);
+  }
+  for (int64_t j = 0; j < D; ++j) out[j] /= l;
+}
 
 Status attention_ref(const OpArgs& a, bool prefill) {
   const TensorView &q = a.in[0], &kv = a.in[1], &kv_scale = a.in[2], &bt = a.in[3], &lens = a.in[4];
@@ -71,15 +127,15 @@ Status attention_ref(const OpArgs& a, bool prefill) {
           for (int64_t j = 0; j < D; ++j) qvals[static_cast<size_t>(j)] = load_f32(q.data, q.dtype, qrow_base + j) * static_cast<float>(scale);
           sq = kv_quantize_query(qvals.data(), D, q8.data());
         }
+        if (int_qk) {
+          attend_i8(g, kv, kv_scale, tables + b * max_blocks, kh, q8.data(), sq, static_cast<float>(cap),
+                    slopes ? slopes[h] : 0.0f, t0, pos, out.data());
+          for (int64_t j = 0; j < D; ++j) store_f32(y.data, y.dtype, qrow_base + j, static_cast<float>(out[static_cast<size_t>(j)]));
+          continue;
+        }
         for (int64_t t = t0; t <= pos; ++t) {
           double st;
-          if (int_qk) {
-            const int64_t blk = tables[b * max_blocks + t / g.p], off = t % g.p;
-            const int8_t* krow = static_cast<const int8_t*>(kv.data) + g.tile(blk, kh, 0) + off * D;
-            int64_t dot = 0;
-            for (int64_t j = 0; j < D; ++j) dot += static_cast<int64_t>(q8[static_cast<size_t>(j)]) * krow[j];
-            st = static_cast<double>(sq) * static_cast<const float*>(kv_scale.data)[g.scale_tile(blk, kh, 0) + off] * static_cast<double>(dot);
-          } else {
+          {
             double dot = 0;
             for (int64_t j = 0; j < D; ++j) dot += static_cast<double>(load_f32(q.data, q.dtype, qrow_base + j)) * elem(b, kh, 0, t, j);
             st = scale * dot;
