@@ -229,6 +229,27 @@ function checkTables(fn: string, g: KvShape, B: number, tables: Int32Array | nul
   }
 }
 
+/** The block tables and lengths as [B, maxBlocks] and [B] i32 views (uploading Int32Arrays into `tmps`). */
+function tableViews(
+  fn: string,
+  blockTables: Int32Array | Tensor<'i32'>,
+  contextLens: Int32Array | Tensor<'i32'>,
+  B: number,
+  maxBlocks: number,
+  device: Tensor['device'],
+  tmps: (Tensor | null)[],
+): [Tensor<'i32'>, Tensor<'i32'>] {
+  const bt = i32Arg(fn, 'blockTables', blockTables, B * maxBlocks, device);
+  tmps.push(bt.tmp);
+  const cl = i32Arg(fn, 'contextLens', contextLens, B, device);
+  tmps.push(cl.tmp);
+  const btv = (bt.tmp ?? (blockTables as Tensor<'i32'>)).reshape([B, maxBlocks]);
+  tmps.push(btv);
+  const clv = (cl.tmp ?? (contextLens as Tensor<'i32'>)).reshape([B]);
+  tmps.push(clv);
+  return [btv as Tensor<'i32'>, clv as Tensor<'i32'>];
+}
+
 function tableWidth(fn: string, tables: unknown, B: number): number {
   const n = tables instanceof Int32Array ? tables.length : tables instanceof Tensor ? tables.numel : -1;
   if (n < 0) throw typeError(expected(fn, 'an Int32Array or an i32 Tensor', 'blockTables', tables));
@@ -267,12 +288,7 @@ export function pagedAttentionDecode<D extends FloatDType>(
   const o = parseOptions(fn, options, qt.shape[1]!, g.D, qt.device);
   const tmps: (Tensor | null)[] = [o.alibi.tmp];
   try {
-    const bt = i32Arg(fn, 'blockTables', blockTables, B * maxBlocks, qt.device);
-    tmps.push(bt.tmp);
-    const cl = i32Arg(fn, 'contextLens', contextLens, B, qt.device);
-    tmps.push(cl.tmp);
-    using btv = (bt.tmp ?? (blockTables as Tensor<'i32'>)).reshape([B, maxBlocks]);
-    using clv = (cl.tmp ?? (contextLens as Tensor<'i32'>)).reshape([B]);
+    const [btv, clv] = tableViews(fn, blockTables, contextLens, B, maxBlocks, qt.device, tmps);
     const inputs = [qt.handle(fn, 'q'), cache.kv.handle(fn), cache.kvScale.handle(fn), btv.handle(fn), clv.handle(fn), o.alibi.h];
     const shape = qt.shape.slice();
     return wrapNative(runNative('paged_attention_decode', qt.device, inputs, qt.dtype, shape, o.scale, o.cap, o.window, o.partition), qt.dtype, shape, qt.device) as Tensor<D>;
@@ -325,14 +341,9 @@ export function pagedAttentionPrefill<D extends FloatDType>(
   const o = parseOptions(fn, options, qt.shape[1]!, g.D, qt.device);
   const tmps: (Tensor | null)[] = [o.alibi.tmp];
   try {
-    const bt = i32Arg(fn, 'blockTables', blockTables, B * maxBlocks, qt.device);
-    tmps.push(bt.tmp);
-    const cl = i32Arg(fn, 'contextLens', contextLens, B, qt.device);
-    tmps.push(cl.tmp);
+    const [btv, clv] = tableViews(fn, blockTables, contextLens, B, maxBlocks, qt.device, tmps);
     const qs = i32Arg(fn, 'queryStart', queryStart, B + 1, qt.device);
     tmps.push(qs.tmp);
-    using btv = (bt.tmp ?? (blockTables as Tensor<'i32'>)).reshape([B, maxBlocks]);
-    using clv = (cl.tmp ?? (contextLens as Tensor<'i32'>)).reshape([B]);
     using qsv = (qs.tmp ?? (queryStart as Tensor<'i32'>)).reshape([B + 1]);
     const inputs = [qt.handle(fn, 'q'), cache.kv.handle(fn), cache.kvScale.handle(fn), btv.handle(fn), clv.handle(fn), qsv.handle(fn), o.alibi.h];
     const shape = qt.shape.slice();

@@ -71,6 +71,25 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
   });
 }
 
+// The leading arguments of run and runInto: (op, backend, kind, index), with the backend matching the device.
+struct OpHead {
+  OpId op;
+  const char* name;
+  Backend backend;
+  Device dev;
+};
+OpHead parse_op_head(Napi::Env env, const Napi::CallbackInfo& info, const char* fn) {
+  OpHead h;
+  h.op = static_cast<OpId>(parse_int(env, info[0], fn, "op", 0, kNumOps - 1));
+  h.name = op_info(h.op).name;
+  h.backend = static_cast<Backend>(parse_int(env, info[1], h.name, "backend", 0, kNumBackends - 1));
+  h.dev = parse_device(env, info[2], info[3], h.name);
+  if ((h.backend == Backend::cuda) != (h.dev.kind == DeviceKind::cuda))
+    throw_status(env, range_error(std::string(h.name) + ": expected backend " + backend_name(h.backend) +
+                                  " to match the device, got " + h.dev.name()));
+  return h;
+}
+
 constexpr int kMaxInputs = 8;  // the most inputs an op of ops.def has (paged_attention_prefill: 7)
 static_assert(kMaxInputs + 2 <= Stream::kMaxKeep, "the stream keeps every input and output of an op");
 
@@ -81,13 +100,11 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     AddonData& data = addon_data(env);
     OpArgs a;
-    a.op = static_cast<OpId>(parse_int(env, info[0], "run", "op", 0, kNumOps - 1));
-    const char* name = op_info(a.op).name;
-    const Backend b = static_cast<Backend>(parse_int(env, info[1], name, "backend", 0, kNumBackends - 1));
-    const Device dev = parse_device(env, info[2], info[3], name);
-    if ((b == Backend::cuda) != (dev.kind == DeviceKind::cuda))
-      throw_status(env, range_error(std::string(name) + ": expected backend " + backend_name(b) +
-                                    " to match the device, got " + dev.name()));
+    const OpHead head = parse_op_head(env, info, "run");
+    a.op = head.op;
+    const char* name = head.name;
+    const Backend b = head.backend;
+    const Device dev = head.dev;
     if (!info[4].IsArray())
       throw_status(env, type_error(std::string(name) + ": expected an array of tensors for inputs, got another value"));
     Napi::Array ins = info[4].As<Napi::Array>();
@@ -150,13 +167,11 @@ Napi::Value run_into(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     AddonData& data = addon_data(env);
     OpArgs a;
-    a.op = static_cast<OpId>(parse_int(env, info[0], "runInto", "op", 0, kNumOps - 1));
-    const char* name = op_info(a.op).name;
-    const Backend b = static_cast<Backend>(parse_int(env, info[1], name, "backend", 0, kNumBackends - 1));
-    const Device dev = parse_device(env, info[2], info[3], name);
-    if ((b == Backend::cuda) != (dev.kind == DeviceKind::cuda))
-      throw_status(env, range_error(std::string(name) + ": expected backend " + backend_name(b) +
-                                    " to match the device, got " + dev.name()));
+    const OpHead head = parse_op_head(env, info, "runInto");
+    a.op = head.op;
+    const char* name = head.name;
+    const Backend b = head.backend;
+    const Device dev = head.dev;
     if (!info[4].IsArray() || !info[5].IsArray())
       throw_status(env, type_error(std::string(name) + ": expected arrays of tensors for inputs and outputs, got another value"));
     Napi::Array ins = info[4].As<Napi::Array>(), outs = info[5].As<Napi::Array>();
