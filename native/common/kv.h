@@ -106,7 +106,8 @@ inline float kv_exp(float x) {
 //   u_t = round_half_even(w_t * (255 / max_t w_t)) in 0..255  (kv_quantize_weights)
 //   y = sum_k e^(m_k - M) c_k sum_t u_t v8_t  /  sum_k e^(m_k - M) sum_t e_t,  M = max_k m_k.
 // The weights' rounding (1/510 of the chunk's largest weight) adds ~0.1% RMS to y. Chunks are aligned to absolute
-// positions, so the result does not depend on how a context is split into partitions or threads.
+// positions, so the rounding does not depend on how a context is split into partitions or threads (the f32 sums'
+// order does, as for every dtype).
 constexpr int kKvChunk = 16;
 
 // u from w[0..n) (w >= 0); returns c = max w / 255 (0 when every w is 0: u = 0; NaN when a w is NaN or Inf).
