@@ -15,6 +15,7 @@
  * ```
  */
 import { type DeviceSpec, resolveDevice, type Device } from '../device.js';
+import { DTYPE_SIZE } from '../dtype.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { cacheWrite, kvCopyBlocks, KV_DTYPES, pagedAttentionDecode, pagedAttentionPrefill, type KvCacheTensors, type KvDType, type PagedAttentionOptions } from '../ops/attention.js';
 import { Tensor } from '../tensor.js';
@@ -154,8 +155,8 @@ export class PagedKvCache {
   /** Bytes of every layer's pools and scales. */
   get bytes(): number {
     const per = this.numBlocks * this.numKvHeads * 2 * this.blockSize;
-    const es = this.dtype === 'f32' ? 4 : this.dtype === 'f16' || this.dtype === 'bf16' ? 2 : 1;
-    return this.numLayers * per * (this.headDim * es + (es === 1 ? 4 : 0));
+    const quantized = this.dtype === 'i8' || this.dtype === 'f8e4m3';
+    return this.numLayers * per * (this.headDim * DTYPE_SIZE[this.dtype] + (quantized ? 4 : 0));
   }
 
   /** The cache tensors of layer `l` (owned by the cache: do not dispose them). */

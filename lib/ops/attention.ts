@@ -176,6 +176,14 @@ interface Parsed {
   alibi: { h: number; tmp: Tensor | null };
 }
 
+// The empty "no ALiBi" input, one per device for the life of the module (0 bytes): not an allocation per call.
+const emptySlopes = new Map<Tensor['device'], Tensor>();
+function noSlopes(device: Tensor['device']): Tensor {
+  let t = emptySlopes.get(device);
+  if (!t) emptySlopes.set(device, (t = Tensor.empty([0], { device })));
+  return t;
+}
+
 function parseOptions(fn: string, options: unknown, H: number, D: number, device: Tensor['device']): Parsed {
   const o = checkObject(fn, 'options', options) as PagedAttentionOptions;
   const scale = o.scale === undefined ? 1 / Math.sqrt(D) : checkFiniteNumber(fn, 'options.scale', o.scale);
@@ -186,8 +194,7 @@ function parseOptions(fn: string, options: unknown, H: number, D: number, device
   let alibi: { h: number; tmp: Tensor | null };
   const a = o.alibiSlopes;
   if (a === undefined) {
-    const tmp = Tensor.empty([0], { device });
-    alibi = { h: tmp.handle(fn), tmp };
+    alibi = { h: noSlopes(device).handle(fn), tmp: null };
   } else if (a instanceof Float32Array) {
     if (a.length !== H) throw rangeError(expected(fn, `${H} slopes (one per query head)`, 'options.alibiSlopes.length', a.length));
     const tmp = Tensor.fromArray(a, { device });

@@ -244,8 +244,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
     const int64_t token = qs ? qs[gr.b] + i : gr.b;
     return (token * H + h) * D;
   };
-  auto finalize = [&](const Group& gr, int64_t r, float m, float l, const float* acc) {
-    (void)m;
+  auto finalize = [&](const Group& gr, int64_t r, float l, const float* acc) {
     const int64_t yi = y_index(gr, r);
     const float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int64_t d = 0; d < D; ++d) store_f32(y.data, y.dtype, yi + d, l > 0 ? acc[d] * inv : 0.0f);
@@ -319,7 +318,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
           attend_scalar(t, g);
       }
       if (gr.partial < 0)
-        for (int64_t r = 0; r < R; ++r) finalize(gr, r, m[r], l[r], acc + r * Dp);
+        for (int64_t r = 0; r < R; ++r) finalize(gr, r, l[r], acc + r * Dp);
     }
   };
   const int nt = static_cast<int>(std::min<int64_t>(threads, static_cast<int64_t>(items.size())));
@@ -349,7 +348,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
             const float* pa = base + 2 * R + r * Dp;
             for (int64_t d = 0; d < D; ++d) acc[static_cast<size_t>(d)] += pa[d] * w;
           }
-          finalize(gr, r, M, l, acc.data());
+          finalize(gr, r, l, acc.data());
         }
       }
     });

@@ -4,8 +4,10 @@
 #include "paged_attention.h"
 
 // GCC 12's own avx512fintrin.h self-initializes a temporary in _mm512_extract*x4 (`__Y = __Y`), which
-// -Wmaybe-uninitialized reports at every use under the sanitizer build's flags: a header false positive.
+// -Wmaybe-uninitialized / -Wuninitialized report at its uses (the _mm512 reductions among them): a header false
+// positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #define LK_PA_ENTRY paged_attention_avx512_task
 #define LK_PA_ZMM 1
