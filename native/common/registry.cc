@@ -281,6 +281,66 @@ Status validate_op(const OpArgs& a) {
         return range_error(expected(op, "a partition size in [0, 2^31) tokens (0: automatic)", "partitionSize", std::to_string(a.params.i[1])));
       return Status::OK();
     }
+    case OpId::embedding: {
+      const TensorView &table = in[0], &ids = in[1];
+      LK_RETURN_IF_ERROR(check_float(op, "table.dtype", table));
+      LK_RETURN_IF_ERROR(check_float(op, "y.dtype", y));
+      if (table.ndim != 2) return range_error(expected(op, "table of 2 dimensions [V, E]", "table.shape", table.shape_str()));
+      LK_RETURN_IF_ERROR(check_dtype(op, "ids.dtype", ids, DType::i32));
+      if (ids.ndim != 1) return range_error(expected(op, "ids of 1 dimension [T]", "ids.shape", ids.shape_str()));
+      if (y.ndim != 2 || y.shape[0] != ids.shape[0] || y.shape[1] != table.shape[1])
+        return range_error(expected(op, "y of shape [T=" + std::to_string(ids.shape[0]) + ", E=" + std::to_string(table.shape[1]) + "]",
+                                    "y.shape", y.shape_str()));
+      return Status::OK();
+    }
+    case OpId::rms_norm:
+    case OpId::add_rms_norm: {
+      const bool add = a.op == OpId::add_rms_norm;
+      const TensorView &x = in[0], &w = in[add ? 2 : 1];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      if (x.ndim < 1 || x.cols() < 1) return range_error(expected(op, "x of shape [..., N] with N >= 1", "x.shape", x.shape_str()));
+      if (add) {
+        LK_RETURN_IF_ERROR(check_dtype(op, "r.dtype", in[1], x.dtype));
+        LK_RETURN_IF_ERROR(check_shape(op, "r.shape", in[1], x));
+      }
+      LK_RETURN_IF_ERROR(check_float(op, "w.dtype", w));
+      if (w.ndim != 1 || w.shape[0] != x.cols())
+        return range_error(expected(op, "w of shape [N=" + std::to_string(x.cols()) + "]", "w.shape", w.shape_str()));
+      for (int o = 0; o < a.n_out; ++o) {
+        LK_RETURN_IF_ERROR(check_dtype(op, o == a.n_out - 1 ? "y.dtype" : "s.dtype", a.out[o], x.dtype));
+        LK_RETURN_IF_ERROR(check_shape(op, o == a.n_out - 1 ? "y.shape" : "s.shape", a.out[o], x));
+      }
+      const double eps = a.params.f[0];
+      if (!(eps > 0) || !std::isfinite(eps)) return range_error(expected(op, "a finite number > 0", "eps", std::to_string(eps)));
+      return Status::OK();
+    }
+    case OpId::rope: {
+      const TensorView &x = in[0], &pos = in[1], &freq = in[2];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      if (x.ndim != 3) return range_error(expected(op, "x of shape [T, H, D]", "x.shape", x.shape_str()));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, x.dtype));
+      LK_RETURN_IF_ERROR(check_shape(op, "y.shape", y, x));
+      LK_RETURN_IF_ERROR(check_dtype(op, "positions.dtype", pos, DType::i32));
+      if (pos.ndim != 1 || pos.shape[0] != x.shape[0])
+        return range_error(expected(op, "positions of shape [T=" + std::to_string(x.shape[0]) + "]", "positions.shape", pos.shape_str()));
+      LK_RETURN_IF_ERROR(check_dtype(op, "invFreq.dtype", freq, DType::f32));
+      if (freq.ndim != 1 || freq.shape[0] < 1 || 2 * freq.shape[0] > x.shape[2])
+        return range_error(expected(op, "invFreq of shape [R/2] with 1 <= R/2 <= D/2=" + std::to_string(x.shape[2] / 2), "invFreq.shape",
+                                    freq.shape_str()));
+      if (a.params.i[0] != 0 && a.params.i[0] != 1)
+        return range_error(expected(op, "pairing 0 (rotate-half) or 1 (interleaved)", "pairing", std::to_string(a.params.i[0])));
+      return Status::OK();
+    }
+    case OpId::silu_mul: {
+      const TensorView& x = in[0];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, x.dtype));
+      if (x.ndim < 1 || x.cols() < 2 || x.cols() % 2 != 0)
+        return range_error(expected(op, "x of shape [..., 2F] (an even last dimension >= 2)", "x.shape", x.shape_str()));
+      if (y.ndim != x.ndim || y.rows() != x.rows() || y.cols() * 2 != x.cols())
+        return range_error(expected(op, "y of shape [..., F=" + std::to_string(x.cols() / 2) + "]", "y.shape", y.shape_str()));
+      return Status::OK();
+    }
     default:
       return internal_error(std::string(op) + ": no validation rule");
   }
