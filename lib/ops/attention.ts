@@ -15,6 +15,7 @@ import { isFloat, type FloatDType } from '../dtype.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { liveHandle, runNative, runNativeInto, wrapNative, Tensor } from '../tensor.js';
 import { checkFiniteNumber, checkInteger, checkObject, expected, shapeStr } from '../validate.js';
+import { disposeAll, i32Arg } from './args.js';
 
 /** The dtypes a paged KV cache can hold. */
 export const KV_DTYPES = ['f32', 'f16', 'bf16', 'i8', 'f8e4m3'] as const;
@@ -71,27 +72,6 @@ export function checkKvCache(fn: string, param: string, cache: unknown): KvShape
   if (s.device !== k.device)
     throw new LlmKernelsError('ERR_DEVICE', expected(fn, `kvScale on ${k.device.name} (kv's device)`, `${param}.kvScale`, s.device.name, true));
   return { numBlocks: sh[0]!, hkv: sh[1]!, P: sh[3]!, D: sh[4]!, quantized };
-}
-
-/** An Int32Array or a live i32 tensor, of `length` elements; returns [handle, host data or null, owned tensor]. */
-function i32Arg(fn: string, param: string, v: unknown, length: number, device: Tensor['device']): { h: number; host: Int32Array | null; tmp: Tensor | null } {
-  if (v instanceof Int32Array) {
-    if (v.length !== length) throw rangeError(expected(fn, `${length} elements`, `${param}.length`, v.length));
-    const tmp = Tensor.fromArray(v, { dtype: 'i32', device });
-    return { h: tmp.handle(fn, param), host: v, tmp };
-  }
-  if (v instanceof Tensor) {
-    const h = v.handle(fn, param);
-    if (v.dtype !== 'i32') throw typeError(expected(fn, 'an i32 tensor or an Int32Array', `${param}.dtype`, v.dtype));
-    if (v.numel !== length) throw rangeError(expected(fn, `${length} elements`, `${param}`, `shape ${shapeStr(v.shape)}`, true));
-    if (v.device !== device) throw new LlmKernelsError('ERR_DEVICE', expected(fn, `${param} on ${device.name}`, param, v.device.name, true));
-    return { h, host: null, tmp: null };
-  }
-  throw typeError(expected(fn, 'an Int32Array or an i32 Tensor', param, v));
-}
-
-function disposeAll(ts: (Tensor | null)[]): void {
-  for (const t of ts) t?.dispose();
 }
 
 /**
