@@ -1,0 +1,442 @@
+/**
+ * Llama-family causal language models (Llama 2/3, Mistral with its sliding window, Qwen2 with q/k/v biases) over a
+ * paged KV cache, and the batched model step that runtimes build on.
+ *
+ * The step (`forward`) takes many sequences at once, each prefilling a chunk of new tokens or decoding one
+ * (continuous batching): their tokens run through every layer as one `[T, E]` batch; attention reads each
+ * sequence's history through its block table. It only enqueues work and returns the logits tensor at once; read
+ * it with `await logits.data()`, so a server's event loop stays free.
+ *
+ * Per layer, for the T new tokens of the batch:
+ *   h_norm = rmsNorm(h)                                   (fused with the residual add of the previous block)
+ *   q, k, v = Linear(h_norm); q, k = rope(q, k, positions)
+ *   cache.write(k, v, slots); a = pagedAttention(q, cache, block tables)
+ *   h, h_norm = addRmsNorm(h, o_proj(a))
+ *   h += down(silu(gate(h_norm)) * up(h_norm))            (gate and up fused into one [2F, E] weight)
+ * then the final norm (fused likewise), the rows whose logits are asked for, and lm_head.
+ *
+ * Activations are f32. Float checkpoints keep their Linear weights in `weightDtype` (default f32: bf16 and f16
+ * weights are widened exactly, so a bf16 checkpoint computes like Hugging Face's float32 forward of it);
+ * `quantize` turns every Linear weight except lm_head into a quantized format (lm_head and the embedding table stay
+ * float, as llama.cpp and the GPTQ/AWQ toolchains keep them at higher precision).
+ */
+import { isFloat, type FloatDType } from '../dtype.js';
+import { type DeviceSpec } from '../device.js';
+import { LlmKernelsError, rangeError, typeError } from '../errors.js';
+import { bf16ToF32, f16ToF32 } from '../io/safetensors.js';
+import { ropeInvFreq, type LlamaConfig } from '../io/hf-config.js';
+import { PagedKvCache, type PagedKvCacheOptions } from '../kv/paged-kv-cache.js';
+import { type KvDType } from '../ops/attention.js';
+import { embedding } from '../ops/nn.js';
+import { QUANT_FORMATS, type QuantFormat } from '../quant/formats.js';
+import { quantize } from '../quant/quantize.js';
+import { Tensor } from '../tensor.js';
+import { checkInteger, checkObject, expected, shapeStr } from '../validate.js';
+import { Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './layers.js';
+
+/** Where a model's tensors come from: Hugging Face names, raw little-endian bytes (a safetensors file, a test). */
+export interface WeightSource {
+  has(name: string): boolean;
+  info(name: string): { readonly dtype: string; readonly shape: readonly number[] };
+  read(name: string): Uint8Array;
+}
+
+/** Progress of a model load: `done` of `total` weights, the last one's name and what happened to it. */
+export interface LoadProgress {
+  done: number;
+  total: number;
+  name: string;
+  stage: 'read' | 'quantized';
+}
+
+/** Options of {@link LlamaForCausalLM.fromWeights}. */
+export interface LlamaLoadOptions {
+  /** Quantize every Linear weight but lm_head to this format on load. */
+  quantize?: QuantFormat;
+  /** Storage of float Linear weights (default 'f32'; 'bf16'/'f16' halve the memory, computing in that dtype). */
+  weightDtype?: FloatDType;
+  /** Device of the weights and activations (default 'cpu'). */
+  device?: DeviceSpec;
+  /** Called after each weight. */
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/** One sequence of a model step. */
+export interface StepSequence {
+  /** The sequence id in the cache (its tokens were already added with `addSequence`/`append`). */
+  seqId: number;
+  /** The new tokens to compute: the last `tokens.length` tokens of the sequence in the cache. */
+  tokens: ArrayLike<number>;
+  /** Their cache slots (from `addSequence`/`append`), in order. */
+  slots: Int32Array;
+  /** Which new tokens' logits to return: 'last' (default), 'all' or 'none'. */
+  logits?: 'last' | 'all' | 'none';
+}
+
+/** The result of {@link LlamaForCausalLM.forward}. */
+export interface StepResult {
+  /** `[R, V]` f32 logits, one row per requested position, in the order of `rows`. */
+  logits: Tensor<'f32'>;
+  /** Row r of logits belongs to sequence `rows[r].seqId`, new token `rows[r].index`. */
+  rows: { seqId: number; index: number }[];
+}
+
+/** The weights of one decoder block. */
+export interface DecoderLayerWeights {
+  inputNorm: RMSNorm;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  postNorm: RMSNorm;
+  mlp: SwiGluMlp;
+}
+
+function toF32(fn: string, name: string, dtype: string, bytes: Uint8Array): Float32Array {
+  switch (dtype) {
+    case 'F32': {
+      if (bytes.byteLength % 4 !== 0) throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, 'a multiple of 4 bytes', name, bytes.byteLength));
+      const out = new Float32Array(bytes.byteLength / 4);
+      new Uint8Array(out.buffer).set(bytes);
+      return out;
+    }
+    case 'BF16':
+      return bf16ToF32(bytes);
+    case 'F16':
+      return f16ToF32(bytes);
+    default:
+      throw new LlmKernelsError('ERR_UNSUPPORTED', expected(fn, 'an F32, F16 or BF16 tensor', `${name}.dtype`, dtype));
+  }
+}
+
+/**
+ * A Llama-family model. Build it with {@link LlamaForCausalLM.fromWeights} (or lib/io's loaders), make a cache
+ * with {@link LlamaForCausalLM.createCache}, and run steps with {@link LlamaForCausalLM.forward}.
+ */
+export class LlamaForCausalLM {
+  readonly config: LlamaConfig;
+  /** The quantized format of the Linear weights, or null for float weights. */
+  readonly quantization: QuantFormat | null;
+  readonly device: Tensor['device'];
+  #embed: Embedding | null;
+  #layers: DecoderLayerWeights[];
+  #norm: RMSNorm;
+  #lmHead: Linear;
+  #rope: RotaryEmbedding;
+
+  private constructor(config: LlamaConfig, quantization: QuantFormat | null, embed: Embedding, layers: DecoderLayerWeights[], norm: RMSNorm, lmHead: Linear, ropeEmb: RotaryEmbedding) {
+    this.config = config;
+    this.quantization = quantization;
+    this.device = embed.table.device;
+    this.#embed = embed;
+    this.#layers = layers;
+    this.#norm = norm;
+    this.#lmHead = lmHead;
+    this.#rope = ropeEmb;
+  }
+
+  /**
+   * Builds the model from Hugging Face-named weights (`model.embed_tokens.weight`, `model.layers.{i}.self_attn.
+   * q_proj.weight`, ...; `lm_head.weight` unless the embeddings are tied).
+   * @throws {LlmKernelsError} ERR_MODEL_FORMAT (a missing tensor or a wrong shape, named), ERR_UNSUPPORTED (a
+   *   tensor dtype other than F32/F16/BF16), ERR_OOM
+   * @example const model = await LlamaForCausalLM.fromWeights(config, SafetensorsModel.open(dir), { quantize: 'q8_0' });
+   */
+  static async fromWeights(config: LlamaConfig, source: WeightSource, options: LlamaLoadOptions = {}): Promise<LlamaForCausalLM> {
+    const fn = 'LlamaForCausalLM.fromWeights';
+    checkObject(fn, 'options', options);
+    if (config === null || typeof config !== 'object') throw typeError(expected(fn, 'a LlamaConfig (parseLlamaConfig)', 'config', config));
+    if (source === null || typeof source !== 'object' || typeof source.read !== 'function')
+      throw typeError(expected(fn, 'a weight source { has, info, read }', 'source', source));
+    const q = options.quantize ?? null;
+    if (q !== null && !(QUANT_FORMATS as readonly string[]).includes(q))
+      throw rangeError(expected(fn, `a quantized format (${QUANT_FORMATS.join(', ')})`, 'options.quantize', q));
+    const wdt = options.weightDtype ?? 'f32';
+    if (!isFloat(wdt)) throw rangeError(expected(fn, "'f32', 'f16' or 'bf16'", 'options.weightDtype', wdt));
+    const device = options.device ?? 'cpu';
+    const c = config;
+    const E = c.hiddenSize, H = c.numHeads, Hkv = c.numKvHeads, D = c.headDim, F = c.intermediateSize, V = c.vocabSize;
+    const names: string[] = ['model.embed_tokens.weight', 'model.norm.weight'];
+    if (!c.tieWordEmbeddings) names.push('lm_head.weight');
+    const proj = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+    for (let l = 0; l < c.numLayers; l++) {
+      const p = `model.layers.${l}.`;
+      names.push(`${p}input_layernorm.weight`, `${p}post_attention_layernorm.weight`);
+      for (const n of proj) names.push(`${p}self_attn.${n}.weight`);
+      for (const n of ['gate_proj', 'up_proj', 'down_proj']) names.push(`${p}mlp.${n}.weight`);
+    }
+    const total = names.length;
+    let done = 0;
+    const progress = (name: string, stage: LoadProgress['stage']) => options.onProgress?.({ done, total, name, stage });
+    const owned: { dispose(): void }[] = [];
+
+    const read = (name: string, shape: readonly number[]): Float32Array => {
+      if (!source.has(name)) throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: the checkpoint has no tensor "${name}"`);
+      const info = source.info(name);
+      if (shapeStr(info.shape) !== shapeStr(shape))
+        throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `shape ${shapeStr(shape)} (from the config)`, `"${name}".shape`, shapeStr(info.shape), true));
+      return toF32(fn, name, info.dtype, source.read(name));
+    };
+    const optional = (name: string, shape: readonly number[]): Float32Array | null => (source.has(name) ? read(name, shape) : null);
+    const dense = (data: Float32Array, shape: number[]): Tensor<'f32'> => Tensor.fromArray(data, { shape, device });
+    const linearWeight = async (data: Float32Array, shape: number[], name: string, quantizable = true): Promise<LinearWeight> => {
+      const w = dense(data, shape);
+      if (q && quantizable) {
+        try {
+          const qw = await quantize(w, q);
+          progress(name, 'quantized');
+          return qw;
+        } finally {
+          w.dispose();
+        }
+      }
+      if (wdt === 'f32') return w;
+      try {
+        return w.cast(wdt);
+      } finally {
+        w.dispose();
+      }
+    };
+    const linear = async (name: string, N: number, K: number, bias: boolean): Promise<Linear> => {
+      const w = await linearWeight(read(`${name}.weight`, [N, K]), [N, K], name);
+      const b = bias ? optional(`${name}.bias`, [N]) : null;
+      done++;
+      progress(`${name}.weight`, 'read');
+      return new Linear(w, b ? dense(b, [N]) : null);
+    };
+    const norm = (name: string): RMSNorm => {
+      const n = new RMSNorm(dense(read(name, [E]), [E]), c.rmsNormEps);
+      done++;
+      progress(name, 'read');
+      return n;
+    };
+
+    try {
+      const embedData = read('model.embed_tokens.weight', [V, E]);
+      const embed = new Embedding(dense(embedData, [V, E]));
+      owned.push(embed);
+      done++;
+      progress('model.embed_tokens.weight', 'read');
+      const layers: DecoderLayerWeights[] = [];
+      for (let l = 0; l < c.numLayers; l++) {
+        const p = `model.layers.${l}.`;
+        const qkvBias = c.attentionBias;
+        const oBias = c.attentionBias && c.modelType !== 'qwen2';
+        const inputNorm = norm(`${p}input_layernorm.weight`);
+        owned.push(inputNorm);
+        const qL = await linear(`${p}self_attn.q_proj`, H * D, E, qkvBias);
+        owned.push(qL);
+        const kL = await linear(`${p}self_attn.k_proj`, Hkv * D, E, qkvBias);
+        owned.push(kL);
+        const vL = await linear(`${p}self_attn.v_proj`, Hkv * D, E, qkvBias);
+        owned.push(vL);
+        const oL = await linear(`${p}self_attn.o_proj`, E, H * D, oBias);
+        owned.push(oL);
+        const postNorm = norm(`${p}post_attention_layernorm.weight`);
+        owned.push(postNorm);
+        // gate and up stacked into one [2F, E] weight: one matmul gives both halves for silu_mul.
+        const gu = new Float32Array(2 * F * E);
+        gu.set(read(`${p}mlp.gate_proj.weight`, [F, E]), 0);
+        gu.set(read(`${p}mlp.up_proj.weight`, [F, E]), F * E);
+        const gateUp = new Linear(await linearWeight(gu, [2 * F, E], `${p}mlp.gate_up`));
+        owned.push(gateUp);
+        done += 2;
+        progress(`${p}mlp.up_proj.weight`, 'read');
+        const down = await linear(`${p}mlp.down_proj`, E, F, c.mlpBias);
+        owned.push(down);
+        if (c.mlpBias) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: MLP biases (mlp_bias: true) are not supported yet`);
+        layers.push({ inputNorm, q: qL, k: kL, v: vL, o: oL, postNorm, mlp: new SwiGluMlp(gateUp, down) });
+      }
+      const finalNorm = norm('model.norm.weight');
+      owned.push(finalNorm);
+      const headData = c.tieWordEmbeddings ? embedData : read('lm_head.weight', [V, E]);
+      const lmHead = new Linear(await linearWeight(headData, [V, E], 'lm_head', false));
+      owned.push(lmHead);
+      if (!c.tieWordEmbeddings) {
+        done++;
+        progress('lm_head.weight', 'read');
+      }
+      const ropeEmb = new RotaryEmbedding(ropeInvFreq(c), 'rotate-half', embed.table.device);
+      return new LlamaForCausalLM(c, q, embed, layers, finalNorm, lmHead, ropeEmb);
+    } catch (err) {
+      for (const o of owned) o.dispose();
+      throw err;
+    }
+  }
+
+  #live(fn: string): Embedding {
+    if (!this.#embed) throw new LlmKernelsError('ERR_DISPOSED', `${fn}: the model was disposed`);
+    return this.#embed;
+  }
+
+  /** Bytes of every weight. */
+  get nbytes(): number {
+    let n = this.#live('nbytes').table.nbytes + this.#norm.weight.nbytes + this.#lmHead.nbytes + this.#rope.invFreq.nbytes;
+    for (const l of this.#layers) n += l.inputNorm.weight.nbytes + l.postNorm.weight.nbytes + l.q.nbytes + l.k.nbytes + l.v.nbytes + l.o.nbytes + l.mlp.nbytes;
+    return n;
+  }
+
+  /**
+   * A paged KV cache shaped for this model.
+   * @param options - `numBlocks` (or `maxTokens`, rounded up to whole blocks), `blockSize` (default 16), `dtype`
+   *   (default 'f16'), `prefixCaching`
+   */
+  createCache(options: { numBlocks?: number; maxTokens?: number; blockSize?: number; dtype?: KvDType; prefixCaching?: boolean }): PagedKvCache {
+    const fn = 'createCache';
+    this.#live(fn);
+    checkObject(fn, 'options', options);
+    const P = options.blockSize ?? 16;
+    checkInteger(fn, 'options.blockSize', P, 1, 1024);
+    let numBlocks = options.numBlocks;
+    if (numBlocks === undefined) {
+      if (options.maxTokens === undefined) throw rangeError(expected(fn, 'numBlocks or maxTokens', 'options', 'neither', true));
+      numBlocks = Math.ceil(checkInteger(fn, 'options.maxTokens', options.maxTokens, 1) / P);
+    }
+    const o: PagedKvCacheOptions = {
+      numLayers: this.config.numLayers,
+      numBlocks,
+      blockSize: P,
+      numKvHeads: this.config.numKvHeads,
+      headDim: this.config.headDim,
+      dtype: options.dtype ?? 'f16',
+      device: this.device,
+    };
+    if (options.prefixCaching !== undefined) o.prefixCaching = options.prefixCaching;
+    return new PagedKvCache(o);
+  }
+
+  /**
+   * One batched model step over the sequences' new tokens (each sequence's tokens must already be in the cache:
+   * `cache.addSequence` / `cache.append` gave their slots). Enqueues the work and returns at once.
+   * @throws {TypeError} | {RangeError} bad sequences, tokens, slots, or a cache of another shape
+   * @throws {LlmKernelsError} ERR_DISPOSED
+   * @example
+   * const r = cache.append(seq, [tok]); if (!r.ok) preempt();
+   * const { logits } = model.forward(cache, [{ seqId: seq, tokens: [tok], slots: r.slots }]);
+   * const row = await logits.data();
+   */
+  forward(cache: PagedKvCache, sequences: readonly StepSequence[]): StepResult {
+    const fn = 'forward';
+    const embed = this.#live(fn);
+    const c = this.config;
+    if (!(cache instanceof PagedKvCache)) throw typeError(expected(fn, 'a PagedKvCache (model.createCache)', 'cache', cache));
+    if (cache.numLayers !== c.numLayers || cache.numKvHeads !== c.numKvHeads || cache.headDim !== c.headDim)
+      throw rangeError(
+        expected(fn, `a cache of ${c.numLayers} layers, ${c.numKvHeads} KV heads of dimension ${c.headDim}`, 'cache', `${cache.numLayers}, ${cache.numKvHeads}, ${cache.headDim}`, true),
+      );
+    if (!Array.isArray(sequences) || sequences.length === 0) throw rangeError(expected(fn, 'a non-empty array of sequences', 'sequences', sequences));
+    const seen = new Set<number>();
+    let T = 0;
+    for (const [i, s] of sequences.entries()) {
+      if (s === null || typeof s !== 'object') throw typeError(expected(fn, 'a { seqId, tokens, slots }', `sequences[${i}]`, s));
+      if (seen.has(s.seqId)) throw rangeError(expected(fn, 'distinct sequence ids', `sequences[${i}].seqId`, s.seqId));
+      seen.add(s.seqId);
+      const n = s.tokens?.length;
+      if (typeof n !== 'number' || n < 1) throw rangeError(expected(fn, 'at least one new token', `sequences[${i}].tokens`, s.tokens));
+      if (!(s.slots instanceof Int32Array) || s.slots.length !== n)
+        throw rangeError(expected(fn, `an Int32Array of ${n} slots`, `sequences[${i}].slots`, s.slots));
+      const len = cache.manager.length(s.seqId);
+      if (len < n) throw rangeError(expected(fn, `a sequence holding its ${n} new tokens`, `sequences[${i}] (length ${len})`, s.seqId));
+      if (s.logits !== undefined && s.logits !== 'last' && s.logits !== 'all' && s.logits !== 'none')
+        throw rangeError(expected(fn, "'last', 'all' or 'none'", `sequences[${i}].logits`, s.logits));
+      T += n;
+    }
+    const ids = new Int32Array(T);
+    const pos = new Int32Array(T);
+    const slots = new Int32Array(T);
+    const rows: { seqId: number; index: number }[] = [];
+    const rowIds: number[] = [];
+    let t = 0;
+    for (const [i, s] of sequences.entries()) {
+      const n = s.tokens.length;
+      const len = cache.manager.length(s.seqId);
+      for (let j = 0; j < n; j++, t++) {
+        const tok = s.tokens[j]!;
+        if (!Number.isInteger(tok) || tok < 0 || tok >= c.vocabSize)
+          throw rangeError(expected(fn, `a token id in [0, ${c.vocabSize})`, `sequences[${i}].tokens[${j}]`, tok));
+        ids[t] = tok;
+        pos[t] = len - n + j;
+        slots[t] = s.slots[j]!;
+        const want = s.logits ?? 'last';
+        if (want === 'all' || (want === 'last' && j === n - 1)) {
+          rows.push({ seqId: s.seqId, index: j });
+          rowIds.push(t);
+        }
+      }
+    }
+    const decode = sequences.every((s) => s.tokens.length === 1);
+    const seqIds = sequences.map((s) => s.seqId);
+    const E = c.hiddenSize, H = c.numHeads, Hkv = c.numKvHeads, D = c.headDim;
+    const attnOpts = { scale: 1 / Math.sqrt(D), slidingWindow: c.slidingWindow ?? 0 };
+
+    using batch = decode ? cache.batch(seqIds) : cache.batch(seqIds, sequences.map((s) => s.tokens.length));
+    using positions = Tensor.fromArray(pos, { dtype: 'i32', device: this.device });
+    let h = embed.forward(ids);
+    let x = this.#layers[0]!.inputNorm.forward(h);
+    for (let l = 0; l < this.#layers.length; l++) {
+      const L = this.#layers[l]!;
+      let a: Tensor<'f32'>;
+      {
+        using q0 = L.q.forward(x);
+        using k0 = L.k.forward(x);
+        using v0 = L.v.forward(x);
+        x.dispose();
+        using q1 = q0.reshape([T, H, D]);
+        using k1 = k0.reshape([T, Hkv, D]);
+        using v = v0.reshape([T, Hkv, D]);
+        using q = this.#rope.forward(q1, positions);
+        using k = this.#rope.forward(k1, positions);
+        cache.write(l, k, v, slots);
+        using o = decode ? cache.decode(l, q, batch, attnOpts) : cache.prefill(l, q, batch, attnOpts);
+        using o2 = o.reshape([T, H * D]);
+        a = L.o.forward(o2);
+      }
+      {
+        using _a = a;
+        using hOld = h;
+        const r = L.postNorm.forwardAdd(hOld, a);
+        h = r.sum;
+        x = r.y;
+      }
+      {
+        using m = L.mlp.forward(x);
+        x.dispose();
+        using hOld = h;
+        const next = l + 1 < this.#layers.length ? this.#layers[l + 1]!.inputNorm : this.#norm;
+        const r = next.forwardAdd(hOld, m);
+        h = r.sum;
+        x = r.y;
+      }
+    }
+    h.dispose();
+    using _x = x;
+    if (rowIds.length === 0) return { logits: Tensor.empty([0, c.vocabSize], { device: this.device }) as Tensor<'f32'>, rows };
+    if (rowIds.length === T && rowIds.every((r, i) => r === i)) return { logits: this.#lmHead.forward(x), rows };
+    using picked = embedding(x, Int32Array.from(rowIds), { dtype: 'f32' });
+    return { logits: this.#lmHead.forward(picked), rows };
+  }
+
+  /** Releases every weight (idempotent); later calls throw ERR_DISPOSED. */
+  dispose(): void {
+    if (!this.#embed) return;
+    this.#embed.dispose();
+    this.#embed = null;
+    for (const l of this.#layers) {
+      l.inputNorm.dispose();
+      l.q.dispose();
+      l.k.dispose();
+      l.v.dispose();
+      l.o.dispose();
+      l.postNorm.dispose();
+      l.mlp.dispose();
+    }
+    this.#layers = [];
+    this.#norm.dispose();
+    this.#lmHead.dispose();
+    this.#rope.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

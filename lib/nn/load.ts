@@ -1,0 +1,41 @@
+/**
+ * Loading a model from disk: a Hugging Face folder (config.json + model.safetensors or a sharded index).
+ * GGUF files get their reader in a later phase (ERR_UNSUPPORTED until then).
+ */
+import { statSync } from 'node:fs';
+import { LlmKernelsError, typeError } from '../errors.js';
+import { loadLlamaConfig } from '../io/hf-config.js';
+import { SafetensorsModel } from '../io/safetensors.js';
+import { expected } from '../validate.js';
+import { LlamaForCausalLM, type LlamaLoadOptions } from './llama.js';
+
+/**
+ * Loads a Llama-family model.
+ * @param path - a folder with config.json and safetensors weights
+ * @throws {LlmKernelsError} ERR_MODEL_FORMAT (named file and field), ERR_UNSUPPORTED (an architecture, dtype or
+ *   file type without support)
+ * @example const model = await loadModel('models/tiny-py', { quantize: 'q4_0' });
+ */
+export async function loadModel(path: string, options: LlamaLoadOptions = {}): Promise<LlamaForCausalLM> {
+  const fn = 'loadModel';
+  if (typeof path !== 'string') throw typeError(expected(fn, 'a path', 'path', path));
+  let dir: boolean;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch (e) {
+    throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!dir) {
+    if (path.endsWith('.gguf')) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: GGUF files have no reader yet (${path}); use a Hugging Face folder`);
+    throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: expected a model folder (config.json + *.safetensors) for path, got the file ${path}`);
+  }
+  const config = loadLlamaConfig(path);
+  if (config.quantization)
+    throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${config.quantization.quant_method} checkpoints have no loader yet (${path}); use a float checkpoint with options.quantize`);
+  const weights = SafetensorsModel.open(path);
+  try {
+    return await LlamaForCausalLM.fromWeights(config, weights, options);
+  } finally {
+    weights.close();
+  }
+}

@@ -1,0 +1,203 @@
+// LlamaForCausalLM against the independent float64 reference (test/helpers/llama-ref.ts) on small random models:
+// GQA, an MLP width that is not a multiple of 32 (688), and one variant per family feature (Qwen2 q/k/v biases,
+// Mistral's sliding window, llama3 and linear RoPE scaling, tied embeddings). Mixed batches (prefill chunks next to
+// decodes) through the paged cache must give the logits of the full forward; quantized weights stay close.
+import { describe, expect, it } from 'vitest';
+import { parseLlamaConfig } from '../../lib/io/hf-config.js';
+import { generate } from '../../lib/nn/generate.js';
+import { LlamaForCausalLM, type WeightSource } from '../../lib/nn/llama.js';
+import { LlmKernelsError } from '../../lib/index.js';
+import { greedyRef, llamaRefConfigFromHf, llamaRefForward, randomLlamaWeights, type LlamaRefWeights } from '../helpers/llama-ref.js';
+import { expectThrows } from '../helpers/check.js';
+
+const BASE = {
+  model_type: 'llama',
+  hidden_size: 128,
+  intermediate_size: 688,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 32,
+  hidden_act: 'silu',
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  vocab_size: 97,
+  max_position_embeddings: 512,
+  tie_word_embeddings: false,
+};
+
+const VARIANTS: Record<string, Record<string, unknown>> = {
+  llama: {},
+  'qwen2 (q/k/v biases)': { model_type: 'qwen2', use_sliding_window: false },
+  'mistral (sliding window 5)': { model_type: 'mistral', sliding_window: 5 },
+  'llama3 rope scaling': { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } },
+  'linear rope scaling, tied embeddings': { rope_scaling: { type: 'linear', factor: 2 }, tie_word_embeddings: true },
+  'MHA (Hkv = H), D = 64': { num_key_value_heads: 4, head_dim: 64, num_attention_heads: 4, hidden_size: 256 },
+};
+
+function source(w: LlamaRefWeights): WeightSource {
+  return {
+    has: (n) => w.has(n),
+    info: (n) => ({ dtype: 'F32', shape: [w.get(n)!.length] }),
+    read: (n) => new Uint8Array(Float32Array.from(w.get(n)!).buffer),
+  };
+}
+
+// The reference's weights rounded to f32 (what the model holds), with shapes from the names.
+function f32Weights(w: LlamaRefWeights): LlamaRefWeights {
+  return new Map([...w].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]));
+}
+
+async function build(json: Record<string, unknown>, seed: number, quantize?: 'q8_0' | 'q4_0') {
+  const rc = llamaRefConfigFromHf(json);
+  const w = f32Weights(randomLlamaWeights(rc, seed));
+  const cfg = parseLlamaConfig(json);
+  const shapes = new Map<string, number[]>();
+  const E = cfg.hiddenSize, F = cfg.intermediateSize, HD = cfg.numHeads * cfg.headDim, KD = cfg.numKvHeads * cfg.headDim;
+  for (const k of w.keys()) {
+    const s = k.endsWith('embed_tokens.weight') || k === 'lm_head.weight' ? [cfg.vocabSize, E]
+      : k.endsWith('norm.weight') ? [E]
+      : k.endsWith('q_proj.weight') ? [HD, E]
+      : k.endsWith('k_proj.weight') || k.endsWith('v_proj.weight') ? [KD, E]
+      : k.endsWith('o_proj.weight') ? [E, HD]
+      : k.endsWith('gate_proj.weight') || k.endsWith('up_proj.weight') ? [F, E]
+      : k.endsWith('down_proj.weight') ? [E, F]
+      : k.endsWith('q_proj.bias') ? [HD] : [KD];
+    shapes.set(k, s);
+  }
+  const src = source(w);
+  const model = await LlamaForCausalLM.fromWeights(cfg, { ...src, info: (n) => ({ dtype: 'F32', shape: shapes.get(n)! }) }, quantize ? { quantize } : {});
+  return { model, rc, w };
+}
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+// Three sequences: a 23-token prompt prefilled in two chunks (13 + 10) next to others, a 9-token prompt, and a
+// 1-token prompt that then decodes; every step's logits against the reference's full forward at those positions.
+describe.each(Object.entries(VARIANTS))('LlamaForCausalLM vs the float64 reference: %s', (_, variant) => {
+  const json = { ...BASE, ...variant };
+  it('prefill chunks, mixed batches and decodes give the reference logits (f32, max abs diff <= 1e-3)', async () => {
+    const { model, rc, w } = await build(json, 7);
+    using _m = model;
+    using cache = model.createCache({ maxTokens: 256, blockSize: 8, dtype: 'f32' });
+    const V = rc.vocabSize;
+    const seqTokens = [
+      Array.from({ length: 23 }, (_, i) => (i * 31 + 5) % V),
+      Array.from({ length: 9 }, (_, i) => (i * 17 + 3) % V),
+      [11],
+    ];
+    const want = seqTokens.map((t) => llamaRefForward(rc, w, t));
+    let worst = 0;
+    const check = async (logits: { data(): Promise<Float32Array>; dispose(): void }, rows: { seqId: number; index: number }[], offsets: number[]) => {
+      const d = await logits.data();
+      logits.dispose();
+      rows.forEach((r, i) => {
+        worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), want[r.seqId]![offsets[r.seqId]! + r.index]!));
+      });
+    };
+    // step 1: seq 0 tokens 0..12 (all logits), seq 1 whole (last), seq 2 whole
+    const r0 = cache.addSequence(0, seqTokens[0]!.slice(0, 13));
+    const r1 = cache.addSequence(1, seqTokens[1]!);
+    const r2 = cache.addSequence(2, seqTokens[2]!);
+    if (!r0.ok || !r1.ok || !r2.ok) throw new Error('cache full');
+    let s = model.forward(cache, [
+      { seqId: 0, tokens: seqTokens[0]!.slice(0, 13), slots: r0.slots, logits: 'all' },
+      { seqId: 1, tokens: seqTokens[1]!, slots: r1.slots },
+      { seqId: 2, tokens: seqTokens[2]!, slots: r2.slots },
+    ]);
+    await check(s.logits, s.rows, [0, 0, 0]);
+    // step 2: seq 0's second chunk (13..22) next to a decode of seq 2 (its token 1 = 42)
+    seqTokens[2]!.push(42);
+    want[2] = llamaRefForward(rc, w, seqTokens[2]!);
+    s = model.forward(cache, [
+      { seqId: 0, tokens: seqTokens[0]!.slice(13), slots: cache.appendOrThrow(0, seqTokens[0]!.slice(13)), logits: 'all' },
+      { seqId: 2, tokens: [42], slots: cache.appendOrThrow(2, [42]) },
+    ]);
+    await check(s.logits, s.rows, [13, 0, 1]);
+    // steps 3-8: pure decode of all three
+    for (let step = 0; step < 6; step++) {
+      const next = [(step * 13 + 1) % V, (step * 7 + 2) % V, (step * 5 + 3) % V];
+      next.forEach((t, i) => seqTokens[i]!.push(t));
+      const decs = next.map((t, i) => ({ seqId: i, tokens: [t], slots: cache.appendOrThrow(i, [t]) }));
+      s = model.forward(cache, decs);
+      const ws = seqTokens.map((t) => llamaRefForward(rc, w, t));
+      const d = await s.logits.data();
+      s.logits.dispose();
+      s.rows.forEach((r, i) => {
+        const wr = ws[r.seqId]!;
+        worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), wr[wr.length - 1]!));
+      });
+    }
+    expect(worst).toBeLessThanOrEqual(1e-3);
+    expect(worst).toBeGreaterThan(0); // the comparison ran on real numbers
+  }, 120_000);
+
+  it('greedy generation gives the reference transcript', async () => {
+    const { model, rc, w } = await build(json, 11);
+    using _m = model;
+    using cache = model.createCache({ maxTokens: 128, dtype: 'f32' });
+    const prompt = [1, 5, 9, 33, 2, 71];
+    const r = await generate(model, cache, [prompt, prompt.slice(0, 3)], { maxNewTokens: 12, stopIds: [] });
+    expect(r.outputs[0]).toEqual(greedyRef(rc, w, prompt, 12));
+    expect(r.outputs[1]).toEqual(greedyRef(rc, w, prompt.slice(0, 3), 12));
+    expect(cache.manager.stats().used).toBe(0); // generate frees its sequences
+  }, 120_000);
+});
+
+describe('quantized weights', () => {
+  for (const [fmt, bound] of [['q8_0', 0.06], ['q4_0', 0.6]] as const)
+    it(`${fmt}: logits within ${bound} relative RMS of the f32 model`, async () => {
+      const json = { ...BASE };
+      const { model: f } = await build(json, 3);
+      const { model: q } = await build(json, 3, fmt);
+      using _f = f;
+      using _q = q;
+      const toks = Array.from({ length: 40 }, (_, i) => (i * 29 + 7) % 97);
+      const run = async (m: LlamaForCausalLM) => {
+        using cache = m.createCache({ maxTokens: 64, dtype: 'f32' });
+        const r = cache.addSequence(0, toks);
+        if (!r.ok) throw new Error('cache full');
+        const { logits } = m.forward(cache, [{ seqId: 0, tokens: toks, slots: r.slots, logits: 'all' }]);
+        using _l = logits;
+        return logits.data();
+      };
+      const a = await run(f), b = await run(q);
+      let e = 0, s = 0;
+      for (let i = 0; i < a.length; i++) (e += (a[i]! - b[i]!) ** 2), (s += a[i]! ** 2);
+      const rel = Math.sqrt(e / s);
+      expect(rel).toBeLessThan(bound);
+      expect(rel).toBeGreaterThan(0);
+      expect(q.quantization).toBe(fmt);
+    }, 120_000);
+});
+
+describe('forward argument checks', () => {
+  it('names what is wrong', async () => {
+    const { model } = await build(BASE, 1);
+    using _m = model;
+    using cache = model.createCache({ maxTokens: 64 });
+    const r = cache.addSequence(0, [1, 2, 3]);
+    if (!r.ok) throw new Error('cache full');
+    expectThrows(() => model.forward(cache, []), RangeError, undefined, /non-empty array/);
+    expectThrows(() => model.forward(cache, [{ seqId: 0, tokens: [1, 2, 3], slots: new Int32Array(2) }]), RangeError, undefined, /Int32Array of 3 slots/);
+    expectThrows(() => model.forward(cache, [{ seqId: 0, tokens: [1, 2, 300], slots: r.slots }]), RangeError, undefined, /token id in \[0, 97\) for sequences\[0\]\.tokens\[2\], got 300/);
+    expectThrows(() => model.forward(cache, [{ seqId: 0, tokens: [1, 2, 3], slots: r.slots, logits: 'some' as 'all' }]), RangeError, undefined, /'last', 'all' or 'none'/);
+    using other = new (cache.constructor as typeof import('../../lib/kv/paged-kv-cache.js').PagedKvCache)({ numLayers: 1, numBlocks: 4, blockSize: 16, numKvHeads: 2, headDim: 32 });
+    expectThrows(() => model.forward(other, [{ seqId: 0, tokens: [1], slots: new Int32Array(1) }]), RangeError, undefined, /a cache of 2 layers/);
+    model.dispose();
+    expectThrows(() => model.forward(cache, [{ seqId: 0, tokens: [1, 2, 3], slots: r.slots }]), LlmKernelsError, 'ERR_DISPOSED');
+  });
+  it('refuses a checkpoint with a missing or misshapen tensor, naming it', async () => {
+    const cfg = parseLlamaConfig(BASE);
+    const empty: WeightSource = { has: () => false, info: () => ({ dtype: 'F32', shape: [] }), read: () => new Uint8Array() };
+    await expect(LlamaForCausalLM.fromWeights(cfg, empty)).rejects.toThrow(/no tensor "model\.embed_tokens\.weight"/);
+    const wrong: WeightSource = { has: () => true, info: () => ({ dtype: 'F32', shape: [3, 3] }), read: () => new Uint8Array(36) };
+    await expect(LlamaForCausalLM.fromWeights(cfg, wrong)).rejects.toMatchObject({ code: 'ERR_MODEL_FORMAT' });
+    const i8: WeightSource = { has: () => true, info: () => ({ dtype: 'I8', shape: [97, 128] }), read: () => new Uint8Array(97 * 128) };
+    await expect(LlamaForCausalLM.fromWeights(cfg, i8)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+  });
+});
