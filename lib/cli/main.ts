@@ -1,27 +1,18 @@
 #!/usr/bin/env node
 /**
- * The `llm-kernels` command.
- *   llm-kernels demo [--device D] [--size N]   matmul on device('auto'), checked against a float64 reference; then
- *                                             quantized matmul and a paged-attention decode step on the CPU
- *   llm-kernels info [--json]                 build, SIMD level, threads, CUDA devices or why there are none
- * Later issues add generate, logits, eval and the model demo.
+ * The `llm-kernels` command (commander). `llm-kernels --help` lists the commands; each has its own --help.
+ *   demo       the bundled tiny-py model in bf16, q8_0 and q4_0: batched generation over the paged cache, speed,
+ *              KV use, perplexity, KL and top-1 agreement against bf16
+ *   generate   text from a model (--prompt TEXT or --tokens 1,2,3)
+ *   logits     every --tokens list is one sequence; all go through one batched forward; logits to a JSON file
+ *   eval       perplexity of a model on a text file, and its divergence from a reference format
+ *   info       build, SIMD level, threads, CUDA devices or why there are none
+ *   kernels    the kernels checked against float64 references and timed on this machine
  */
-import { device, info, matmul, PagedKvCache, quantize, quantizationError, roofline, Tensor, type KvDType, type QuantFormat } from '../index.js';
-import { Rng } from '../random.js';
-
-function usage(code: number): never {
-  process.stdout.write(
-    'usage: llm-kernels <command>\n' +
-      '  demo [--device auto|cpu|cuda] [--size N]  run matmul on the device and check it against a float64 reference\n' +
-      '  info [--json]                            show the build, the CPU SIMD level and threads, and CUDA devices\n',
-  );
-  process.exit(code);
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
+import { Command, Option } from 'commander';
+import { info } from '../index.js';
+import { kernelsDemo } from './kernels.js';
+import { BUNDLED_MODEL, demoCommand, evalCommand, generateCommand, logitsCommand } from './model-commands.js';
 
 function printInfo(json: boolean): void {
   const i = info();
@@ -38,158 +29,76 @@ function printInfo(json: boolean): void {
   );
 }
 
-async function demo(args: string[]): Promise<void> {
-  const dev = device((flag(args, '--device') ?? 'auto') as 'auto');
-  const n = Number(flag(args, '--size') ?? 1024);
-  if (!Number.isInteger(n) || n < 1 || n > 16384) throw new RangeError(`demo: expected an integer in [1, 16384] for --size, got ${n}`);
-  printInfo(false);
-  process.stdout.write(`\nmatmul y = x · wᵀ, f32, M = N = K = ${n}, on ${dev.name}\n`);
-  using x = Tensor.randn([n, n], { seed: 1, device: dev });
-  using w = Tensor.randn([n, n], { seed: 2, device: dev });
-  { using warm = matmul(x, w); await warm.data(); }
-  const reps = 5;
-  const t0 = performance.now();
-  const ys = Array.from({ length: reps }, () => matmul(x, w));
-  await dev.synchronize();
-  const ms = (performance.now() - t0) / reps;
-  const y = ys.pop()!;
-  ys.forEach((t) => t.dispose());
-  const got = await y.data();
-  // float64 reference on a few rows
-  const xs = new Rng(1).fillNormal(new Float32Array(n * n));
-  const wsd = new Rng(2).fillNormal(new Float32Array(n * n));
-  let maxRel = 0;
-  for (const r of [0, n >> 1, n - 1])
-    for (let c = 0; c < n; c += Math.max(1, n >> 5)) {
-      let acc = 0;
-      for (let k = 0; k < n; k++) acc += xs[r * n + k]! * wsd[c * n + k]!;
-      maxRel = Math.max(maxRel, Math.abs(got[r * n + c]! - acc) / (Math.abs(acc) + Math.sqrt(n)));
-    }
-  y.dispose();
-  const gflops = (2 * n * n * n) / (ms * 1e6);
-  process.stdout.write(`  ${ms.toFixed(2)} ms per matmul, ${gflops.toFixed(1)} GFLOP/s\n`);
-  if (dev.kind === 'cpu') {
-    const r = roofline();
-    process.stdout.write(`  ${(100 * gflops / r.fmaGflops).toFixed(0)}% of this machine's f32 FMA peak (${r.fmaGflops.toFixed(0)} GFLOP/s, ${r.threads} threads)\n`);
-  }
-  process.stdout.write(`  max relative error vs float64 reference: ${maxRel.toExponential(2)} ${maxRel < 1e-5 ? '(ok)' : '(TOO LARGE)'}\n`);
-  if (maxRel >= 1e-5) process.exitCode = 1;
-  await quantDemo(4096);
-  await kvDemo(8, 4096);
-}
+const program = new Command('llm-kernels')
+  .description('quantized matmul, paged attention and Llama-family models for Node.js')
+  .showHelpAfterError()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-// A decode step of paged attention on the CPU: B sequences of L tokens (H = 32, Hkv = 8, D = 128, P = 16, blocks
-// scattered as on a server) for each KV dtype; time per step, KV GB/s against the read probe, and the error of y
-// against the f32 cache holding the same keys and values.
-async function kvDemo(B: number, L: number): Promise<void> {
-  const H = 32, Hkv = 8, D = 128, P = 16;
-  const cpu = device('cpu');
-  const read = roofline().readGBs;
-  process.stdout.write(
-    `\npaged attention decode on cpu: B = ${B} sequences x ${L} tokens, H = ${H}, Hkv = ${Hkv}, D = ${D}, P = ${P}; ` +
-      `KV read per step and its rate against the read probe (${read.toFixed(1)} GB/s), error vs an f32 cache\n`,
-  );
-  using k = Tensor.randn([512, Hkv, D], { seed: 4, device: cpu });
-  using v = Tensor.randn([512, Hkv, D], { seed: 5, device: cpu });
-  using q = Tensor.randn([B, H, D], { seed: 6, device: cpu });
-  let ref: Float32Array | null = null;
-  for (const dt of ['f32', 'f16', 'i8', 'f8e4m3'] as KvDType[]) {
-    using cache = new PagedKvCache({ numLayers: 1, numBlocks: B * Math.ceil(L / P), blockSize: P, numKvHeads: Hkv, headDim: D, dtype: dt });
-    for (let t = 0; t < L; t += P)  // sequences grow block by block in turn, as on a server
-      for (let b = 0; b < B; b++) {
-        const r = t === 0 ? cache.addSequence(b, new Int32Array(P).fill(b)) : cache.append(b, new Int32Array(P).fill(t));
-        if (!r.ok) throw new Error('kv demo: cache too small');
-      }
-    for (let b = 0; b < B; b++) {
-      const table = cache.manager.blockTable(b);
-      for (let t0 = 0; t0 < L; t0 += 512) {
-        const slots = Int32Array.from({ length: 512 }, (_, i) => table[Math.floor((t0 + i) / P)]! * P + ((t0 + i) % P));
-        cache.write(0, k, v, slots);
-      }
-    }
-    using batch = cache.batch(Array.from({ length: B }, (_, b) => b));
-    { using warm = cache.decode(0, q, batch); await warm.data(); }
-    const reps = 10;
-    const t0 = performance.now();
-    const ys = Array.from({ length: reps }, () => cache.decode(0, q, batch));
-    await cpu.synchronize();
-    const ms = (performance.now() - t0) / reps;
-    const y = ys.pop()!;
-    ys.forEach((t) => t.dispose());
-    const got = await y.data();
-    y.dispose();
-    if (!ref) ref = got as Float32Array;
-    const bytes = B * L * Hkv * 2 * (D * (dt === 'f32' ? 4 : dt === 'f16' ? 2 : 1) + (dt === 'i8' || dt === 'f8e4m3' ? 4 : 0));
-    const gbs = bytes / (ms * 1e6);
-    process.stdout.write(
-      `  ${dt.padEnd(7)} ${ms.toFixed(2).padStart(6)} ms, ${(bytes / 2 ** 20).toFixed(0).padStart(4)} MiB of KV, ` +
-        `${gbs.toFixed(1).padStart(5)} GB/s = ${(gbs / read).toFixed(2)} of read, error ${(100 * relRms(got as Float32Array, ref)).toFixed(2)}%\n`,
-    );
-  }
-}
+const modelOpt = () => new Option('--model <path>', 'a model folder (config.json + safetensors)').default(BUNDLED_MODEL, 'the bundled tiny-py');
+const quantOpt = () => new Option('--quantize <format>', 'quantize the Linear weights on load: q8_0, q4_0, q4_g32, q4_g64, q4_g128, i8_pc');
+const deviceOpt = () => new Option('--device <device>', 'cpu or auto (the model ops run on the CPU for now)').default('cpu');
 
-/** rms(a - b) / rms(b) */
-function relRms(a: Float32Array, b: Float32Array): number {
-  let e = 0;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    e += (a[i]! - b[i]!) ** 2;
-    s += b[i]! ** 2;
-  }
-  return Math.sqrt(e / s);
-}
+program
+  .command('demo')
+  .description('the bundled model in bf16, q8_0 and q4_0: batched generation, tokens/s, KV use and quality')
+  .option('-n <tokens>', 'new tokens per prompt', '48')
+  .option('--eval-bytes <n>', "bytes of the held-out text to score ('all' for the whole 65,531)", '16384')
+  .option('--kv-dtype <dtype>', 'KV cache dtype for generation: f32, f16, bf16, i8, f8e4m3', 'f16')
+  .action((o) => demoCommand({ n: o.n, evalBytes: o.evalBytes, kvDtype: o.kvDtype }));
 
-// Quantized weights on the CPU: each format's error, and the decode-shaped product (M = 1) on both paths, against
-// the f32 product of the same weight.
-async function quantDemo(n: number): Promise<void> {
-  const cpu = device('cpu');
-  process.stdout.write(
-    `\nquantized weights on cpu, w [${n}, ${n}]: SNR of the weight; y = x · wᵀ for one row x (a decode step) on each ` +
-      `path: time per call (incl. enqueue and wait), GB/s of weights, rms error vs the f32 weight's y\n`,
-  );
-  using w = Tensor.randn([n, n], { seed: 2, device: cpu });
-  using x = Tensor.randn([1, n], { seed: 3, device: cpu });
-  using yRef = matmul(x, w);
-  const ref = await yRef.data();
-  for (const f of ['q8_0', 'q4_0', 'q4_g128', 'i8_pc'] as QuantFormat[]) {
-    using q = await quantize(w, f);
-    const r = await quantizationError(w, q);
-    const line = [`  ${f.padEnd(8)} ${r.snrDb.toFixed(1).padStart(5)} dB, ${r.bitsPerWeight.toFixed(2)} bits/weight |`];
-    for (const path of ['int8', 'dequant'] as const) {
-      { using warm = matmul(x, q, { path }); await warm.data(); }
-      const reps = 50;
-      const t0 = performance.now();
-      const ys = Array.from({ length: reps }, () => matmul(x, q, { path }));
-      await cpu.synchronize();
-      const us = ((performance.now() - t0) / reps) * 1e3;
-      const y = ys.pop()!;
-      ys.forEach((t) => t.dispose());
-      const err = relRms(await y.data(), ref);
-      y.dispose();
-      line.push(` ${path}: ${us.toFixed(0).padStart(4)} us, ${((q.nbytes / us) * 1e-3).toFixed(1).padStart(5)} GB/s, error ${(100 * err).toFixed(2)}% |`);
-    }
-    process.stdout.write(line.join('') + '\n');
-  }
-}
+program
+  .command('generate')
+  .description('generate text (or token ids) from a prompt')
+  .addOption(modelOpt())
+  .addOption(quantOpt())
+  .addOption(deviceOpt())
+  .option('--prompt <text>', 'the prompt text (needs the model\'s tokenizer)')
+  .option('--tokens <ids>', 'the prompt as comma-separated token ids')
+  .option('-n <tokens>', 'new tokens at most', '64')
+  .option('--temperature <t>', 'sampling temperature (0: greedy, the default)')
+  .option('--top-k <k>', 'keep the k most likely tokens (0: off)')
+  .option('--top-p <p>', 'nucleus sampling (1: off)')
+  .option('--seed <s>', 'sampling seed')
+  .option('--json', 'print one JSON object')
+  .action((o) => generateCommand({ ...o, n: o.n }));
 
-async function main(argv: string[]): Promise<void> {
-  const [cmd, ...args] = argv;
-  switch (cmd) {
-    case 'demo':
-      return demo(args);
-    case 'info':
-      return printInfo(args.includes('--json'));
-    case undefined:
-    case '-h':
-    case '--help':
-      return usage(cmd === undefined ? 1 : 0);
-    default:
-      process.stderr.write(`llm-kernels: unknown command '${cmd}'\n`);
-      return usage(1);
-  }
-}
+program
+  .command('logits')
+  .description('logits of every position of each --tokens sequence, all in one batched forward, as JSON')
+  .addOption(modelOpt())
+  .addOption(quantOpt())
+  .addOption(deviceOpt())
+  .option('--kv-dtype <dtype>', 'KV cache dtype: f32, f16, bf16, i8, f8e4m3', 'f32')
+  .requiredOption('--tokens <ids>', 'one sequence as comma-separated ids; repeat for more sequences', (v: string, prev: string[] = []) => [...prev, v])
+  .requiredOption('--out <file>', 'the JSON file to write: {"sequences": [{"tokens": [...], "logits": [[...], ...]}]}')
+  .action((o) => logitsCommand(o));
 
-main(process.argv.slice(2)).catch((e: unknown) => {
+program
+  .command('eval')
+  .description('perplexity on a text file (bits per byte for byte-level models); KL and top-1 against --reference')
+  .addOption(modelOpt())
+  .requiredOption('--text <file>', 'the text to score')
+  .addOption(quantOpt())
+  .option('--reference <format>', "a format to compare with: 'bf16' (the float weights) or a quantized format")
+  .addOption(deviceOpt())
+  .option('--bytes <n>', 'score only the first n bytes of the text')
+  .option('--json', 'print one JSON object')
+  .action((o) => evalCommand(o));
+
+program
+  .command('info')
+  .description('build, CPU SIMD level and threads, CUDA devices')
+  .option('--json', 'print JSON')
+  .action((o) => printInfo(Boolean(o.json)));
+
+program
+  .command('kernels')
+  .description('matmul, quantized matmul and paged attention checked against float64 references and timed')
+  .option('--device <device>', 'auto, cpu or cuda (matmul only)', 'auto')
+  .option('--size <n>', 'matmul size M = N = K', '1024')
+  .action((o) => kernelsDemo(o));
+
+program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   process.stderr.write(`llm-kernels: ${err.code ? `[${err.code}] ` : ''}${err.message}\n`);
   process.exit(1);
