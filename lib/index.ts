@@ -34,3 +34,33 @@ export {
 } from './ops/attention.js';
 export { BlockManager, kvFullError, type BlockManagerOptions, type AllocResult, type AllocOk, type KvFull, type KvStats } from './kv/block-manager.js';
 export { PagedKvCache, AttentionBatch, type PagedKvCacheOptions } from './kv/paged-kv-cache.js';
+export { Linear, Embedding, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './nn/layers.js';
+export {
+  LlamaForCausalLM,
+  type WeightSource,
+  type LoadProgress,
+  type LlamaLoadOptions,
+  type StepSequence,
+  type StepResult,
+  type DecoderLayerWeights,
+} from './nn/llama.js';
+export { loadModel } from './nn/load.js';
+export { generate, type GenerateOptions, type GenerateResult } from './nn/generate.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './nn/eval.js';
+export { Sampler, argmax, DEFAULT_SAMPLER_SEED, type SamplerOptions } from './nn/sampler.js';
+export {
+  SafetensorsFile,
+  SafetensorsModel,
+  parseSafetensorsHeader,
+  encodeSafetensors,
+  safetensorsDTypeSize,
+  bf16ToF32 as bf16BytesToF32,
+  f16ToF32 as f16BytesToF32,
+  SAFETENSORS_DTYPES,
+  type SafetensorsDType,
+  type SafetensorsHeader,
+  type SafetensorsTensorInfo,
+  type SafetensorsTensorData,
+} from './io/safetensors.js';
+export { parseLlamaConfig, loadLlamaConfig, ropeInvFreq, LLAMA_MODEL_TYPES, type LlamaConfig, type LlamaModelType, type RopeScaling, type HfQuantizationConfig } from './io/hf-config.js';
+export { ByteTokenizer, loadTokenizer, type Tokenizer } from './io/tokenizer.js';
