@@ -29,7 +29,9 @@ import { PagedKvCache, type PagedKvCacheOptions } from '../kv/paged-kv-cache.js'
 import { type KvDType } from '../ops/attention.js';
 import { embedding } from '../ops/nn.js';
 import { QUANT_FORMATS, type QuantFormat } from '../quant/formats.js';
-import { quantize } from '../quant/quantize.js';
+import { dequantize, quantize } from '../quant/quantize.js';
+import { gptqToQ4GRows, type GptqCheckpointFormat, type GptqTensors } from '../quant/gptq.js';
+import { QuantizedTensor } from '../quant/quantized-tensor.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkObject, expected, shapeStr } from '../validate.js';
 import { Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './layers.js';
@@ -170,17 +172,66 @@ export class LlamaForCausalLM {
     const progress = (name: string, stage: LoadProgress['stage']) => options.onProgress?.({ done, total, name, stage });
     const owned: { dispose(): void }[] = [];
 
-    const read = (name: string, shape: readonly number[]): Float32Array => {
+    const shapeOf = (name: string, shape: readonly number[]): { dtype: string } => {
       if (!source.has(name)) throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: the checkpoint has no tensor "${name}"`);
       const info = source.info(name);
       if (shapeStr(info.shape) !== shapeStr(shape))
         throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `shape ${shapeStr(shape)} (from the config)`, `"${name}".shape`, shapeStr(info.shape), true));
-      return toF32(fn, name, info.dtype, source.read(name));
+      return info;
     };
+    const read = (name: string, shape: readonly number[]): Float32Array => toF32(fn, name, shapeOf(name, shape).dtype, source.read(name));
     const optional = (name: string, shape: readonly number[]): Float32Array | null => (source.has(name) ? read(name, shape) : null);
     const dense = (data: Float32Array, shape: number[]): Tensor<'f32'> => Tensor.fromArray(data, { shape, device });
-    const linearWeight = async (data: Float32Array, shape: number[], name: string, quantizable = true): Promise<LinearWeight> => {
-      const w = dense(data, shape);
+
+    // A Linear weight's rows from the checkpoint: floats, or the row form of a quantized format (GGUF q8_0/q4_0
+    // tensors are that row form; GPTQ/AWQ layers are unpacked to q4_g{G} rows), so that gate and up can be stacked
+    // before the weight is made.
+    type Rows = { kind: 'float'; data: Float32Array } | { kind: 'quant'; format: QuantFormat; bytes: Uint8Array };
+    const gq = c.quantization;
+    const rowsOf = (prefix: string, N: number, K: number, quantizable = true): Rows => {
+      if (gq && quantizable) {
+        const i32 = (n: string): Int32Array => {
+          const b = source.read(`${prefix}.${n}`);
+          const out = new Int32Array(b.byteLength >> 2);
+          new Uint8Array(out.buffer).set(b.subarray(0, out.byteLength));
+          return out;
+        };
+        for (const n of ['qweight', 'qzeros', 'scales'])
+          if (!source.has(`${prefix}.${n}`)) throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: the ${gq.quant_method} checkpoint has no tensor "${prefix}.${n}"`);
+        const sb = source.read(`${prefix}.scales`);
+        const scales = new Uint16Array(sb.byteLength >> 1);
+        new Uint8Array(scales.buffer).set(sb.subarray(0, scales.byteLength));
+        const tensors: GptqTensors = { qweight: i32('qweight'), qzeros: i32('qzeros'), scales };
+        if (source.has(`${prefix}.g_idx`)) tensors.gIdx = i32('g_idx');
+        const format: GptqCheckpointFormat = gq.quant_method === 'awq' ? 'awq' : gq.checkpoint_format === 'gptq_v2' ? 'gptq_v2' : 'gptq';
+        const G = gq.group_size;
+        const bytes = gptqToQ4GRows(tensors, { outFeatures: N, inFeatures: K, groupSize: G, format, bits: 4 });
+        return { kind: 'quant', format: `q4_g${G}` as QuantFormat, bytes };
+      }
+      const name = `${prefix}.weight`;
+      const { dtype } = shapeOf(name, [N, K]);
+      if (dtype === 'Q8_0' || dtype === 'Q4_0') return { kind: 'quant', format: dtype === 'Q8_0' ? 'q8_0' : 'q4_0', bytes: source.read(name) };
+      return { kind: 'float', data: read(name, [N, K]) };
+    };
+    const stack = (parts: Rows[], name: string): Rows => {
+      if (parts.every((p) => p.kind === 'float')) {
+        const data = new Float32Array(parts.reduce((a, p) => a + (p as { data: Float32Array }).data.length, 0));
+        let o = 0;
+        for (const p of parts as { data: Float32Array }[]) data.set(p.data, o), (o += p.data.length);
+        return { kind: 'float', data };
+      }
+      const fmt = (parts[0] as { format?: QuantFormat }).format;
+      if (!parts.every((p) => p.kind === 'quant' && p.format === fmt))
+        throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${name}: gate and up stored in different formats`);
+      const qs = parts as { bytes: Uint8Array }[];
+      const bytes = new Uint8Array(qs.reduce((a, p) => a + p.bytes.byteLength, 0));
+      let o = 0;
+      for (const p of qs) bytes.set(p.bytes, o), (o += p.bytes.byteLength);
+      return { kind: 'quant', format: fmt!, bytes };
+    };
+    const makeWeight = async (rows: Rows, shape: [number, number], name: string, quantizable = true): Promise<LinearWeight> => {
+      if (rows.kind === 'quant') return QuantizedTensor.fromBytes(rows.format, shape, rows.bytes, { device });
+      const w = dense(rows.data, shape);
       if (q && quantizable) {
         try {
           const qw = await quantize(w, q);
@@ -198,7 +249,7 @@ export class LlamaForCausalLM {
       }
     };
     const linear = async (name: string, N: number, K: number, bias: boolean): Promise<Linear> => {
-      const w = await linearWeight(read(`${name}.weight`, [N, K]), [N, K], name);
+      const w = await makeWeight(rowsOf(name, N, K), [N, K], name);
       const b = bias ? optional(`${name}.bias`, [N]) : null;
       done++;
       progress(`${name}.weight`, 'read');
@@ -210,14 +261,23 @@ export class LlamaForCausalLM {
       progress(name, 'read');
       return n;
     };
+    if (gq && q) throw rangeError(expected(fn, 'no options.quantize for a checkpoint that is already quantized', 'options.quantize', q));
 
     try {
-      const embedData = read('model.embed_tokens.weight', [V, E]);
-      const embed = new Embedding(dense(embedData, [V, E]));
+      // The embedding table is gathered, not multiplied: a quantized one (GGUF) is dequantized to f32.
+      const embRows = rowsOf('model.embed_tokens', V, E, false);
+      let embTable: Tensor<'f32'>;
+      if (embRows.kind === 'float') embTable = dense(embRows.data, [V, E]);
+      else {
+        using qe = QuantizedTensor.fromBytes(embRows.format, [V, E], embRows.bytes, { device });
+        embTable = dequantize(qe, 'f32');
+      }
+      const embed = new Embedding(embTable);
       owned.push(embed);
       done++;
       progress('model.embed_tokens.weight', 'read');
       const layers: DecoderLayerWeights[] = [];
+      if (c.mlpBias) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: MLP biases (mlp_bias: true) are not supported yet`);
       for (let l = 0; l < c.numLayers; l++) {
         const p = `model.layers.${l}.`;
         const qkvBias = c.attentionBias;
@@ -235,22 +295,20 @@ export class LlamaForCausalLM {
         const postNorm = norm(`${p}post_attention_layernorm.weight`);
         owned.push(postNorm);
         // gate and up stacked into one [2F, E] weight: one matmul gives both halves for silu_mul.
-        const gu = new Float32Array(2 * F * E);
-        gu.set(read(`${p}mlp.gate_proj.weight`, [F, E]), 0);
-        gu.set(read(`${p}mlp.up_proj.weight`, [F, E]), F * E);
-        const gateUp = new Linear(await linearWeight(gu, [2 * F, E], `${p}mlp.gate_up`));
+        const gu = stack([rowsOf(`${p}mlp.gate_proj`, F, E), rowsOf(`${p}mlp.up_proj`, F, E)], `${p}mlp`);
+        const gateUp = new Linear(await makeWeight(gu, [2 * F, E], `${p}mlp.gate_up`));
         owned.push(gateUp);
         done += 2;
         progress(`${p}mlp.up_proj.weight`, 'read');
-        const down = await linear(`${p}mlp.down_proj`, E, F, c.mlpBias);
+        const down = await linear(`${p}mlp.down_proj`, E, F, false);
         owned.push(down);
-        if (c.mlpBias) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: MLP biases (mlp_bias: true) are not supported yet`);
         layers.push({ inputNorm, q: qL, k: kL, v: vL, o: oL, postNorm, mlp: new SwiGluMlp(gateUp, down) });
       }
       const finalNorm = norm('model.norm.weight');
       owned.push(finalNorm);
-      const headData = c.tieWordEmbeddings ? embedData : read('lm_head.weight', [V, E]);
-      const lmHead = new Linear(await linearWeight(headData, [V, E], 'lm_head', false));
+      // lm_head stays as stored: float (quantize does not touch it), or the GGUF's own quantized rows.
+      const headRows: Rows = c.tieWordEmbeddings ? embRows : rowsOf('lm_head', V, E, false);
+      const lmHead = new Linear(await makeWeight(headRows, [V, E], 'lm_head', false));
       owned.push(lmHead);
       if (!c.tieWordEmbeddings) {
         done++;

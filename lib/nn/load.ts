@@ -30,8 +30,6 @@ export async function loadModel(path: string, options: LlamaLoadOptions = {}): P
     throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: expected a model folder (config.json + *.safetensors) for path, got the file ${path}`);
   }
   const config = loadLlamaConfig(path);
-  if (config.quantization)
-    throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${config.quantization.quant_method} checkpoints have no loader yet (${path}); use a float checkpoint with options.quantize`);
   const weights = SafetensorsModel.open(path);
   try {
     return await LlamaForCausalLM.fromWeights(config, weights, options);
