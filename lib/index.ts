@@ -34,7 +34,7 @@ export {
 } from './ops/attention.js';
 export { BlockManager, kvFullError, type BlockManagerOptions, type AllocResult, type AllocOk, type KvFull, type KvStats } from './kv/block-manager.js';
 export { PagedKvCache, AttentionBatch, type PagedKvCacheOptions } from './kv/paged-kv-cache.js';
-export { Linear, Embedding, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './nn/layers.js';
+export { Linear, Embedding, RMSNorm, RotaryEmbedding, SwiGluMlp, Attention, DecoderLayer, type LinearWeight, type AttentionContext, type AttentionOptions } from './nn/layers.js';
 export {
   LlamaForCausalLM,
   type WeightSource,
@@ -42,7 +42,6 @@ export {
   type LlamaLoadOptions,
   type StepSequence,
   type StepResult,
-  type DecoderLayerWeights,
 } from './nn/llama.js';
 export { loadModel } from './nn/load.js';
 export { generate, type GenerateOptions, type GenerateResult } from './nn/generate.js';

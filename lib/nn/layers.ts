@@ -12,6 +12,7 @@ import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { add, cast } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
 import { addRmsNorm, embedding, rmsNorm, rope, siluMul, type RopePairing } from '../ops/nn.js';
+import { AttentionBatch, PagedKvCache } from '../kv/paged-kv-cache.js';
 import { QuantizedTensor } from '../quant/quantized-tensor.js';
 import { Tensor } from '../tensor.js';
 import { checkFiniteNumber, expected, shapeStr } from '../validate.js';
@@ -167,5 +168,143 @@ export class SwiGluMlp {
   dispose(): void {
     this.gateUp.dispose();
     this.down.dispose();
+  }
+}
+
+/** What the attention of every layer shares in one model step. */
+export interface AttentionContext {
+  /** The model's paged KV cache. */
+  cache: PagedKvCache;
+  /** Block tables and lengths of the step's sequences (decode or prefill form). */
+  batch: AttentionBatch;
+  /** `[T]` i32 positions of the step's tokens. */
+  positions: Tensor<'i32'>;
+  /** `[T]` cache slots of the step's tokens. */
+  slots: Int32Array;
+  /** Every sequence has one new token (the decode kernel), else the ragged prefill kernel. */
+  decode: boolean;
+}
+
+/** Shape and options of an {@link Attention} layer. */
+export interface AttentionOptions {
+  /** The layer's index in the cache. */
+  layer: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Sliding window in tokens (Mistral), or null. */
+  slidingWindow?: number | null;
+  /** Softmax scale (default 1 / sqrt(headDim)). */
+  scale?: number;
+}
+
+/**
+ * Grouped-query attention over the paged KV cache: q, k, v projections, rotary embedding of q and k, the new keys
+ * and values written into the cache, attention over each sequence's history (decode or ragged prefill kernel),
+ * the output projection. `x [T, E]` -> `[T, E]`.
+ */
+export class Attention {
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly o: Linear;
+  /** Shared between layers; not disposed with this one. */
+  readonly rope: RotaryEmbedding;
+  readonly options: Readonly<Required<AttentionOptions>>;
+
+  constructor(q: Linear, k: Linear, v: Linear, o: Linear, rope: RotaryEmbedding, options: AttentionOptions) {
+    const fn = 'Attention';
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = options;
+    if (!(Number.isInteger(H) && Number.isInteger(Hkv) && Number.isInteger(D) && H > 0 && Hkv > 0 && D > 0 && H % Hkv === 0))
+      throw rangeError(expected(fn, 'positive heads with numKvHeads dividing numHeads', 'options', `H=${H}, Hkv=${Hkv}, D=${D}`, true));
+    if (q.outFeatures !== H * D || k.outFeatures !== Hkv * D || v.outFeatures !== Hkv * D || o.inFeatures !== H * D)
+      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `projections of ${H * D}, ${Hkv * D}, ${Hkv * D} outputs and o of ${H * D} inputs`, 'q/k/v/o', `${q.outFeatures}, ${k.outFeatures}, ${v.outFeatures}, ${o.inFeatures}`, true));
+    this.q = q;
+    this.k = k;
+    this.v = v;
+    this.o = o;
+    this.rope = rope;
+    this.options = Object.freeze({ layer: options.layer, numHeads: H, numKvHeads: Hkv, headDim: D, slidingWindow: options.slidingWindow ?? null, scale: options.scale ?? 1 / Math.sqrt(D) });
+  }
+
+  forward(x: Tensor<'f32'>, ctx: AttentionContext): Tensor<'f32'> {
+    const { layer, numHeads: H, numKvHeads: Hkv, headDim: D, slidingWindow, scale } = this.options;
+    const T = x.shape[0]!;
+    using q0 = this.q.forward(x);
+    using k0 = this.k.forward(x);
+    using v0 = this.v.forward(x);
+    using q1 = q0.reshape([T, H, D]);
+    using k1 = k0.reshape([T, Hkv, D]);
+    using v = v0.reshape([T, Hkv, D]);
+    using qr = this.rope.forward(q1, ctx.positions);
+    using kr = this.rope.forward(k1, ctx.positions);
+    ctx.cache.write(layer, kr, v, ctx.slots);
+    const opts = { scale, slidingWindow: slidingWindow ?? 0 };
+    using a = ctx.decode ? ctx.cache.decode(layer, qr, ctx.batch, opts) : ctx.cache.prefill(layer, qr, ctx.batch, opts);
+    using a2 = a.reshape([T, H * D]);
+    return this.o.forward(a2);
+  }
+
+  get nbytes(): number {
+    return this.q.nbytes + this.k.nbytes + this.v.nbytes + this.o.nbytes;
+  }
+
+  dispose(): void {
+    this.q.dispose();
+    this.k.dispose();
+    this.v.dispose();
+    this.o.dispose();
+  }
+}
+
+/**
+ * A pre-norm decoder block (Llama): `h += attn(norm1(h))`, then `h += mlp(norm2(h))`. Each residual add is fused
+ * with the norm that follows it, so the block takes the residual stream `h` and its normalized form `x`
+ * (`inputNorm(h)`, computed by the previous block's last fused step) and returns both for the next block, whose
+ * input norm (or the model's final norm) it is given.
+ */
+export class DecoderLayer {
+  readonly inputNorm: RMSNorm;
+  readonly attention: Attention;
+  readonly postNorm: RMSNorm;
+  readonly mlp: SwiGluMlp;
+
+  constructor(inputNorm: RMSNorm, attention: Attention, postNorm: RMSNorm, mlp: SwiGluMlp) {
+    this.inputNorm = inputNorm;
+    this.attention = attention;
+    this.postNorm = postNorm;
+    this.mlp = mlp;
+  }
+
+  /**
+   * @param h - the residual stream `[T, E]` (disposed here)
+   * @param x - `inputNorm(h)` (disposed here)
+   * @param next - the norm after this block: the next block's input norm, or the model's final norm
+   * @returns the new residual stream and `next(h)`
+   */
+  forward(h: Tensor<'f32'>, x: Tensor<'f32'>, ctx: AttentionContext, next: RMSNorm): { h: Tensor<'f32'>; x: Tensor<'f32'> } {
+    let s: { sum: Tensor<'f32'>; y: Tensor<'f32'> };
+    {
+      using _h = h;
+      using _x = x;
+      using a = this.attention.forward(x, ctx);
+      s = this.postNorm.forwardAdd(h, a);
+    }
+    using h1 = s.sum;
+    using x1 = s.y;
+    using m = this.mlp.forward(x1);
+    const r = next.forwardAdd(h1, m);
+    return { h: r.sum, x: r.y };
+  }
+
+  get nbytes(): number {
+    return this.inputNorm.weight.nbytes + this.attention.nbytes + this.postNorm.weight.nbytes + this.mlp.nbytes;
+  }
+
+  dispose(): void {
+    this.inputNorm.dispose();
+    this.attention.dispose();
+    this.postNorm.dispose();
+    this.mlp.dispose();
   }
 }

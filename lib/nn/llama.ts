@@ -34,7 +34,7 @@ import { gptqToQ4GRows, type GptqCheckpointFormat, type GptqTensors } from '../q
 import { QuantizedTensor } from '../quant/quantized-tensor.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkObject, expected, shapeStr } from '../validate.js';
-import { Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './layers.js';
+import { Attention, DecoderLayer, Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './layers.js';
 
 /** Where a model's tensors come from: Hugging Face names, raw little-endian bytes (a safetensors file, a test). */
 export interface WeightSource {
@@ -83,17 +83,6 @@ export interface StepResult {
   rows: { seqId: number; index: number }[];
 }
 
-/** The weights of one decoder block. */
-export interface DecoderLayerWeights {
-  inputNorm: RMSNorm;
-  q: Linear;
-  k: Linear;
-  v: Linear;
-  o: Linear;
-  postNorm: RMSNorm;
-  mlp: SwiGluMlp;
-}
-
 function toF32(fn: string, name: string, dtype: string, bytes: Uint8Array): Float32Array {
   switch (dtype) {
     case 'F32': {
@@ -121,12 +110,12 @@ export class LlamaForCausalLM {
   readonly quantization: QuantFormat | null;
   readonly device: Tensor['device'];
   #embed: Embedding | null;
-  #layers: DecoderLayerWeights[];
+  #layers: DecoderLayer[];
   #norm: RMSNorm;
   #lmHead: Linear;
   #rope: RotaryEmbedding;
 
-  private constructor(config: LlamaConfig, quantization: QuantFormat | null, embed: Embedding, layers: DecoderLayerWeights[], norm: RMSNorm, lmHead: Linear, ropeEmb: RotaryEmbedding) {
+  private constructor(config: LlamaConfig, quantization: QuantFormat | null, embed: Embedding, layers: DecoderLayer[], norm: RMSNorm, lmHead: Linear, ropeEmb: RotaryEmbedding) {
     this.config = config;
     this.quantization = quantization;
     this.device = embed.table.device;
@@ -276,7 +265,9 @@ export class LlamaForCausalLM {
       owned.push(embed);
       done++;
       progress('model.embed_tokens.weight', 'read');
-      const layers: DecoderLayerWeights[] = [];
+      const layers: DecoderLayer[] = [];
+      const ropeEmb = new RotaryEmbedding(ropeInvFreq(c), 'rotate-half', embed.table.device);
+      owned.push(ropeEmb);
       if (c.mlpBias) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: MLP biases (mlp_bias: true) are not supported yet`);
       for (let l = 0; l < c.numLayers; l++) {
         const p = `model.layers.${l}.`;
@@ -302,7 +293,8 @@ export class LlamaForCausalLM {
         progress(`${p}mlp.up_proj.weight`, 'read');
         const down = await linear(`${p}mlp.down_proj`, E, F, false);
         owned.push(down);
-        layers.push({ inputNorm, q: qL, k: kL, v: vL, o: oL, postNorm, mlp: new SwiGluMlp(gateUp, down) });
+        const attn = new Attention(qL, kL, vL, oL, ropeEmb, { layer: l, numHeads: H, numKvHeads: Hkv, headDim: D, slidingWindow: c.slidingWindow });
+        layers.push(new DecoderLayer(inputNorm, attn, postNorm, new SwiGluMlp(gateUp, down)));
       }
       const finalNorm = norm('model.norm.weight');
       owned.push(finalNorm);
@@ -314,7 +306,6 @@ export class LlamaForCausalLM {
         done++;
         progress('lm_head.weight', 'read');
       }
-      const ropeEmb = new RotaryEmbedding(ropeInvFreq(c), 'rotate-half', embed.table.device);
       return new LlamaForCausalLM(c, q, embed, layers, finalNorm, lmHead, ropeEmb);
     } catch (err) {
       for (const o of owned) o.dispose();
@@ -330,8 +321,14 @@ export class LlamaForCausalLM {
   /** Bytes of every weight. */
   get nbytes(): number {
     let n = this.#live('nbytes').table.nbytes + this.#norm.weight.nbytes + this.#lmHead.nbytes + this.#rope.invFreq.nbytes;
-    for (const l of this.#layers) n += l.inputNorm.weight.nbytes + l.postNorm.weight.nbytes + l.q.nbytes + l.k.nbytes + l.v.nbytes + l.o.nbytes + l.mlp.nbytes;
+    for (const l of this.#layers) n += l.nbytes;
     return n;
+  }
+
+  /** The decoder blocks (shared, not copies: do not dispose them). */
+  get layers(): readonly DecoderLayer[] {
+    this.#live('layers');
+    return this.#layers;
   }
 
   /**
@@ -424,47 +421,15 @@ export class LlamaForCausalLM {
     }
     const decode = sequences.every((s) => s.tokens.length === 1);
     const seqIds = sequences.map((s) => s.seqId);
-    const E = c.hiddenSize, H = c.numHeads, Hkv = c.numKvHeads, D = c.headDim;
-    const attnOpts = { scale: 1 / Math.sqrt(D), slidingWindow: c.slidingWindow ?? 0 };
-
+    
     using batch = decode ? cache.batch(seqIds) : cache.batch(seqIds, sequences.map((s) => s.tokens.length));
     using positions = Tensor.fromArray(pos, { dtype: 'i32', device: this.device });
+    const ctx = { cache, batch, positions, slots, decode };
     let h = embed.forward(ids);
     let x = this.#layers[0]!.inputNorm.forward(h);
     for (let l = 0; l < this.#layers.length; l++) {
-      const L = this.#layers[l]!;
-      let a: Tensor<'f32'>;
-      {
-        using q0 = L.q.forward(x);
-        using k0 = L.k.forward(x);
-        using v0 = L.v.forward(x);
-        x.dispose();
-        using q1 = q0.reshape([T, H, D]);
-        using k1 = k0.reshape([T, Hkv, D]);
-        using v = v0.reshape([T, Hkv, D]);
-        using q = this.#rope.forward(q1, positions);
-        using k = this.#rope.forward(k1, positions);
-        cache.write(l, k, v, slots);
-        using o = decode ? cache.decode(l, q, batch, attnOpts) : cache.prefill(l, q, batch, attnOpts);
-        using o2 = o.reshape([T, H * D]);
-        a = L.o.forward(o2);
-      }
-      {
-        using _a = a;
-        using hOld = h;
-        const r = L.postNorm.forwardAdd(hOld, a);
-        h = r.sum;
-        x = r.y;
-      }
-      {
-        using m = L.mlp.forward(x);
-        x.dispose();
-        using hOld = h;
-        const next = l + 1 < this.#layers.length ? this.#layers[l + 1]!.inputNorm : this.#norm;
-        const r = next.forwardAdd(hOld, m);
-        h = r.sum;
-        x = r.y;
-      }
+      const next = l + 1 < this.#layers.length ? this.#layers[l + 1]!.inputNorm : this.#norm;
+      ({ h, x } = this.#layers[l]!.forward(h, x, ctx, next));
     }
     h.dispose();
     using _x = x;
@@ -479,15 +444,7 @@ export class LlamaForCausalLM {
     if (!this.#embed) return;
     this.#embed.dispose();
     this.#embed = null;
-    for (const l of this.#layers) {
-      l.inputNorm.dispose();
-      l.q.dispose();
-      l.k.dispose();
-      l.v.dispose();
-      l.o.dispose();
-      l.postNorm.dispose();
-      l.mlp.dispose();
-    }
+    for (const l of this.#layers) l.dispose();
     this.#layers = [];
     this.#norm.dispose();
     this.#lmHead.dispose();
