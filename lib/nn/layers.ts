@@ -11,7 +11,7 @@ import { isFloat, type FloatDType } from '../dtype.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { add, cast } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
-import { addRmsNorm, embedding, rmsNorm, rope, siluMul, type RopePairing } from '../ops/nn.js';
+import { addRmsNorm, embedding, layerNorm, rmsNorm, rope, siluMul, type RopePairing } from '../ops/nn.js';
 import { AttentionBatch, PagedKvCache } from '../kv/paged-kv-cache.js';
 import { QuantizedTensor } from '../quant/quantized-tensor.js';
 import { Tensor } from '../tensor.js';
@@ -127,6 +127,28 @@ export class RMSNorm {
   }
   dispose(): void {
     this.weight.dispose();
+  }
+}
+
+/** LayerNorm with a learned scale and optional bias (GPT-2, BERT-style blocks). */
+export class LayerNorm {
+  readonly weight: Tensor<FloatDType>;
+  readonly bias: Tensor<FloatDType> | null;
+  readonly eps: number;
+  constructor(weight: Tensor<FloatDType>, bias: Tensor<FloatDType> | null, eps: number) {
+    if (!(weight instanceof Tensor) || !isFloat(weight.dtype)) throw typeError(expected('LayerNorm', 'a float Tensor [N]', 'weight', weight));
+    checkFiniteNumber('LayerNorm', 'eps', eps);
+    if (!(eps > 0)) throw rangeError(expected('LayerNorm', 'a finite number > 0', 'eps', eps));
+    this.weight = weight;
+    this.bias = bias;
+    this.eps = eps;
+  }
+  forward(x: Tensor<'f32'>): Tensor<'f32'> {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+  dispose(): void {
+    this.weight.dispose();
+    this.bias?.dispose();
   }
 }
 

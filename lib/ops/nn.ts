@@ -224,3 +224,59 @@ export function siluMul<D extends DType>(x: Tensor<D>): Tensor<D> {
   const shape = [...x.shape.slice(0, -1), n / 2];
   return wrapNative(runNative('silu_mul', x.device, [hx], x.dtype, shape), x.dtype, shape, x.device);
 }
+
+/**
+ * LayerNorm over the last dimension: `y = (x − mean) / sqrt(var + eps) * weight + bias` (biased variance, as
+ * torch.nn.LayerNorm), in f32.
+ * @param x - `[..., N]` f32, f16 or bf16
+ * @param weight - `[N]`, any float dtype
+ * @param bias - `[N]` of weight's dtype, or null
+ * @returns x's shape and dtype
+ * @throws {TypeError} | {RangeError} bad dtypes, shapes or eps
+ * @throws {LlmKernelsError} ERR_DISPOSED, ERR_DEVICE
+ * @example const y = layerNorm(x, gamma, beta, 1e-5);
+ */
+export function layerNorm<D extends DType>(x: Tensor<D>, weight: Tensor, bias: Tensor | null, eps: number): Tensor<D> {
+  const fn = 'layerNorm';
+  const hx = liveHandle(fn, 'x', x);
+  const hw = liveHandle(fn, 'weight', weight);
+  checkNormArgs(fn, x, weight);
+  if (bias !== null) {
+    liveHandle(fn, 'bias', bias);
+    if (bias.dtype !== weight.dtype) throw typeError(expected(fn, `bias.dtype ${weight.dtype} (weight's dtype)`, 'bias.dtype', bias.dtype));
+    if (shapeStr(bias.shape) !== shapeStr(weight.shape))
+      throw rangeError(expected(fn, `bias of weight's shape ${shapeStr(weight.shape)}`, 'bias.shape', shapeStr(bias.shape), true));
+    checkDevice(fn, x, 'bias', bias);
+  }
+  const e = checkEps(fn, eps);
+  const none = bias === null ? Tensor.empty([0], { dtype: weight.dtype, device: x.device }) : null;
+  try {
+    const shape = x.shape.slice();
+    const h = runNative('layer_norm', x.device, [hx, hw, (bias ?? none!).handle(fn, 'bias')], x.dtype, shape, e);
+    return wrapNative(h, x.dtype, shape, x.device);
+  } finally {
+    disposeAll([none]);
+  }
+}
+
+/** Options of {@link gelu}. */
+export interface GeluOptions {
+  /** 'none' (default): the exact erf form; 'tanh': the tanh approximation (GPT-2's gelu_new, torch's approximate='tanh'). */
+  approximate?: 'none' | 'tanh';
+}
+
+/**
+ * GELU, elementwise in f32: `x/2 (1 + erf(x/√2))`, or with `approximate: 'tanh'` `x/2 (1 + tanh(√(2/π)(x + 0.044715x³)))`.
+ * @throws {TypeError} | {RangeError} not a float tensor, or a bad option
+ * @example const a = gelu(h, { approximate: 'tanh' });
+ */
+export function gelu<D extends DType>(x: Tensor<D>, options: GeluOptions = {}): Tensor<D> {
+  const fn = 'gelu';
+  const hx = liveHandle(fn, 'x', x);
+  checkObject(fn, 'options', options);
+  checkFloat(fn, 'x', x);
+  const mode = options.approximate ?? 'none';
+  if (mode !== 'none' && mode !== 'tanh') throw rangeError(expected(fn, "'none' or 'tanh'", 'options.approximate', mode));
+  const shape = x.shape.slice();
+  return wrapNative(runNative('gelu', x.device, [hx], x.dtype, shape, 0, 0, mode === 'tanh' ? 1 : 0), x.dtype, shape, x.device);
+}

@@ -341,6 +341,31 @@ Status validate_op(const OpArgs& a) {
         return range_error(expected(op, "y of shape [..., F=" + std::to_string(x.cols() / 2) + "]", "y.shape", y.shape_str()));
       return Status::OK();
     }
+    case OpId::layer_norm: {
+      const TensorView &x = in[0], &w = in[1], &b = in[2];
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", x));
+      if (x.ndim < 1 || x.cols() < 1) return range_error(expected(op, "x of shape [..., N] with N >= 1", "x.shape", x.shape_str()));
+      LK_RETURN_IF_ERROR(check_float(op, "w.dtype", w));
+      if (w.ndim != 1 || w.shape[0] != x.cols())
+        return range_error(expected(op, "w of shape [N=" + std::to_string(x.cols()) + "]", "w.shape", w.shape_str()));
+      if (b.numel() != 0) {
+        LK_RETURN_IF_ERROR(check_dtype(op, "b.dtype", b, w.dtype));
+        if (b.ndim != 1 || b.shape[0] != x.cols())
+          return range_error(expected(op, "b of shape [N=" + std::to_string(x.cols()) + "] or an empty tensor", "b.shape", b.shape_str()));
+      }
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, x.dtype));
+      LK_RETURN_IF_ERROR(check_shape(op, "y.shape", y, x));
+      const double eps = a.params.f[0];
+      if (!(eps > 0) || !std::isfinite(eps)) return range_error(expected(op, "a finite number > 0", "eps", std::to_string(eps)));
+      return Status::OK();
+    }
+    case OpId::gelu:
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", in[0]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
+      LK_RETURN_IF_ERROR(check_shape(op, "y.shape", y, in[0]));
+      if (a.params.i[0] != 0 && a.params.i[0] != 1)
+        return range_error(expected(op, "0 (erf) or 1 (tanh)", "approximate", std::to_string(a.params.i[0])));
+      return Status::OK();
     default:
       return internal_error(std::string(op) + ": no validation rule");
   }

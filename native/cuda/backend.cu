@@ -42,6 +42,8 @@ const char* op_limits(const OpArgs& a) {
     case OpId::add_rms_norm: return "add_rms_norm: no CUDA kernel yet; run the model on device 'cpu'";
     case OpId::rope: return "rope: no CUDA kernel yet; run the model on device 'cpu'";
     case OpId::silu_mul: return "silu_mul: no CUDA kernel yet; run the model on device 'cpu'";
+    case OpId::layer_norm: return "layer_norm: no CUDA kernel yet; use device 'cpu'";
+    case OpId::gelu: return "gelu: no CUDA kernel yet; use device 'cpu'";
     default: return nullptr;
   }
 }

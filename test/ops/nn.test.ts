@@ -1,7 +1,7 @@
 // The layer ops (embedding, rms_norm, add_rms_norm, rope, silu_mul) on every backend against the reference, the
 // reference against a float64 transcription of Hugging Face's definitions, and their argument checks.
 import { describe, expect, it } from 'vitest';
-import { addRmsNorm, embedding, LlmKernelsError, rmsNorm, rope, siluMul, Tensor } from '../../lib/index.js';
+import { addRmsNorm, embedding, gelu, layerNorm, LlmKernelsError, rmsNorm, rope, siluMul, Tensor } from '../../lib/index.js';
 import type { DType, FloatDType } from '../../lib/dtype.js';
 import { checkOp, expectThrows, randomData } from '../helpers/check.js';
 
@@ -191,5 +191,63 @@ describe('silu_mul', () => {
   it('checks its arguments', () => {
     using x = Tensor.zeros([2, 5]);
     expectThrows(() => siluMul(x), RangeError, undefined, /even last dimension/);
+  });
+});
+
+describe('layer_norm', () => {
+  for (const dtype of FLOATS)
+    for (const wdt of ['f32', dtype] as FloatDType[])
+      for (const bias of [true, false])
+        for (const shape of [[1, 1], [1, 7], [7, 33], [33, 688], [2, 3, 4099]]) {
+          const N = shape[shape.length - 1]!;
+          const eps = N === 7 ? 0.5 : 1e-5;
+          // rows far from zero (an offset of 50): the variance must not cancel
+          const x = { data: randomData(numel(shape), 41 + N).map((v) => v + 50), shape, dtype };
+          const w = { data: randomData(N, 42 + N), shape: [N], dtype: wdt as DType };
+          const b = { data: randomData(N, 43 + N), shape: [N], dtype: wdt as DType };
+          it(`layer_norm(shape=[${shape}],${dtype},w=${wdt}${bias ? ',bias' : ''})`, () =>
+            checkOp({ name: `layer_norm(${shape},${dtype},${wdt},${bias})`, op: 'layer_norm', inputs: bias ? [x, w, b] : [x, w], run: ([a, c, d]) => layerNorm(a!, c!, bias ? d! : null, eps) }));
+        }
+  it('matches a float64 transcription of torch.nn.LayerNorm (f32)', () => {
+    const N = 100;
+    const xs = randomData(2 * N, 7).map((v) => 3 * v - 20);
+    const ws = randomData(N, 8), bs = randomData(N, 9);
+    using x = Tensor.fromArray(xs, { shape: [2, N] });
+    using w = Tensor.fromArray(ws);
+    using b = Tensor.fromArray(bs);
+    using y = layerNorm(x, w, b, 1e-5);
+    const want = new Float64Array(2 * N);
+    for (let r = 0; r < 2; r++) {
+      let m = 0, v = 0;
+      for (let j = 0; j < N; j++) m += xs[r * N + j]! / N;
+      for (let j = 0; j < N; j++) v += (xs[r * N + j]! - m) ** 2 / N;
+      for (let j = 0; j < N; j++) want[r * N + j] = ((xs[r * N + j]! - m) / Math.sqrt(v + 1e-5)) * ws[j]! + bs[j]!;
+    }
+    near(y.dataSync(), want, 3e-4);
+  });
+  it('checks its arguments', () => {
+    using x = Tensor.zeros([2, 4]);
+    using w = Tensor.zeros([4]);
+    using b3 = Tensor.zeros([3]);
+    using bh = Tensor.zeros([4], { dtype: 'f16' });
+    expectThrows(() => layerNorm(x, w, b3, 1e-5), RangeError, undefined, /bias of weight's shape/);
+    expectThrows(() => layerNorm(x, w, bh, 1e-5), TypeError, undefined, /bias\.dtype/);
+    expectThrows(() => layerNorm(x, w, null, -1), RangeError, undefined, /eps/);
+  });
+});
+
+describe('gelu', () => {
+  for (const dtype of FLOATS)
+    for (const approximate of ['none', 'tanh'] as const)
+      for (const n of [1, 7, 33, 4099, 70001])
+        it(`gelu(n=${n},${dtype},${approximate})`, () =>
+          checkOp({ name: `gelu(${n},${dtype},${approximate})`, op: 'gelu', inputs: [{ data: randomData(n, n + 5).map((v) => 4 * v), shape: [n], dtype }], run: ([x]) => gelu(x!, { approximate }) }));
+  it('has its known values', () => {
+    using x = Tensor.fromArray(new Float32Array([-3, -1, 0, 1, 3]));
+    using y = gelu(x);
+    near(y.dataSync(), [-0.00404969409489031, -0.15865525393145707, 0, 0.8413447460685429, 2.99595030590511], 1e-6);
+    using t = gelu(x, { approximate: 'tanh' });
+    near(t.dataSync(), [-0.0036373920817729943, -0.15880800939172324, 0, 0.8411919906082768, 2.996362607918227], 1e-6);
+    expectThrows(() => gelu(x, { approximate: 'fast' as 'tanh' }), RangeError, undefined, /approximate/);
   });
 });
