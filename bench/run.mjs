@@ -215,6 +215,115 @@ if (!quick || filter.includes('paged_attention')) {
   for (const dt of ['f16', 'i8']) specs.push(prefillEntry(dt, 512, 512), prefillEntry(dt, 4096, 512));
 }
 
+// ---- models ----
+// The bundled tiny-py model (4 layers, E = 256, F = 768, V = 320) per weight format: prefill of one 512-token prompt
+// and a decode step of B sequences at a context of ~256 (the sequences are reset to 256 tokens every 64 steps;
+// timing does not depend on the cached values). flops = 2 x Linear parameters per token + attention; bytes = the
+// weights read once per step (decode is a weight stream).
+const tinyDir = join(root, 'models', 'tiny-py');
+const tinyModels = new Map();
+async function tiny(fmt) {
+  if (!tinyModels.has(fmt)) tinyModels.set(fmt, await lk.loadModel(tinyDir, fmt === 'bf16' ? {} : { quantize: fmt }));
+  return tinyModels.get(fmt);
+}
+function linearParams(c) {
+  const E = c.hiddenSize, HD = c.numHeads * c.headDim, KD = c.numKvHeads * c.headDim;
+  return c.numLayers * (E * HD * 2 + E * KD * 2 + 3 * E * c.intermediateSize) + c.vocabSize * E;
+}
+function modelPrefillEntry(fmt, T) {
+  return entry(`model_tiny-py_${fmt} prefill T=${T} threads=${threads}`, 2 * 3.0e6 * T, 0, async () => {
+    const m = await tiny(fmt);
+    const cache = m.createCache({ maxTokens: T + 64, dtype: 'f16', prefixCaching: false });
+    const toks = Array.from({ length: T }, (_, i) => 3 + ((i * 37) % 250));
+    return {
+      run: () => {
+        if (cache.manager.sequences().length) cache.free(0);
+        const r = cache.addSequence(0, toks);
+        return m.forward(cache, [{ seqId: 0, tokens: toks, slots: r.slots }]).logits;
+      },
+      free: () => cache.dispose(),
+      tokens: T,
+      flops: 2 * linearParams(m.config) * T,
+    };
+  }, { peak: fmt === 'bf16' ? 'fma' : 'int8' });
+}
+function modelDecodeEntry(fmt, B, ctx) {
+  return entry(`model_tiny-py_${fmt} decode B=${B} ctx=${ctx} threads=${threads}`, 0, 0, async () => {
+    const m = await tiny(fmt);
+    const cache = m.createCache({ maxTokens: B * (ctx + 80), dtype: 'f16', prefixCaching: false });
+    const prompt = Array.from({ length: ctx }, (_, i) => 3 + ((i * 37) % 250));
+    let steps = 0;
+    const reset = () => {
+      for (const id of cache.manager.sequences()) cache.free(id);
+      for (let b = 0; b < B; b++) if (!cache.addSequence(b, prompt).ok) throw new Error('bench cache too small');
+    };
+    reset();
+    return {
+      run: () => {
+        if (++steps % 64 === 0) reset();
+        const seqs = Array.from({ length: B }, (_, b) => ({ seqId: b, tokens: [5], slots: cache.appendOrThrow(b, [5]) }));
+        return m.forward(cache, seqs).logits;
+      },
+      free: () => cache.dispose(),
+      tokens: B,
+      flops: 2 * linearParams(m.config) * B,
+      weightBytes: m.nbytes,
+    };
+  }, { peak: fmt === 'bf16' ? 'fma' : 'int8' });
+}
+// One decoder layer at Llama-3-8B shapes (E = 4096, F = 14336, H = 32, Hkv = 8, D = 128), quantized weights:
+// decode of B = 1 at a context of 1024 (a weight stream: bytes = weights + KV read) and a prefill chunk of T = 128.
+async function layer8b(fmt) {
+  const E = 4096, F = 14336, H = 32, Hkv = 8, D = 128;
+  const lin = (N, K, seed) => {
+    const w = Tensor.randn([N, K], { seed });
+    const ws = lk.scale(w, 1 / Math.sqrt(K));
+    w.dispose();
+    const q = quantizeSync(ws, fmt);
+    ws.dispose();
+    return new lk.Linear(q);
+  };
+  const ones = () => Tensor.full([E], 1);
+  const ropeEmb = new lk.RotaryEmbedding(Float32Array.from({ length: D / 2 }, (_, i) => 500000 ** (-2 * i / D)), 'rotate-half');
+  const attn = new lk.Attention(lin(H * D, E, 1), lin(Hkv * D, E, 2), lin(Hkv * D, E, 3), lin(E, H * D, 4), ropeEmb, { layer: 0, numHeads: H, numKvHeads: Hkv, headDim: D });
+  const layer = new lk.DecoderLayer(new lk.RMSNorm(ones(), 1e-5), attn, new lk.RMSNorm(ones(), 1e-5), new lk.SwiGluMlp(lin(2 * F, E, 5), lin(E, F, 6)));
+  return { layer, final: new lk.RMSNorm(ones(), 1e-5), ropeEmb, E, Hkv, D };
+}
+function layerEntry(fmt, mode) {
+  const T = mode === 'decode' ? 1 : 128, ctx = 1024;
+  return entry(`decoder_layer_8b_${fmt} ${mode} T=${T} ctx=${ctx} threads=${threads}`, 0, 0, async () => {
+    const L = await layer8b(fmt);
+    const cache = new lk.PagedKvCache({ numLayers: 1, numBlocks: Math.ceil((ctx + T + 64) / 16) + 8, blockSize: 16, numKvHeads: L.Hkv, headDim: L.D, dtype: 'f16', prefixCaching: false });
+    const prompt = new Int32Array(ctx - T).fill(1);
+    const x = Tensor.randn([T, L.E], { seed: 9 });
+    const params = (2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 14336 * 4096);
+    const run = () => {
+      for (const id of cache.manager.sequences()) cache.free(id);
+      cache.addSequence(0, prompt);
+      const slots = cache.appendOrThrow(0, new Int32Array(T).fill(1));
+      const batch = mode === 'decode' ? cache.batch([0]) : cache.batch([0], [T]);
+      const positions = Tensor.fromArray(Int32Array.from({ length: T }, (_, i) => ctx - T + i), { dtype: 'i32' });
+      const h = lk.rmsNorm(x, L.final.weight, 1e-5);
+      const r = L.layer.forward(x.clone(), h, { cache, batch, positions, slots, decode: mode === 'decode' }, L.final);
+      batch.dispose(), positions.dispose(), r.h.dispose();
+      return r.x;
+    };
+    const kvBytes = ctx * L.Hkv * 2 * L.D * 2;
+    return {
+      run,
+      free: () => (L.layer.dispose(), L.final.dispose(), L.ropeEmb.dispose(), cache.dispose(), x.dispose()),
+      tokens: T,
+      flops: 2 * params * T,
+      weightBytes: L.layer.nbytes,
+      bytes: L.layer.nbytes + kvBytes,
+    };
+  }, { peak: 'int8' });
+}
+if (!quick || filter.includes('model') || filter.includes('decoder_layer')) {
+  for (const fmt of ['bf16', 'q8_0', 'q4_0']) specs.push(modelPrefillEntry(fmt, 512), modelDecodeEntry(fmt, 1, 256), modelDecodeEntry(fmt, 8, 256));
+  for (const fmt of ['q8_0', 'q4_0']) specs.push(layerEntry(fmt, 'decode'), layerEntry(fmt, 'prefill'));
+}
+
 const roofs = new Map([[threads, roof]]);
 const roofFor = (t) => {
   if (!roofs.has(t)) roofs.set(t, roofline(t));
@@ -226,7 +335,11 @@ console.log(`\n${'entry'.padEnd(58)} ${'median'.padStart(11)} ${'GFLOP/s'.padSta
 for (const s of specs.filter(Boolean)) {
   if (getThreads() !== s.threads) setThreads(s.threads);
   const eroof = roofFor(s.threads);
-  const { run, free, weightBytes, tokens } = s.setup();
+  const set = await s.setup();
+  const { run, free, weightBytes, tokens } = set;
+  if (set.flops !== undefined) s.flops = set.flops;
+  if (set.bytes !== undefined) s.bytes = set.bytes;
+  else if (weightBytes !== undefined && !s.bytes) s.bytes = weightBytes;
   const bench = new Bench({ time: quick ? 200 : 1000, warmupIterations: 2, iterations: 3 });
   // One call: enqueue, then wait for it (reads one element's worth: synchronize), then free the output.
   bench.add(s.name, async () => {
@@ -257,6 +370,7 @@ for (const s of specs.filter(Boolean)) {
   );
 }
 if (getThreads() !== threads) setThreads(threads);
+for (const m of tinyModels.values()) m.dispose();
 
 // int8 against f16 KV at the same shape (the issue's goal: >= 1.6x at context >= 4096).
 {
