@@ -69,6 +69,7 @@ export interface NativeBinding {
   opNames(): string[];
   empty(kind: number, index: number, dtype: number, shape: number[]): NativeTensor;
   fromBytes(kind: number, index: number, dtype: number, shape: number[], data: ArrayBufferView | ArrayBuffer): NativeTensor;
+  fromFile(kind: number, index: number, dtype: number, shape: number[], segments: [string, number, number][]): NativeTensor;
   /** Enqueue op `op` on backend (0 ref, 1 cpu, 2 cuda) of device (kind, index); returns the output at once. */
   run(
     op: number,

@@ -147,6 +147,43 @@ export class Tensor<D extends DType = DType> {
   }
 
   /**
+   * A CPU tensor read straight from a file: `numel * dtype size` bytes at `offset`, little-endian, into native
+   * memory (no JS buffer in between). The model loaders use it for tensor data whose place in the file they have
+   * validated; the native side checks the range against the file's size again.
+   * @param path - a regular file
+   * @param options - `dtype`, `shape`, `offset` (bytes, default 0)
+   * @throws {TypeError} | {RangeError} bad path, dtype, shape or offset
+   * @throws {LlmKernelsError} ERR_MODEL_FORMAT (cannot open or read, or the range lies outside the file), ERR_OOM
+   * @example const w = Tensor.fromFile('model.safetensors', { dtype: 'bf16', shape: [320, 256], offset: 4096 });
+   */
+  static fromFile<D extends DType>(path: string, options: { dtype: D; shape: readonly number[]; offset?: number }): Tensor<D> {
+    const fn = 'Tensor.fromFile';
+    if (typeof path !== 'string' || path.length === 0) throw typeError(expected(fn, 'a file path', 'path', path));
+    checkObject(fn, 'options', options);
+    const dtype = checkDType(fn, 'options.dtype', options.dtype) as D;
+    const shape = checkShape(fn, 'options.shape', options.shape);
+    checkBytes(fn, shape, dtype);
+    const offset = checkInteger(fn, 'options.offset', options.offset ?? 0, 0, MAX_SAFE);
+    return Tensor.fromFileSegments([{ path, offset, byteLength: shapeNumel(shape) * DTYPE_SIZE[dtype] }], dtype, shape);
+  }
+
+  /**
+   * A CPU tensor filled from several file ranges one after another (e.g. two weights stacked into one), read
+   * straight into native memory. @internal (lib/nn's loaders)
+   */
+  static fromFileSegments<D extends DType>(segments: readonly { path: string; offset: number; byteLength: number }[], dtype: D, shape: readonly number[]): Tensor<D> {
+    const fn = 'Tensor.fromFile';
+    const s = checkShape(fn, 'shape', shape);
+    checkBytes(fn, s, dtype);
+    const segs = segments.map((g, i): [string, number, number] => {
+      if (typeof g.path !== 'string' || g.path.length === 0) throw typeError(expected(fn, 'a file path', `segments[${i}].path`, g.path));
+      return [g.path, checkInteger(fn, `segments[${i}].offset`, g.offset, 0, MAX_SAFE), checkInteger(fn, `segments[${i}].byteLength`, g.byteLength, 0, MAX_SAFE)];
+    });
+    const dev = resolveDevice(fn, 'device', 'cpu');
+    return wrapNative(native.fromFile(dev.kindId, dev.index, DTYPE_ID[dtype], s, segs), dtype, s, dev);
+  }
+
+  /**
    * An uninitialized tensor (its contents are whatever the memory held). Use it as a buffer that an op fills.
    * @throws {TypeError} | {RangeError} bad shape or options
    * @throws {LlmKernelsError} ERR_OOM when the memory cannot be allocated

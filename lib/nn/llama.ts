@@ -20,8 +20,8 @@
  * `quantize` turns every Linear weight except lm_head into a quantized format (lm_head and the embedding table stay
  * float, as llama.cpp and the GPTQ/AWQ toolchains keep them at higher precision).
  */
-import { isFloat, type FloatDType } from '../dtype.js';
-import { type DeviceSpec } from '../device.js';
+import { DTYPE_SIZE, isFloat, type FloatDType } from '../dtype.js';
+import { device as resolveDevice, type DeviceSpec } from '../device.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../io/safetensors.js';
 import { ropeInvFreq, type LlamaConfig } from '../io/hf-config.js';
@@ -41,6 +41,11 @@ export interface WeightSource {
   has(name: string): boolean;
   info(name: string): { readonly dtype: string; readonly shape: readonly number[] };
   read(name: string): Uint8Array;
+  /**
+   * Where the tensor's bytes lie in a file, if they are stored as is (safetensors): the loader then reads them
+   * straight into native memory (`Tensor.fromFile`) and converts there, instead of through a JS buffer.
+   */
+  locate?(name: string): { readonly path: string; readonly offset: number; readonly byteLength: number } | null;
 }
 
 /** Progress of a model load: `done` of `total` weights, the last one's name and what happened to it. */
@@ -175,7 +180,9 @@ export class LlamaForCausalLM {
     // A Linear weight's rows from the checkpoint: floats, or the row form of a quantized format (GGUF q8_0/q4_0
     // tensors are that row form; GPTQ/AWQ layers are unpacked to q4_g{G} rows), so that gate and up can be stacked
     // before the weight is made.
-    type Rows = { kind: 'float'; data: Float32Array } | { kind: 'quant'; format: QuantFormat; bytes: Uint8Array };
+    type Segment = { path: string; offset: number; byteLength: number };
+    type Rows = { kind: 'float'; data: Float32Array } | { kind: 'quant'; format: QuantFormat; bytes: Uint8Array } | { kind: 'file'; dtype: FloatDType; segments: Segment[] };
+    const FILE_DTYPES: Record<string, FloatDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
     const gq = c.quantization;
     const rowsOf = (prefix: string, N: number, K: number, quantizable = true): Rows => {
       if (gq && quantizable) {
@@ -200,7 +207,34 @@ export class LlamaForCausalLM {
       const name = `${prefix}.weight`;
       const { dtype } = shapeOf(name, [N, K]);
       if (dtype === 'Q8_0' || dtype === 'Q4_0') return { kind: 'quant', format: dtype === 'Q8_0' ? 'q8_0' : 'q4_0', bytes: source.read(name) };
+      const at = FILE_DTYPES[dtype] ? source.locate?.(name) : null;
+      if (at) {
+        if (at.byteLength !== N * K * DTYPE_SIZE[FILE_DTYPES[dtype]!])
+          throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `${N * K * DTYPE_SIZE[FILE_DTYPES[dtype]!]} bytes`, `"${name}".byteLength`, at.byteLength));
+        return { kind: 'file', dtype: FILE_DTYPES[dtype]!, segments: [{ path: at.path, offset: at.offset, byteLength: at.byteLength }] };
+      }
       return { kind: 'float', data: read(name, [N, K]) };
+    };
+    // File rows: read into native memory, widened to f32 there (the cast op), moved to the device.
+    const fileTensor = (rows: { dtype: FloatDType; segments: Segment[] }, shape: number[]): Tensor<'f32'> => {
+      const raw = Tensor.fromFileSegments(rows.segments, rows.dtype, shape);
+      let t: Tensor<'f32'>;
+      if (rows.dtype === 'f32') t = raw as Tensor<'f32'>;
+      else {
+        t = raw.cast('f32');
+        raw.dispose();
+      }
+      if (t.device === resolveDevice(device as 'cpu')) return t;
+      try {
+        return t.to(device);
+      } finally {
+        t.dispose();
+      }
+    };
+    const fileF32 = (rows: { dtype: FloatDType; segments: Segment[] }): Float32Array => {
+      using t = Tensor.fromFileSegments(rows.segments, rows.dtype, [rows.segments.reduce((a, g) => a + g.byteLength, 0) / DTYPE_SIZE[rows.dtype]]);
+      using f = rows.dtype === 'f32' ? t.clone() : t.cast('f32');
+      return f.dataSync() as Float32Array;
     };
     const stack = (parts: Rows[], name: string): Rows => {
       if (parts.every((p) => p.kind === 'float')) {
@@ -209,6 +243,9 @@ export class LlamaForCausalLM {
         for (const p of parts as { data: Float32Array }[]) data.set(p.data, o), (o += p.data.length);
         return { kind: 'float', data };
       }
+      if (parts.every((p) => p.kind === 'file' && p.dtype === (parts[0] as { dtype: FloatDType }).dtype))
+        return { kind: 'file', dtype: (parts[0] as { dtype: FloatDType }).dtype, segments: parts.flatMap((p) => (p as { segments: Segment[] }).segments) };
+      if (parts.some((p) => p.kind === 'file')) return stack(parts.map((p) => (p.kind === 'file' ? { kind: 'float', data: fileF32(p) } : p)), name);
       const fmt = (parts[0] as { format?: QuantFormat }).format;
       if (!parts.every((p) => p.kind === 'quant' && p.format === fmt))
         throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${name}: gate and up stored in different formats`);
@@ -220,7 +257,7 @@ export class LlamaForCausalLM {
     };
     const makeWeight = async (rows: Rows, shape: [number, number], name: string, quantizable = true): Promise<LinearWeight> => {
       if (rows.kind === 'quant') return QuantizedTensor.fromBytes(rows.format, shape, rows.bytes, { device });
-      const w = dense(rows.data, shape);
+      const w = rows.kind === 'file' ? fileTensor(rows, shape) : dense(rows.data, shape);
       if (q && quantizable) {
         try {
           const qw = await quantize(w, q);
@@ -257,6 +294,7 @@ export class LlamaForCausalLM {
       const embRows = rowsOf('model.embed_tokens', V, E, false);
       let embTable: Tensor<'f32'>;
       if (embRows.kind === 'float') embTable = dense(embRows.data, [V, E]);
+      else if (embRows.kind === 'file') embTable = fileTensor(embRows, [V, E]);
       else {
         using qe = QuantizedTensor.fromBytes(embRows.format, [V, E], embRows.bytes, { device });
         embTable = dequantize(qe, 'f32');

@@ -32,7 +32,17 @@ export async function loadModel(path: string, options: LlamaLoadOptions = {}): P
   const config = loadLlamaConfig(path);
   const weights = SafetensorsModel.open(path);
   try {
-    return await LlamaForCausalLM.fromWeights(config, weights, options);
+    // Float tensors are read straight into native memory at their validated place in the shard.
+    const source = {
+      has: (n: string) => weights.has(n),
+      info: (n: string) => weights.info(n),
+      read: (n: string) => weights.read(n),
+      locate: (n: string) => {
+        const i = weights.info(n);
+        return { path: weights.shardOf(n), offset: i.offset, byteLength: i.byteLength };
+      },
+    };
+    return await LlamaForCausalLM.fromWeights(config, source, options);
   } finally {
     weights.close();
   }

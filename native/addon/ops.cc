@@ -1,6 +1,13 @@
 // Tensor creation, op enqueueing and stream control.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "addon.h"
 #include "settle.h"
@@ -66,6 +73,81 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
         addon_data(env).handles->remove(t.As<Napi::Number>().DoubleValue());  // never handed out: take it back
         throw_status(env, c);
       }
+    }
+    return t;
+  });
+}
+
+// fromFile(kind, index, dtype, shape, segments): a CPU tensor filled from file ranges, read straight into the
+// tensor's memory (pread; no JS buffer in between). segments: an array of [path, offset, length], read one after
+// another; their lengths must add up to numel * dtype size (several segments stack tensors, e.g. a model's gate
+// and up projections, into one). The model loaders validate offsets and sizes first (lib/io); this checks again
+// against each file's real size, so a bad range or a file that changed since is ERR_MODEL_FORMAT, never a short
+// or out-of-bounds read.
+Napi::Value from_file(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* fn = "Tensor.fromFile";
+    TensorView m;
+    m.device = parse_device(env, info[0], info[1], fn);
+    m.dtype = parse_dtype(env, info[2], fn, "dtype");
+    parse_shape(env, info[3], fn, "shape", &m);
+    if (m.device.kind != DeviceKind::cpu) throw_status(env, unsupported(std::string(fn) + ": reads into CPU tensors; move the tensor with .to() after"));
+    if (!info[4].IsArray()) throw_status(env, type_error(std::string(fn) + ": expected an array of [path, offset, length] for segments"));
+    struct Segment {
+      std::string path;
+      int64_t offset, length;
+    };
+    std::vector<Segment> segs;
+    Napi::Array arr = info[4].As<Napi::Array>();
+    size_t total = 0;
+    const auto integer = [&](Napi::Value v, const char* what) -> int64_t {
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<int64_t>(d)))
+        throw_status(env, range_error(std::string(fn) + ": expected an integer >= 0 for a segment's " + what));
+      return static_cast<int64_t>(d);
+    };
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value e = arr.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 3 || !e.As<Napi::Array>().Get(0u).IsString())
+        throw_status(env, type_error(std::string(fn) + ": expected [path, offset, length] for segments[" + std::to_string(i) + "]"));
+      Napi::Array t = e.As<Napi::Array>();
+      Segment sg{t.Get(0u).As<Napi::String>().Utf8Value(), integer(t.Get(1u), "offset"), integer(t.Get(2u), "length")};
+      total += static_cast<size_t>(sg.length);
+      segs.push_back(std::move(sg));
+    }
+    if (total != m.nbytes())
+      throw_status(env, range_error(std::string(fn) + ": expected segments of " + std::to_string(m.nbytes()) + " bytes in all (shape " +
+                                    m.shape_str() + "), got " + std::to_string(total)));
+    std::shared_ptr<Storage> st;
+    Napi::Value t = new_tensor(env, m, &st);
+    const auto fail = [&](Status s) {
+      addon_data(env).handles->remove(t.As<Napi::Number>().DoubleValue());  // never handed out: take it back
+      throw_status(env, s);
+    };
+    char* dst = static_cast<char*>(st->data());
+    for (const Segment& sg : segs) {
+      const int fd = ::open(sg.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd < 0) fail(model_format_error(std::string(fn) + ": cannot open " + sg.path + ": " + std::strerror(errno)));
+      struct FdCloser {
+        int fd;
+        ~FdCloser() { ::close(fd); }
+      } closer{fd};
+      struct stat stt;
+      if (::fstat(fd, &stt) != 0 || !S_ISREG(stt.st_mode)) fail(model_format_error(std::string(fn) + ": expected a regular file, got " + sg.path));
+      const uint64_t size = static_cast<uint64_t>(stt.st_size);
+      if (static_cast<uint64_t>(sg.offset) > size || static_cast<uint64_t>(sg.length) > size - static_cast<uint64_t>(sg.offset))
+        fail(model_format_error(std::string(fn) + ": expected " + std::to_string(sg.length) + " bytes at offset " + std::to_string(sg.offset) +
+                                " inside " + sg.path + " (" + std::to_string(size) + " bytes)"));
+      for (int64_t done = 0; done < sg.length;) {
+        const ssize_t r = ::pread(fd, dst + done, static_cast<size_t>(sg.length - done), static_cast<off_t>(sg.offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+          fail(model_format_error(std::string(fn) + ": read of " + sg.path + " failed at byte " + std::to_string(sg.offset + done) + ": " +
+                                  (r < 0 ? std::strerror(errno) : "unexpected end of file")));
+        done += r;
+      }
+      dst += sg.length;
     }
     return t;
   });
@@ -345,6 +427,7 @@ Napi::Value op_names(const Napi::CallbackInfo& info) {
 void init_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("empty", Napi::Function::New(env, empty, "empty"));
   exports.Set("fromBytes", Napi::Function::New(env, from_bytes, "fromBytes"));
+  exports.Set("fromFile", Napi::Function::New(env, from_file, "fromFile"));
   exports.Set("run", Napi::Function::New(env, run, "run"));
   exports.Set("runInto", Napi::Function::New(env, run_into, "runInto"));
   exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));

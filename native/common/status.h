@@ -16,6 +16,7 @@ enum class Code : int {
   oom,          // ERR_OOM: an allocation failed; the caller may free memory and retry
   device,       // ERR_DEVICE: device missing, driver error, kernel launch failure
   unsupported,  // ERR_UNSUPPORTED: a valid request this build or backend cannot serve
+  model_format, // ERR_MODEL_FORMAT: a model file that is malformed, truncated or unreadable
   internal,     // ERR_INTERNAL: a bug of ours; the message says where
 };
 
@@ -28,6 +29,7 @@ constexpr const char* code_name(Code c) {
     case Code::oom: return "ERR_OOM";
     case Code::device: return "ERR_DEVICE";
     case Code::unsupported: return "ERR_UNSUPPORTED";
+    case Code::model_format: return "ERR_MODEL_FORMAT";
     case Code::internal: return "ERR_INTERNAL";
   }
   return "ERR_INTERNAL";
@@ -50,6 +52,7 @@ class [[nodiscard]] Status {
 inline Status type_error(std::string m) { return Status(Code::type, std::move(m)); }
 inline Status range_error(std::string m) { return Status(Code::range, std::move(m)); }
 inline Status unsupported(std::string m) { return Status(Code::unsupported, std::move(m)); }
+inline Status model_format_error(std::string m) { return Status(Code::model_format, std::move(m)); }
 inline Status internal_error(std::string m) { return Status(Code::internal, std::move(m)); }
 
 #define LK_RETURN_IF_ERROR(expr)       \
