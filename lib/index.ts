@@ -62,4 +62,4 @@ export {
   type SafetensorsTensorData,
 } from './io/safetensors.js';
 export { parseLlamaConfig, loadLlamaConfig, ropeInvFreq, LLAMA_MODEL_TYPES, type LlamaConfig, type LlamaModelType, type RopeScaling, type HfQuantizationConfig } from './io/hf-config.js';
-export { ByteTokenizer, loadTokenizer, type Tokenizer } from './io/tokenizer.js';
+export { ByteTokenizer, HfTokenizer, loadTokenizer, type Tokenizer } from './io/tokenizer.js';

@@ -1,10 +1,12 @@
 /**
- * Tokenizers. This phase has the byte-level tokenizer of the bundled tiny-py model (`tokenizer.json` of
- * `"type": "bytes"`: id = byte + offset, a few special ids below the offset). Hugging Face `tokenizer.json` files
- * (BPE, SentencePiece) and GGUF vocabularies are refused with ERR_UNSUPPORTED until their readers land; token ids
+ * Tokenizers: the byte-level tokenizer of the bundled tiny-py model (`tokenizer.json` of `"type": "bytes"`: id =
+ * byte + offset, a few special ids below the offset), and Hugging Face `tokenizer.json` files (BPE, WordPiece,
+ * Unigram/SentencePiece, with their normalizers, pre-tokenizers, post-processors and decoders) through
+ * @huggingface/tokenizers (pure JavaScript, no dependencies). GGUF vocabularies have no reader yet; token ids
  * (`--tokens`) always work.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { join } from 'node:path';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { expected } from '../validate.js';
@@ -68,6 +70,57 @@ export class ByteTokenizer implements Tokenizer {
   }
 }
 
+/** A Hugging Face `tokenizer.json` (+ `tokenizer_config.json`), through @huggingface/tokenizers. */
+export class HfTokenizer implements Tokenizer {
+  readonly kind = 'huggingface';
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosIds: readonly number[];
+  readonly bytesPerToken = null;
+  readonly #t: HfTokenizerImpl;
+
+  /**
+   * @param tokenizerJson - the parsed tokenizer.json
+   * @param config - the parsed tokenizer_config.json (or {})
+   * @param ids - BOS and EOS ids from the model config, when the tokenizer files do not name them
+   */
+  constructor(tokenizerJson: object, config: object = {}, ids: { bosId?: number | null; eosIds?: readonly number[] } = {}) {
+    try {
+      this.#t = new HfTokenizerImpl(tokenizerJson, config);
+    } catch (e) {
+      throw new LlmKernelsError('ERR_MODEL_FORMAT', `HfTokenizer: cannot build the tokenizer: ${(e as Error).message}`, { cause: e });
+    }
+    const j = tokenizerJson as { model?: { vocab?: unknown }; added_tokens?: { id?: unknown }[] };
+    const vocab = j.model?.vocab;
+    let n = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
+    for (const a of j.added_tokens ?? []) if (typeof a.id === 'number') n = Math.max(n, a.id + 1);
+    this.vocabSize = n;
+    const c = config as { bos_token?: unknown; eos_token?: unknown };
+    const idOf = (t: unknown): number | null => {
+      const s = typeof t === 'string' ? t : t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string' ? (t as { content: string }).content : null;
+      if (s === null) return null;
+      const ids = this.#t.encode(s, { add_special_tokens: false }).ids;
+      return ids.length === 1 ? ids[0]! : null;
+    };
+    this.bosId = ids.bosId ?? idOf(c.bos_token);
+    const eos = idOf(c.eos_token);
+    this.eosIds = ids.eosIds?.length ? ids.eosIds.slice() : eos === null ? [] : [eos];
+  }
+
+  encode(text: string, options: { bos?: boolean } = {}): number[] {
+    if (typeof text !== 'string') throw typeError(expected('encode', 'a string', 'text', text));
+    return this.#t.encode(text, { add_special_tokens: options.bos !== false }).ids.map(Number);
+  }
+
+  decodeBytes(ids: ArrayLike<number>): Uint8Array {
+    return new TextEncoder().encode(this.decode(ids));
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    return this.#t.decode(Array.from(ids), { skip_special_tokens: true });
+  }
+}
+
 /**
  * The tokenizer of a model folder (`tokenizer.json`).
  * @throws {LlmKernelsError} ERR_MODEL_FORMAT (missing, unreadable or malformed), ERR_UNSUPPORTED (a tokenizer type
@@ -98,8 +151,22 @@ export function loadTokenizer(dir: string): Tokenizer {
     const eos = special['</s>'] === undefined ? [] : [int(special['</s>'], 'special["</s>"]')];
     return new ByteTokenizer({ offset, vocabSize, bosId: bos, eosIds: eos });
   }
+  if (j.model !== null && typeof j.model === 'object') {
+    let config: object = {};
+    const cpath = join(dir, 'tokenizer_config.json');
+    if (existsSync(cpath)) {
+      try {
+        if (statSync(cpath).size > 16 * 1024 * 1024) throw new Error('larger than 16 MiB');
+        const c = JSON.parse(readFileSync(cpath, 'utf8')) as unknown;
+        if (c !== null && typeof c === 'object' && !Array.isArray(c)) config = c;
+      } catch (e) {
+        throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: cannot read ${cpath}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    return new HfTokenizer(j, config);
+  }
   throw new LlmKernelsError(
     'ERR_UNSUPPORTED',
-    `${fn}: ${path} is not a byte-level tokenizer ("type": "bytes"); Hugging Face BPE/SentencePiece tokenizers have no reader yet: pass token ids (--tokens) instead`,
+    `${fn}: ${path} is neither a byte-level tokenizer ("type": "bytes") nor a Hugging Face tokenizer.json (no "model"): pass token ids (--tokens) instead`,
   );
 }
