@@ -24,6 +24,7 @@ export { quantize, quantizeSync, dequantize, quantizationError, importGptq, type
 export { gptqToQ4GRows, gptqDequantize, type GptqTensors, type GptqShape, type GptqCheckpointFormat } from './quant/gptq.js';
 export {
   cacheWrite,
+  ropeCacheWrite,
   kvCopyBlocks,
   pagedAttentionDecode,
   pagedAttentionPrefill,

@@ -299,7 +299,8 @@ function needMore(have: number, need: number, fileSize: number): RangeError {
   const e = rangeError(
     expected(
       'parseGgufHeader',
-      `at least ${need} bytes of the ${fileSize}-byte file (the header continues past the bytes given: read more, or use GgufFile.open or parseGgufHeaderAt, which read incrementally)`,
+      `at least ${need} bytes of the ${fileSize}-byte file (the header continues past the bytes given: read more, ` +
+        'or use GgufFile.open or parseGgufHeaderAt, which read incrementally)',
       'bytes.length',
       have,
     ),
@@ -650,7 +651,13 @@ function parse(c: Cursor): GgufHeader {
   const headerBytes = c.pos;
   const dataStart = nT > 0 ? alignUp(headerBytes, alignment) : headerBytes;
   if (nT > 0 && dataStart > size)
-    throw formatError(source, `a data section starting at or before the end of the file (${size} bytes)`, 'the data section', `a start at ${dataStart} (the file is truncated)`, true);
+    throw formatError(
+      source,
+      `a data section starting at or before the end of the file (${size} bytes)`,
+      'the data section',
+      `a start at ${dataStart} (the file is truncated)`,
+      true,
+    );
   const dataSize = BigInt(size - dataStart);
   const tensors = new Map<string, GgufTensorInfo>();
   for (const r of raw) {
@@ -683,7 +690,13 @@ function parse(c: Cursor): GgufHeader {
   for (const t of sorted) {
     if (last !== null && t.offset < last.offset + last.byteLength) {
       const range = (x: GgufTensorInfo) => `[${x.offset - dataStart}, ${x.offset - dataStart + x.byteLength})`;
-      throw formatError(source, 'data that does not overlap another tensor', `the offset of tensor ${q(t.name)}`, `${range(t)}, overlapping tensor ${q(last.name)} ${range(last)}`, true);
+      throw formatError(
+        source,
+        'data that does not overlap another tensor',
+        `the offset of tensor ${q(t.name)}`,
+        `${range(t)}, overlapping tensor ${q(last.name)} ${range(last)}`,
+        true,
+      );
     }
     if (last === null || t.offset + t.byteLength > last.offset + last.byteLength) last = t;
   }
@@ -943,8 +956,11 @@ export interface GgufTypedValue {
   itemType?: GgufValueType;
 }
 
+/** A plain array to write (its element type inferred, see {@link encodeGguf}); may nest. */
+export type GgufInputArray = readonly (string | number | bigint | boolean | GgufArray | GgufInputArray)[];
+
 /** A metadata value to write: a plain value (its type inferred, see {@link encodeGguf}) or a {@link GgufTypedValue}. */
-export type GgufMetadataInput = GgufValue | readonly string[] | readonly number[] | readonly boolean[] | GgufTypedValue;
+export type GgufMetadataInput = GgufValue | GgufInputArray | GgufTypedValue;
 
 /** A tensor to write with {@link encodeGguf}. */
 export interface GgufTensorData {
@@ -1166,6 +1182,7 @@ function tensorBytes(type: GgmlTypeInfo, shape: readonly number[]): number {
  * double); bigint -> u64 (i64 if negative); a typed array -> an array of its element type (Float32Array -> f32,
  * BigInt64Array -> i64, ...); a plain array -> all strings: string, all booleans: bool, all numbers: i32 if they fit,
  * else u32 if they fit, else f32; all bigints: u64 / i64; all arrays: nested arrays (each inferred); empty: i32.
+ * Names and keys may be up to 65536 bytes here; llama.cpp itself loads tensor names of at most 63 bytes.
  * @param input - `{ metadata, tensors, alignment }`
  * @returns the whole file
  * @throws {TypeError} | {RangeError} a bad argument, naming it (`metadata["general.name"]`, `tensors[2].data.length`)
@@ -1493,6 +1510,11 @@ type HeaderLike = Pick<GgufHeader, 'metadata' | 'metadataTypes' | 'tensors'> & {
 const INT_TYPES = new Set(['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'u64', 'i64']);
 const NUM_TYPES = new Set([...INT_TYPES, 'f32', 'f64']);
 
+/** `5 (u32)` for a number, `a value of type string` otherwise. */
+function gotValue(v: unknown, t: string): string {
+  return typeof v === 'number' || typeof v === 'bigint' ? `${v} (${t})` : `a value of type ${t}`;
+}
+
 class MetaReader {
   constructor(
     readonly h: HeaderLike,
@@ -1518,7 +1540,7 @@ class MetaReader {
     if (t.startsWith('array'))
       throw unsupported(this.source, 'one integer (per-layer values are not supported)', this.#field(key), `a value of type ${t}`);
     if (!INT_TYPES.has(t) || typeof v !== 'number' || !Number.isSafeInteger(v) || v < (positive ? 1 : 0))
-      throw formatError(this.source, `${positive ? 'a positive' : 'a non-negative'} integer`, this.#field(key), typeof v === 'number' || typeof v === 'bigint' ? `${v} (${t})` : `a value of type ${t}`, true);
+      throw formatError(this.source, `${positive ? 'a positive' : 'a non-negative'} integer`, this.#field(key), gotValue(v, t), true);
     return v;
   }
   /** A finite number > 0 (any numeric type), or `def` when absent. */
@@ -1530,7 +1552,7 @@ class MetaReader {
     const t = this.#type(key);
     const v = this.h.metadata.get(key);
     if (!NUM_TYPES.has(t) || typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-      throw formatError(this.source, 'a finite number > 0', this.#field(key), typeof v === 'number' || typeof v === 'bigint' ? `${v} (${t})` : `a value of type ${t}`, true);
+      throw formatError(this.source, 'a finite number > 0', this.#field(key), gotValue(v, t), true);
     return v;
   }
   str(key: string): string | undefined {
@@ -1547,8 +1569,8 @@ function headerSource(h: HeaderLike): string {
 
 function checkHeaderLike(fn: string, param: string, v: unknown): HeaderLike {
   if (v instanceof GgufFile) return v;
-  if (v !== null && typeof v === 'object' && (v as GgufHeader).metadata instanceof Map && (v as GgufHeader).tensors instanceof Map && (v as GgufHeader).metadataTypes instanceof Map)
-    return v as GgufHeader;
+  const h = v as GgufHeader;
+  if (v !== null && typeof v === 'object' && h.metadata instanceof Map && h.tensors instanceof Map && h.metadataTypes instanceof Map) return h;
   throw typeError(expected(fn, 'a GgufFile (or a GgufHeader)', param, v));
 }
 
@@ -1571,7 +1593,9 @@ function checkHeaderLike(fn: string, param: string, v: unknown): HeaderLike {
  * - biases from the tensors present: attention_bias when `blk.0.attn_q.bias` exists, mlp_bias (llama) when
  *   `blk.0.ffn_gate.bias` does;
  * - `{a}.attention.sliding_window`: for llama it makes the config a mistral one (a llama with a sliding window on
- *   every layer; not with attention biases); for qwen2 a window on all layers;
+ *   every layer; not with attention biases); for qwen2 a window on all layers. llama.cpp's own converter writes no
+ *   window for Mistral (it runs it as plain llama), so such files come back as llama with full attention, as
+ *   llama.cpp runs them;
  * - bos / eos: `tokenizer.ggml.bos_token_id`, `tokenizer.ggml.eos_token_id`; torch_dtype: null.
  * Numbers stored as f32 in GGUF (rms eps, rope base, rope factor) come back as their f32 values.
  * @param file - an open {@link GgufFile} (or a {@link GgufHeader})
@@ -1604,10 +1628,20 @@ export function ggufLlamaConfig(file: GgufFile | GgufHeader): LlamaConfig {
   const headDim = m.int(`${a}.attention.key_length`, defHead);
   const valueLen = m.int(`${a}.attention.value_length`, headDim);
   if (valueLen !== headDim)
-    throw unsupported(source, `the key length (${headDim})`, `metadata ${q(`${a}.attention.value_length`)}`, `${valueLen} (different key and value head sizes are not supported)`);
+    throw unsupported(
+      source,
+      `the key length (${headDim})`,
+      `metadata ${q(`${a}.attention.value_length`)}`,
+      `${valueLen} (different key and value head sizes are not supported)`,
+    );
   const ropeDim = m.int(`${a}.rope.dimension_count`, headDim);
   if (ropeDim !== headDim)
-    throw unsupported(source, `the head dimension (${headDim}): RoPE on every dimension`, `metadata ${q(`${a}.rope.dimension_count`)}`, `${ropeDim} (partial RoPE is not supported)`);
+    throw unsupported(
+      source,
+      `the head dimension (${headDim}): RoPE on every dimension`,
+      `metadata ${q(`${a}.rope.dimension_count`)}`,
+      `${ropeDim} (partial RoPE is not supported)`,
+    );
 
   let ropeScaling: Record<string, unknown> | null = null;
   const st = m.str(`${a}.rope.scaling.type`);
@@ -1661,7 +1695,12 @@ export function ggufLlamaConfig(file: GgufFile | GgufHeader): LlamaConfig {
     const win = m.int(`${a}.attention.sliding_window`);
     if (arch === 'llama') {
       if (attnBias)
-        throw unsupported(source, 'no attention biases with a sliding window (mistral)', `metadata ${q(`${a}.attention.sliding_window`)}`, `${win} with tensor "blk.0.attn_q.bias"`);
+        throw unsupported(
+          source,
+          'no attention biases with a sliding window (mistral)',
+          `metadata ${q(`${a}.attention.sliding_window`)}`,
+          `${win} with tensor "blk.0.attn_q.bias"`,
+        );
       json.model_type = 'mistral';
       json.sliding_window = win;
     } else {
@@ -1687,6 +1726,9 @@ export interface GgufWeightSource extends WeightSource {
   info(name: string): { readonly dtype: GgufTensorType; readonly shape: readonly number[] };
   /** The bytes, in Hugging Face's layout (q/k rows un-permuted for architecture llama). */
   read(name: string): Uint8Array;
+  /** Where a float tensor (F32 / F16 / BF16) that is stored as served lies in the file, for direct reads into native
+   * memory; null for quantized tensors and for permuted q / k tensors (read those with `read`). */
+  locate(name: string): { readonly path: string; readonly offset: number; readonly byteLength: number } | null;
 }
 
 /**
@@ -1695,16 +1737,19 @@ export interface GgufWeightSource extends WeightSource {
  * -> `lm_head.weight`, `blk.N.attn_norm` / `attn_q` / `attn_k` / `attn_v` / `attn_output` / `ffn_norm` / `ffn_gate`
  * / `ffn_up` / `ffn_down` -> `model.layers.N.input_layernorm` / `self_attn.{q,k,v,o}_proj` /
  * `post_attention_layernorm` / `mlp.{gate,up,down}_proj` (`.weight` and `.bias`). dtype is the GGUF type name; the
- * shape is row-major ([N, K] for a weight); Q8_0 / Q4_0 bytes are the row form of `QuantizedTensor.fromBytes`. For
+ * shape is row-major ([N, K] for a weight); Q8_0 / Q4_0 bytes are the row form of `QuantizedTensor.fromBytes`;
+ * `locate` gives the file range of float tensors stored as served (the loader reads those straight into native
+ * memory). For
  * architecture `llama` the q_proj / k_proj rows (weights and biases) are put back in Hugging Face's order (see the
  * file header; n_head = config.numHeads for q, config.numKvHeads for k). The file stays owned by the caller: close it
  * after loading.
  * @param file - an open GgufFile
  * @param config - its config ({@link ggufLlamaConfig})
  * @throws {TypeError} file is not a GgufFile, config not an object
- * @throws {LlmKernelsError} from info / read: `ERR_MODEL_FORMAT` for a name not in the file, or a q / k tensor whose
- *   rows are not heads x head_dim; `ERR_UNSUPPORTED` for a tensor type this library does not load (e.g.
- *   `Q4_K (12)`); `ERR_DISPOSED` once the file is closed
+ * @throws {LlmKernelsError} `ERR_UNSUPPORTED` for an architecture other than llama / qwen2; from info / read:
+ *   `ERR_MODEL_FORMAT` for a name not in the file, or a q / k tensor whose rows are not heads x head_dim;
+ *   `ERR_UNSUPPORTED` for a tensor type this library does not load (e.g. `Q4_K (12)`); `ERR_DISPOSED` once the file
+ *   is closed
  * @example
  * using f = GgufFile.open('tiny-q8_0.gguf');
  * const cfg = ggufLlamaConfig(f);
@@ -1717,6 +1762,13 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
   for (const k of ['numHeads', 'numKvHeads', 'headDim'] as const)
     if (!Number.isSafeInteger(config[k]) || config[k] <= 0) throw rangeError(expected(fn, 'a positive integer', `config.${k}`, config[k]));
   const arch = file.metadata.get('general.architecture');
+  if (typeof arch !== 'string' || !(GGUF_LLAMA_ARCHITECTURES as readonly string[]).includes(arch))
+    throw unsupported(
+      file.path,
+      `a supported architecture (${GGUF_LLAMA_ARCHITECTURES.join(', ')})`,
+      'metadata "general.architecture"',
+      arch === undefined ? 'no such key' : JSON.stringify(arch),
+    );
   const permuted = arch === 'llama';
   const src = file.path;
   const ggufName = (name: string, method: string): string => {
@@ -1751,6 +1803,12 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
       const t = checked(ggufName(name, 'info'));
       return Object.freeze({ dtype: t.typeName as GgufTensorType, shape: t.shape });
     },
+    locate(name: string) {
+      const g = ggufName(name, 'locate');
+      const t = checked(g);
+      if (heads(g) !== null || !(t.typeName === 'F32' || t.typeName === 'F16' || t.typeName === 'BF16')) return null;
+      return Object.freeze({ path: file.path, offset: t.offset, byteLength: t.byteLength });
+    },
     read(name: string): Uint8Array {
       const g = ggufName(name, 'read');
       const t = checked(g);
@@ -1759,7 +1817,13 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
       if (nHead === null) return bytes;
       const rows = t.shape[0]!;
       if (rows !== nHead * config.headDim || config.headDim % 2 !== 0)
-        throw formatError(src, `${nHead} heads x head_dim ${config.headDim} = ${nHead * config.headDim} rows`, `tensor ${q(g)}`, `${rows} rows (shape [${t.shape.join(', ')}])`, true);
+        throw formatError(
+          src,
+          `${nHead} heads x head_dim ${config.headDim} = ${nHead * config.headDim} rows`,
+          `tensor ${q(g)}`,
+          `${rows} rows (shape [${t.shape.join(', ')}])`,
+          true,
+        );
       if (t.dims.length === 1 && !(t.typeName === 'F32' || t.typeName === 'F16' || t.typeName === 'BF16'))
         throw unsupported(src, 'a float type for a 1-D q/k tensor (its rows are permuted element by element)', `tensor ${q(g)}`, t.typeName);
       return llamaQkPermute(bytes, rows, nHead, true);
@@ -1960,7 +2024,8 @@ function convert(fn: string, source: string, c: LlamaConfig, weights: WeightSour
   if (c.bosTokenId !== null) meta.set('tokenizer.ggml.bos_token_id', u32(c.bosTokenId));
   if (c.eosTokenIds.length > 0) meta.set('tokenizer.ggml.eos_token_id', u32(c.eosTokenIds[0]!));
   if (options.metadata !== undefined) {
-    if (options.metadata === null || typeof options.metadata !== 'object') throw typeError(expected(fn, 'an object of metadata values', 'options.metadata', options.metadata));
+    if (options.metadata === null || typeof options.metadata !== 'object')
+      throw typeError(expected(fn, 'an object of metadata values', 'options.metadata', options.metadata));
     for (const [k, v] of Object.entries(options.metadata)) {
       if (meta.has(k)) throw rangeError(expected(fn, 'a key the converter does not write', 'options.metadata', JSON.stringify(k), true));
       meta.set(k, v);

@@ -17,7 +17,7 @@
 import { type DeviceSpec, resolveDevice, type Device } from '../device.js';
 import { DTYPE_SIZE } from '../dtype.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
-import { cacheWrite, kvCopyBlocks, KV_DTYPES, pagedAttentionDecode, pagedAttentionPrefill, type KvCacheTensors, type KvDType, type PagedAttentionOptions } from '../ops/attention.js';
+import { cacheWrite, ropeCacheWrite, kvCopyBlocks, KV_DTYPES, pagedAttentionDecode, pagedAttentionPrefill, type KvCacheTensors, type KvDType, type PagedAttentionOptions } from '../ops/attention.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkObject, expected } from '../validate.js';
 import { BlockManager, kvFullError, type AllocResult, type KvStats } from './block-manager.js';
@@ -216,6 +216,16 @@ export class PagedKvCache {
    */
   write(l: number, k: Tensor, v: Tensor, slots: Int32Array): void {
     cacheWrite(this.layer(l), k, v, slots);
+  }
+
+  /**
+   * Writes K/V of new tokens of layer `l` with K rotary-embedded on the way (`ropeCacheWrite`): the keys a model's
+   * attention reads are the rotated ones, and they are never stored anywhere else.
+   * @param positions - `[T]` i32 positions of the tokens
+   * @param invFreq - `[R/2]` f32 inverse frequencies
+   */
+  writeRotary(l: number, k: Tensor, v: Tensor, slots: Int32Array, positions: Int32Array | Tensor<'i32'>, invFreq: Tensor<'f32'>, pairing: 'rotate-half' | 'interleaved' = 'rotate-half'): void {
+    ropeCacheWrite(this.layer(l), k, v, slots, positions, invFreq, { pairing });
   }
 
   /**

@@ -259,8 +259,8 @@ export class Attention {
     using k1 = k0.reshape([T, Hkv, D]);
     using v = v0.reshape([T, Hkv, D]);
     using qr = this.rope.forward(q1, ctx.positions);
-    using kr = this.rope.forward(k1, ctx.positions);
-    ctx.cache.write(layer, kr, v, ctx.slots);
+    // K is rotated on its way into the cache (one fused pass: rope_cache_write).
+    ctx.cache.writeRotary(layer, k1, v, ctx.slots, ctx.positions, this.rope.invFreq, this.rope.pairing);
     const opts = { scale, slidingWindow: slidingWindow ?? 0 };
     using a = ctx.decode ? ctx.cache.decode(layer, qr, ctx.batch, opts) : ctx.cache.prefill(layer, qr, ctx.batch, opts);
     using a2 = a.reshape([T, H * D]);

@@ -88,6 +88,15 @@ export function checkKvCache(fn: string, param: string, cache: unknown): KvShape
  */
 export function cacheWrite(cache: KvCacheTensors, k: Tensor, v: Tensor, slotMapping: Int32Array | Tensor<'i32'>): void {
   const fn = 'cacheWrite';
+  const { hk, hv, sm } = writeArgs(fn, cache, k, v, slotMapping);
+  try {
+    runNativeInto('cache_write', cache.kv.device, [hk, hv, sm.h], [cache.kv.handle(fn), cache.kvScale.handle(fn)]);
+  } finally {
+    disposeAll([sm.tmp]);
+  }
+}
+
+function writeArgs(fn: string, cache: KvCacheTensors, k: Tensor, v: Tensor, slotMapping: Int32Array | Tensor<'i32'>) {
   const g = checkKvCache(fn, 'cache', cache);
   const hk = liveHandle(fn, 'k', k);
   const hv = liveHandle(fn, 'v', v);
@@ -113,10 +122,47 @@ export function cacheWrite(cache: KvCacheTensors, k: Tensor, v: Tensor, slotMapp
     }
   }
   const sm = i32Arg(fn, 'slotMapping', slotMapping, T, cache.kv.device);
+  return { hk, hv, sm, T, g };
+}
+
+/**
+ * {@link cacheWrite} of rotary-embedded keys: `cacheWrite(cache, rope(k, positions, invFreq), v, slots)` in one
+ * pass (the K written is bit for bit what rope then cacheWrite would write). A model's attention uses it so that the
+ * rotated keys are never stored and read back.
+ * @param positions - `[T]` positions >= 0 of the tokens (an Int32Array, checked here, or an i32 tensor)
+ * @param invFreq - `[R/2]` f32 inverse frequencies (see {@link rope})
+ * @param options - `pairing` as in {@link rope}
+ * @throws see {@link cacheWrite} and {@link rope}
+ * @example ropeCacheWrite(cache, k, v, slots, positions, invFreq);
+ */
+export function ropeCacheWrite(
+  cache: KvCacheTensors,
+  k: Tensor,
+  v: Tensor,
+  slotMapping: Int32Array | Tensor<'i32'>,
+  positions: Int32Array | Tensor<'i32'>,
+  invFreq: Tensor<'f32'>,
+  options: { pairing?: 'rotate-half' | 'interleaved' } = {},
+): void {
+  const fn = 'ropeCacheWrite';
+  const { hk, hv, sm, T, g } = writeArgs(fn, cache, k, v, slotMapping);
+  const tmps: (Tensor | null)[] = [sm.tmp];
   try {
-    runNativeInto('cache_write', cache.kv.device, [hk, hv, sm.h], [cache.kv.handle(fn), cache.kvScale.handle(fn)]);
+    checkObject(fn, 'options', options);
+    const pairing = options.pairing ?? 'rotate-half';
+    if (pairing !== 'rotate-half' && pairing !== 'interleaved') throw rangeError(expected(fn, "'rotate-half' or 'interleaved'", 'options.pairing', pairing));
+    liveHandle(fn, 'invFreq', invFreq);
+    if (invFreq.dtype !== 'f32' || invFreq.shape.length !== 1 || invFreq.numel < 1 || 2 * invFreq.numel > g.D)
+      throw rangeError(expected(fn, `f32 invFreq of length R/2 in [1, D/2=${Math.floor(g.D / 2)}]`, 'invFreq', `${invFreq.dtype} ${shapeStr(invFreq.shape)}`, true));
+    if (invFreq.device !== cache.kv.device) throw new LlmKernelsError('ERR_DEVICE', expected(fn, `invFreq on ${cache.kv.device.name}`, 'invFreq', invFreq.device.name, true));
+    if (positions instanceof Int32Array)
+      for (let t = 0; t < positions.length; t++)
+        if (positions[t]! < 0) throw rangeError(expected(fn, 'a position >= 0', `positions[${t}]`, positions[t]));
+    const pos = i32Arg(fn, 'positions', positions, T, cache.kv.device);
+    tmps.push(pos.tmp);
+    runNativeInto('rope_cache_write', cache.kv.device, [hk, hv, sm.h, pos.h, invFreq.handle(fn, 'invFreq')], [cache.kv.handle(fn), cache.kvScale.handle(fn)], [0, 0, 0, 0, pairing === 'interleaved' ? 1 : 0]);
   } finally {
-    disposeAll([sm.tmp]);
+    disposeAll(tmps);
   }
 }
 

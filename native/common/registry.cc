@@ -221,8 +221,20 @@ Status validate_op(const OpArgs& a) {
         return range_error(expected(op, "path 0 (int8) or 1 (dequant)", "path", std::to_string(a.params.i[0])));
       return Status::OK();
     }
-    case OpId::cache_write: {
+    case OpId::cache_write:
+    case OpId::rope_cache_write: {
       const TensorView &k = in[0], &v = in[1], &slots = in[2], &kv = a.out[0], &kv_scale = a.out[1];
+      if (a.op == OpId::rope_cache_write) {
+        const TensorView &pos = in[3], &freq = in[4];
+        LK_RETURN_IF_ERROR(check_dtype(op, "positions.dtype", pos, DType::i32));
+        if (pos.ndim != 1 || pos.shape[0] != k.shape[0])
+          return range_error(expected(op, "positions of shape [T=" + std::to_string(k.ndim ? k.shape[0] : 0) + "]", "positions.shape", pos.shape_str()));
+        LK_RETURN_IF_ERROR(check_dtype(op, "invFreq.dtype", freq, DType::f32));
+        if (freq.ndim != 1 || freq.shape[0] < 1 || (k.ndim == 3 && 2 * freq.shape[0] > k.shape[2]))
+          return range_error(expected(op, "invFreq of shape [R/2] with 1 <= R/2 <= D/2", "invFreq.shape", freq.shape_str()));
+        if (a.params.i[0] != 0 && a.params.i[0] != 1)
+          return range_error(expected(op, "pairing 0 (rotate-half) or 1 (interleaved)", "pairing", std::to_string(a.params.i[0])));
+      }
       LK_RETURN_IF_ERROR(check_kv(op, kv, kv_scale));
       LK_RETURN_IF_ERROR(check_float(op, "k.dtype", k));
       LK_RETURN_IF_ERROR(check_dtype(op, "v.dtype", v, k.dtype));

@@ -1,10 +1,12 @@
 // rope: rotary position embedding of x [T, H, D] at positions [T] with inv_freq [R/2] (cpu/ref/rope_ref.cc has
-// the math and both pairings). Per token the R/2 angles' cos and sin are computed once (the f32 angle of the spec,
-// cos and sin in double, then f32) and shared by the H heads; the rotation in f32; tokens in parallel.
+// the math and both pairings). Per token the R/2 angles' cos and sin are computed once and shared by the H heads;
+// the rotation in f32 through common/rope.h (shared with rope_cache_write, so the fused op writes the same K);
+// tokens in parallel.
 // Run: lk_check --op rope.
 #include <cmath>
 #include <vector>
 
+#include "../common/rope.h"
 #include "elementwise.h"
 #include "rows.h"
 
@@ -15,33 +17,19 @@ namespace {
 template <DType T>
 Status rope_rows(const TensorView& x, const int32_t* pos, const float* f, int64_t half, const TensorView& y, int64_t t0,
                  int64_t t1, bool interleaved) {
-  const int64_t H = x.shape[1], D = x.shape[2], R = 2 * half;
-  std::vector<float> cs(static_cast<size_t>(2 * half));
-  float* c = cs.data();
+  const int64_t H = x.shape[1], D = x.shape[2];
+  std::vector<float> buf(static_cast<size_t>(2 * half + D));
+  float* c = buf.data();
   float* s = c + half;
+  float* row = s + half;
   for (int64_t t = t0; t < t1; ++t) {
     if (pos[t] < 0) return range_error("rope: expected positions >= 0 for positions[" + std::to_string(t) + "], got " + std::to_string(pos[t]));
-    for (int64_t i = 0; i < half; ++i) {
-      const double ang = static_cast<double>(static_cast<float>(pos[t]) * f[i]);
-      c[i] = static_cast<float>(std::cos(ang));
-      s[i] = static_cast<float>(std::sin(ang));
-    }
+    rope_angles(pos[t], f, half, c, s);
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t row = (t * H + h) * D;
-      if (interleaved) {
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = ld<T>(x.data, row + 2 * i), b = ld<T>(x.data, row + 2 * i + 1);
-          st<T>(y.data, row + 2 * i, a * c[i] - b * s[i]);
-          st<T>(y.data, row + 2 * i + 1, b * c[i] + a * s[i]);
-        }
-      } else {
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = ld<T>(x.data, row + i), b = ld<T>(x.data, row + half + i);
-          st<T>(y.data, row + i, a * c[i] - b * s[i]);
-          st<T>(y.data, row + half + i, b * c[i] + a * s[i]);
-        }
-      }
-      for (int64_t d = R; d < D; ++d) st<T>(y.data, row + d, ld<T>(x.data, row + d));
+      const int64_t off = (t * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) row[d] = ld<T>(x.data, off + d);
+      rope_rotate_row(row, half, c, s, interleaved);
+      for (int64_t d = 0; d < D; ++d) st<T>(y.data, off + d, row[d]);
     }
   }
   return Status::OK();

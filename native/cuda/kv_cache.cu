@@ -6,6 +6,7 @@
 namespace lk {
 
 Status cache_write_cuda(const OpArgs&) { return unsupported("cache_write: no CUDA kernel yet"); }
+Status rope_cache_write_cuda(const OpArgs&) { return unsupported("rope_cache_write: no CUDA kernel yet"); }
 Status kv_copy_blocks_cuda(const OpArgs&) { return unsupported("kv_copy_blocks: no CUDA kernel yet"); }
 Status paged_attention_decode_cuda(const OpArgs&) { return unsupported("paged_attention_decode: no CUDA kernel yet"); }
 Status paged_attention_prefill_cuda(const OpArgs&) { return unsupported("paged_attention_prefill: no CUDA kernel yet"); }

@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { addRmsNorm, embedding, gelu, layerNorm, LlmKernelsError, rmsNorm, rope, siluMul, Tensor } from '../../lib/index.js';
 import type { DType, FloatDType } from '../../lib/dtype.js';
-import { checkOp, expectThrows, randomData } from '../helpers/check.js';
+import { BACKENDS, checkOp, expectThrows, randomData } from '../helpers/check.js';
+import { cacheWrite, PagedKvCache, ropeCacheWrite } from '../../lib/index.js';
+import { withReferenceBackend } from '../../lib/tensor.js';
 
 const FLOATS: FloatDType[] = ['f32', 'f16', 'bf16'];
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -249,5 +251,59 @@ describe('gelu', () => {
     using t = gelu(x, { approximate: 'tanh' });
     near(t.dataSync(), [-0.0036373920817729943, -0.15880800939172324, 0, 0.8411919906082768, 2.996362607918227], 2e-5);
     expectThrows(() => gelu(x, { approximate: 'fast' as 'tanh' }), RangeError, undefined, /approximate/);
+  });
+});
+
+// rope_cache_write: the fused write must store exactly what rope then cache_write store (the model relies on it),
+// on every backend, and the reference and every backend must agree byte for byte.
+describe('rope_cache_write', () => {
+  const cacheBytes = async (c: PagedKvCache) => {
+    const kv = new Uint8Array((await c.layer(0).kv.data()).buffer.slice(0));
+    const sc = c.layer(0).kvScale.numel ? Array.from(await c.layer(0).kvScale.data()) : [];
+    return { kv: Array.from(kv), sc };
+  };
+  for (const kvDtype of ['f32', 'f16', 'bf16', 'i8', 'f8e4m3'] as const)
+    for (const [xdt, pairing, R] of [['f32', 'rotate-half', 64], ['f16', 'interleaved', 64], ['bf16', 'rotate-half', 32]] as const)
+      it(`rope_cache_write(${kvDtype},${xdt},${pairing},R=${R}) = rope + cache_write, every backend = reference`, async () => {
+        const T = 9, Hkv = 2, D = 64;
+        const invFreq = Float32Array.from({ length: R / 2 }, (_, i) => 10000 ** ((-2 * i) / R));
+        const pos = Int32Array.from({ length: T }, (_, t) => (t * 977) % 3000);
+        const slots = Int32Array.from({ length: T }, (_, t) => (t === 3 ? -1 : (t * 7) % 40));
+        const run = async (fused: boolean) => {
+          const c = new PagedKvCache({ numLayers: 1, numBlocks: 5, blockSize: 8, numKvHeads: Hkv, headDim: D, dtype: kvDtype });
+          using k = Tensor.fromArray(randomData(T * Hkv * D, 1), { shape: [T, Hkv, D], dtype: xdt });
+          using v = Tensor.fromArray(randomData(T * Hkv * D, 2), { shape: [T, Hkv, D], dtype: xdt });
+          using f = Tensor.fromArray(invFreq);
+          {
+            // Every slot defined first (the pools start uninitialized): zeros everywhere.
+            using z = Tensor.zeros([40, Hkv, D], { dtype: xdt });
+            cacheWrite(c.layer(0), z, z, Int32Array.from({ length: 40 }, (_, i) => i));
+          }
+          if (fused) ropeCacheWrite(c.layer(0), k, v, slots, pos, f, { pairing });
+          else {
+            using kr = rope(k, pos, invFreq, { pairing });
+            cacheWrite(c.layer(0), kr, v, slots);
+          }
+          try {
+            return await cacheBytes(c);
+          } finally {
+            c.dispose();
+          }
+        };
+        const want = await withReferenceBackend(() => run(true));
+        for (const b of BACKENDS) {
+          expect(await b.use(() => run(true)), `${b.name} fused vs reference`).toEqual(want);
+          expect(await b.use(() => run(false)), `${b.name} rope + cache_write`).toEqual(want);
+        }
+      });
+  it('checks its arguments', () => {
+    using c = new PagedKvCache({ numLayers: 1, numBlocks: 2, blockSize: 4, numKvHeads: 1, headDim: 8 });
+    using k = Tensor.zeros([2, 1, 8]);
+    using f = Tensor.fromArray(new Float32Array([1, 0.1]));
+    using f5 = Tensor.fromArray(new Float32Array(5));
+    expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0, -2]), f), RangeError, undefined, /positions\[1\]/);
+    expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0]), f), RangeError, undefined, /2 elements/);
+    expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0, 1]), f5), RangeError, undefined, /invFreq/);
+    expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0, 1]), f, { pairing: 'x' as 'interleaved' }), RangeError, undefined, /pairing/);
   });
 });
