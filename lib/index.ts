@@ -64,3 +64,19 @@ export {
 } from './io/safetensors.js';
 export { parseLlamaConfig, loadLlamaConfig, ropeInvFreq, LLAMA_MODEL_TYPES, type LlamaConfig, type LlamaModelType, type RopeScaling, type HfQuantizationConfig } from './io/hf-config.js';
 export { ByteTokenizer, HfTokenizer, loadTokenizer, type Tokenizer } from './io/tokenizer.js';
+export {
+  GgufFile,
+  parseGgufHeader,
+  encodeGguf,
+  ggufLlamaConfig,
+  ggufWeightSource,
+  hfToGguf,
+  ggufQuantize,
+  GGML_TYPES,
+  GGUF_TENSOR_TYPES,
+  type GgufHeader,
+  type GgufTensorInfo,
+  type GgufValue,
+  type GgufTensorType,
+  type HfToGgufOptions,
+} from './io/gguf.js';

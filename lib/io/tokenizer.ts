@@ -128,6 +128,9 @@ export class HfTokenizer implements Tokenizer {
  */
 export function loadTokenizer(dir: string): Tokenizer {
   const fn = 'loadTokenizer';
+  if (typeof dir !== 'string') throw typeError(expected(fn, 'a model folder', 'dir', dir));
+  if (dir.endsWith('.gguf'))
+    throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: GGUF vocabularies have no tokenizer yet (${dir}): pass token ids (--tokens) instead`);
   const path = join(dir, 'tokenizer.json');
   let json: unknown;
   try {

@@ -1,9 +1,11 @@
 /**
- * Loading a model from disk: a Hugging Face folder (config.json + model.safetensors or a sharded index).
- * GGUF files get their reader in a later phase (ERR_UNSUPPORTED until then).
+ * Loading a model from disk: a Hugging Face folder (config.json + model.safetensors or a sharded index) or a GGUF
+ * file (v3; F32/F16/BF16/Q8_0/Q4_0 tensors; llama.cpp's q/k row permutation undone, so one attention path serves
+ * both sources).
  */
 import { statSync } from 'node:fs';
 import { LlmKernelsError, typeError } from '../errors.js';
+import { GgufFile, ggufLlamaConfig, ggufWeightSource } from '../io/gguf.js';
 import { loadLlamaConfig } from '../io/hf-config.js';
 import { SafetensorsModel } from '../io/safetensors.js';
 import { expected } from '../validate.js';
@@ -11,7 +13,7 @@ import { LlamaForCausalLM, type LlamaLoadOptions } from './llama.js';
 
 /**
  * Loads a Llama-family model.
- * @param path - a folder with config.json and safetensors weights
+ * @param path - a folder with config.json and safetensors weights, or a .gguf file
  * @throws {LlmKernelsError} ERR_MODEL_FORMAT (named file and field), ERR_UNSUPPORTED (an architecture, dtype or
  *   file type without support)
  * @example const model = await loadModel('models/tiny-py', { quantize: 'q4_0' });
@@ -26,8 +28,15 @@ export async function loadModel(path: string, options: LlamaLoadOptions = {}): P
     throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: cannot read ${path}: ${(e as Error).message}`, { cause: e });
   }
   if (!dir) {
-    if (path.endsWith('.gguf')) throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: GGUF files have no reader yet (${path}); use a Hugging Face folder`);
-    throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: expected a model folder (config.json + *.safetensors) for path, got the file ${path}`);
+    if (!path.endsWith('.gguf'))
+      throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: expected a model folder (config.json + *.safetensors) or a .gguf file for path, got ${path}`);
+    const file = GgufFile.open(path);
+    try {
+      const config = ggufLlamaConfig(file);
+      return await LlamaForCausalLM.fromWeights(config, ggufWeightSource(file, config), options);
+    } finally {
+      file.close();
+    }
   }
   const config = loadLlamaConfig(path);
   const weights = SafetensorsModel.open(path);

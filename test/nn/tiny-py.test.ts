@@ -1,6 +1,9 @@
 // The bundled tiny-py model against the reference numbers of models/tiny-py/README.md (computed there with PyTorch
 // in fp32 from the bf16 weights): perplexity on the first 4096 bytes of eval.txt and three greedy transcripts.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hfToGguf } from '../../lib/io/gguf.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByteTokenizer, loadTokenizer } from '../../lib/io/tokenizer.js';
 import { evaluate } from '../../lib/nn/eval.js';
@@ -81,4 +84,41 @@ describe('tiny-py (f32 compute from the bf16 weights)', () => {
         q.dispose();
       }
     });
+
+  // The same model from a GGUF file (written here by hfToGguf, llama.cpp's layout with its q/k row permutation):
+  // as stored (BF16) it must give exactly the safetensors logits; as Q8_0 (every 2-D tensor, lm_head included, as
+  // llama.cpp quantizes it) it stays close.
+  it('loads from GGUF with the same logits as from safetensors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lk-gguf-'));
+    const toks = [1, ...Array.from(readFileSync(DIR + 'eval.txt').subarray(0, 200), (b) => b + 3)];
+    const logitsOf = async (m: LlamaForCausalLM) => {
+      using cache = m.createCache({ maxTokens: 256, dtype: 'f32' });
+      const r = cache.addSequence(0, toks);
+      if (!r.ok) throw new Error('cache full');
+      const { logits } = m.forward(cache, [{ seqId: 0, tokens: toks, slots: r.slots, logits: 'all' }]);
+      using _l = logits;
+      return logits.data();
+    };
+    const want = await logitsOf(model);
+    for (const outtype of ['keep', 'Q8_0'] as const) {
+      const path = join(dir, `tiny-py-${outtype}.gguf`);
+      writeFileSync(path, hfToGguf(DIR, { outtype }));
+      const g = await loadModel(path);
+      try {
+        expect(g.config.numKvHeads).toBe(2);
+        const got = await logitsOf(g);
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+        if (outtype === 'keep') expect(worst).toBe(0);
+        else {
+          expect(worst).toBeGreaterThan(0);
+          const r = await evaluate(g, toks, { reference: model });
+          expect(r.kl!).toBeLessThan(1e-3);
+          expect(r.top1Agreement!).toBeGreaterThan(0.95);
+        }
+      } finally {
+        g.dispose();
+      }
+    }
+  });
 });
