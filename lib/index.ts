@@ -15,7 +15,7 @@ export { Tensor, type TensorOptions, type FromArrayOptions, type RandomOptions }
 export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32ToF16, bf16ToF32, f32ToBf16, f8e4m3ToF32, f32ToF8e4m3 } from './dtype.js';
 export { add, mul, scale, cast, copy } from './ops/elementwise.js';
 export { matmul } from './ops/matmul.js';
-export { embedding, rmsNorm, addRmsNorm, rope, siluMul, layerNorm, gelu, type EmbeddingOptions, type RopeOptions, type RopePairing, type GeluOptions } from './ops/nn.js';
+export { embedding, rmsNorm, addRmsNorm, rope, siluMul, silu, layerNorm, gelu, type EmbeddingOptions, type RopeOptions, type RopePairing, type GeluOptions } from './ops/nn.js';
 export { roofline, type Roofline } from './roofline.js';
 export { type QuantPath, type MatmulOptions } from './ops/matmul.js';
 export { QUANT_FORMATS, type QuantFormat, rowFormBytes, panelFormBytes, groupSize } from './quant/formats.js';

@@ -280,3 +280,16 @@ export function gelu<D extends DType>(x: Tensor<D>, options: GeluOptions = {}): 
   const shape = x.shape.slice();
   return wrapNative(runNative('gelu', x.device, [hx], x.dtype, shape, 0, 0, mode === 'tanh' ? 1 : 0), x.dtype, shape, x.device);
 }
+
+/**
+ * SiLU (swish), elementwise in f32: `x / (1 + e^-x)`. (SwiGLU MLPs use the fused {@link siluMul}.)
+ * @throws {TypeError} not a float tensor
+ * @example const a = silu(h);
+ */
+export function silu<D extends DType>(x: Tensor<D>): Tensor<D> {
+  const fn = 'silu';
+  const hx = liveHandle(fn, 'x', x);
+  checkFloat(fn, 'x', x);
+  const shape = x.shape.slice();
+  return wrapNative(runNative('silu', x.device, [hx], x.dtype, shape), x.dtype, shape, x.device);
+}

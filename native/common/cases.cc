@@ -26,7 +26,7 @@ Tolerance tolerance(OpId op, DType out) {
   // against double: the same rows. embedding only converts: exact.
   const bool approx = op == OpId::matmul || op == OpId::matmul_q || op == OpId::paged_attention_decode ||
                       op == OpId::paged_attention_prefill || op == OpId::rms_norm || op == OpId::add_rms_norm ||
-                      op == OpId::rope || op == OpId::silu_mul || op == OpId::layer_norm || op == OpId::gelu;
+                      op == OpId::rope || op == OpId::silu_mul || op == OpId::layer_norm || op == OpId::gelu || op == OpId::silu;
   if (!approx) return {true, 0, 0};
   // matmul_q uses the rows of matmul: its integer path is checked bit for bit separately, on data whose f32 part is
   // exact (test/ops/matmul_q.test.ts, lk_native_tests), since one output with heavy cancellation defeats any nmse.

@@ -371,6 +371,10 @@ Status validate_op(const OpArgs& a) {
       if (!(eps > 0) || !std::isfinite(eps)) return range_error(expected(op, "a finite number > 0", "eps", std::to_string(eps)));
       return Status::OK();
     }
+    case OpId::silu:
+      LK_RETURN_IF_ERROR(check_float(op, "x.dtype", in[0]));
+      LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));
+      return check_shape(op, "y.shape", y, in[0]);
     case OpId::gelu:
       LK_RETURN_IF_ERROR(check_float(op, "x.dtype", in[0]));
       LK_RETURN_IF_ERROR(check_dtype(op, "y.dtype", y, in[0].dtype));

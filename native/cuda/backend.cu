@@ -45,6 +45,7 @@ const char* op_limits(const OpArgs& a) {
     case OpId::silu_mul: return "silu_mul: no CUDA kernel yet; run the model on device 'cpu'";
     case OpId::layer_norm: return "layer_norm: no CUDA kernel yet; use device 'cpu'";
     case OpId::gelu: return "gelu: no CUDA kernel yet; use device 'cpu'";
+    case OpId::silu: return "silu: no CUDA kernel yet; use device 'cpu'";
     default: return nullptr;
   }
 }

@@ -12,5 +12,6 @@ Status rope_cuda(const OpArgs&) { return unsupported("rope: no CUDA kernel yet")
 Status silu_mul_cuda(const OpArgs&) { return unsupported("silu_mul: no CUDA kernel yet"); }
 Status layer_norm_cuda(const OpArgs&) { return unsupported("layer_norm: no CUDA kernel yet"); }
 Status gelu_cuda(const OpArgs&) { return unsupported("gelu: no CUDA kernel yet"); }
+Status silu_cuda(const OpArgs&) { return unsupported("silu: no CUDA kernel yet"); }
 
 }  // namespace lk

@@ -1,7 +1,7 @@
 // The layer ops (embedding, rms_norm, add_rms_norm, rope, silu_mul) on every backend against the reference, the
 // reference against a float64 transcription of Hugging Face's definitions, and their argument checks.
 import { describe, expect, it } from 'vitest';
-import { addRmsNorm, embedding, gelu, layerNorm, LlmKernelsError, rmsNorm, rope, siluMul, Tensor } from '../../lib/index.js';
+import { addRmsNorm, embedding, gelu, layerNorm, silu, LlmKernelsError, rmsNorm, rope, siluMul, Tensor } from '../../lib/index.js';
 import type { DType, FloatDType } from '../../lib/dtype.js';
 import { BACKENDS, checkOp, expectThrows, randomData } from '../helpers/check.js';
 import { cacheWrite, PagedKvCache, ropeCacheWrite } from '../../lib/index.js';
@@ -305,5 +305,19 @@ describe('rope_cache_write', () => {
     expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0]), f), RangeError, undefined, /2 elements/);
     expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0, 1]), f5), RangeError, undefined, /invFreq/);
     expectThrows(() => ropeCacheWrite(c.layer(0), k, k, new Int32Array([0, 1]), new Int32Array([0, 1]), f, { pairing: 'x' as 'interleaved' }), RangeError, undefined, /pairing/);
+  });
+});
+
+describe('silu', () => {
+  for (const dtype of FLOATS)
+    for (const n of [1, 7, 33, 4099, 70001])
+      it(`silu(n=${n},${dtype})`, () =>
+        checkOp({ name: `silu(${n},${dtype})`, op: 'silu', inputs: [{ data: randomData(n, n + 9).map((v) => 6 * v), shape: [n], dtype }], run: ([x]) => silu(x!) }));
+  it('is x * sigmoid(x)', () => {
+    using x = Tensor.fromArray(new Float32Array([-20, -1, 0, 2]));
+    using y = silu(x);
+    near(y.dataSync(), [-20 / (1 + Math.exp(20)), -1 / (1 + Math.E), 0, 2 / (1 + Math.exp(-2))], 1e-5);
+    using i = Tensor.zeros([2], { dtype: 'i32' });
+    expectThrows(() => silu(i as unknown as Tensor<'f32'>), TypeError, undefined, /x\.dtype/);
   });
 });
