@@ -42,7 +42,7 @@
  *
  * Reading ({@link GgufFile}) is synchronous: the header is parsed incrementally through a window of 1 MiB reads
  * (metadata can be large: a 150k-token vocabulary is a few MB), tensor data is read with `fs.readSync` at checked
- * offsets into fresh buffers.
+ * offsets into fresh buffers (the {@link TensorFile} base it shares with the safetensors reader, tensor-file.ts).
  *
  * Llama q/k permutation. llama.cpp runs architecture `llama` with its "normal" RoPE, which rotates adjacent pairs
  * (x[2j], x[2j+1]) of each head, while Hugging Face's Llama rotates halves (x[j], x[j + D/2]). convert_hf_to_gguf.py
@@ -54,17 +54,13 @@
  * permuted: llama.cpp's `llama_model_rope_type` gives LLM_ARCH_QWEN2 the NeoX RoPE (pairs offset by n_rot/2, i.e.
  * rotate-half), and its converter (Qwen2Model) has no permutation.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from 'node:fs';
-import { constants as bufferConstants } from 'node:buffer';
 import { f32ToBf16, f32ToF16 } from '../dtype.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import type { WeightSource } from '../nn/llama.js';
 import { expected } from '../validate.js';
 import { loadLlamaConfig, parseLlamaConfig, type LlamaConfig } from './hf-config.js';
 import { bf16ToF32, f16ToF32, SafetensorsModel } from './safetensors.js';
-
-/** Read-only, non-blocking: opening a FIFO must not wait for a writer (fstat then refuses it). */
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+import { checkNoOverlap, formatError, openTensorFile, q, readFully, TensorFile, unsupported } from './tensor-file.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Constants
@@ -237,19 +233,6 @@ export interface GgufHeader {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-function formatError(source: string, what: string, field: string, got: unknown, gotIsText = false): LlmKernelsError {
-  return new LlmKernelsError('ERR_MODEL_FORMAT', expected(source, what, field, got, gotIsText));
-}
-
-function unsupported(source: string, what: string, field: string, got: string): LlmKernelsError {
-  return new LlmKernelsError('ERR_UNSUPPORTED', expected(source, what, field, got, true));
-}
-
-/** A name for messages: quoted, and cut short if long (names come from the file and may be huge). */
-function q(name: string): string {
-  return JSON.stringify(name.length > 80 ? name.slice(0, 80) + '…' : name);
-}
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -684,22 +667,7 @@ function parse(c: Cursor): GgufHeader {
     );
   }
 
-  // Overlaps: sorted by offset, a tensor must start at or after the furthest end seen so far.
-  const sorted = [...tensors.values()].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
-  let last: GgufTensorInfo | null = null;
-  for (const t of sorted) {
-    if (last !== null && t.offset < last.offset + last.byteLength) {
-      const range = (x: GgufTensorInfo) => `[${x.offset - dataStart}, ${x.offset - dataStart + x.byteLength})`;
-      throw formatError(
-        source,
-        'data that does not overlap another tensor',
-        `the offset of tensor ${q(t.name)}`,
-        `${range(t)}, overlapping tensor ${q(last.name)} ${range(last)}`,
-        true,
-      );
-    }
-    if (last === null || t.offset + t.byteLength > last.offset + last.byteLength) last = t;
-  }
+  checkNoOverlap(source, tensors.values(), dataStart, 'data that does not overlap another tensor', (n) => `the offset of tensor ${n}`);
 
   return Object.freeze({ source, version, alignment, metadata, metadataTypes, tensors, headerBytes, dataStart });
 }
@@ -759,38 +727,21 @@ export function parseGgufHeaderAt(readAt: (position: number, length: number) => 
 // ---------------------------------------------------------------------------------------------------------------
 // Files
 
-/** Reads exactly `buf.length` bytes at `position`, or fewer at end of file; returns how many were read. */
-function readFully(fd: number, buf: Uint8Array, position: number): number {
-  const CHUNK = 1 << 30;
-  let done = 0;
-  while (done < buf.length) {
-    const n = readSync(fd, buf, done, Math.min(CHUNK, buf.length - done), position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
-function errnoText(e: unknown): string {
-  if (e instanceof Error) return (e as NodeJS.ErrnoException).code ?? e.message;
-  return String(e);
-}
-
 function unsupportedType(source: string, t: GgufTensorInfo): LlmKernelsError {
   return unsupported(source, `a supported tensor type (${GGUF_TENSOR_TYPES.join(', ')})`, `the type of tensor ${q(t.name)}`, `${t.typeName} (${t.type})`);
 }
 
 /**
  * One GGUF file, opened for reading: the header is read and validated at {@link GgufFile.open}, then
- * {@link GgufFile.read} reads one tensor's bytes at a time. Close it (or `using f = GgufFile.open(p)`).
+ * {@link GgufFile.read} reads one tensor's bytes at a time (`ERR_UNSUPPORTED` for a type this library does not load).
+ * Close it (or `using f = GgufFile.open(p)`). `path`, `tensors` (file order), `fileSize`, `dataStart` and the methods
+ * but `open` are {@link TensorFile}'s.
  * @example
  * using f = GgufFile.open('model-q8_0.gguf');
  * f.metadata.get('general.architecture'); // 'llama'
  * const w = f.read('blk.0.attn_q.weight'); // Q8_0 rows: QuantizedTensor.fromBytes('q8_0', f.info(...).shape, w)
  */
-export class GgufFile {
-  /** The path the file was opened with. */
-  readonly path: string;
+export class GgufFile extends TensorFile<GgufTensorInfo> {
   /** 2 or 3. */
   readonly version: number;
   /** The data alignment. */
@@ -799,24 +750,13 @@ export class GgufFile {
   readonly metadata: ReadonlyMap<string, GgufValue>;
   /** The type of each metadata value as written ('u32', 'array<string>', ...). */
   readonly metadataTypes: ReadonlyMap<string, string>;
-  /** The validated tensors, in file order. */
-  readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
-  /** The file size at open. */
-  readonly fileSize: number;
-  /** The file offset of the data section. */
-  readonly dataStart: number;
-  #fd: number | null;
 
   private constructor(path: string, fd: number, fileSize: number, h: GgufHeader) {
-    this.path = path;
-    this.#fd = fd;
-    this.fileSize = fileSize;
+    super('GgufFile', path, fd, fileSize, h.dataStart, h.tensors);
     this.version = h.version;
     this.alignment = h.alignment;
     this.metadata = h.metadata;
     this.metadataTypes = h.metadataTypes;
-    this.tensors = h.tensors;
-    this.dataStart = h.dataStart;
   }
 
   /**
@@ -831,116 +771,18 @@ export class GgufFile {
    * try { console.log(f.version, f.tensors.size); } finally { f.close(); }
    */
   static open(path: string): GgufFile {
-    if (typeof path !== 'string') throw typeError(expected('GgufFile.open', 'a path string', 'path', path));
-    let fd: number;
-    try {
-      fd = openSync(path, OPEN_FLAGS);
-    } catch (e) {
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, 'a readable GGUF file', 'the path', errnoText(e), true), { cause: e });
-    }
-    try {
-      const st = fstatSync(fd);
-      if (!st.isFile()) throw formatError(path, 'a regular file', 'the path', st.isDirectory() ? 'a directory' : 'not a regular file', true);
+    return openTensorFile('GgufFile', 'GGUF', path, (fd, size) => {
       const readAt = (position: number, length: number): Uint8Array => {
         const buf = new Uint8Array(length);
         return buf.subarray(0, readFully(fd, buf, position));
       };
-      return new GgufFile(path, fd, st.size, parseGgufHeaderAt(readAt, st.size, path));
-    } catch (e) {
-      closeSync(fd);
-      if (e instanceof LlmKernelsError) throw e;
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, 'a readable GGUF file', 'the path', errnoText(e), true), { cause: e });
-    }
+      return new GgufFile(path, fd, size, parseGgufHeaderAt(readAt, size, path));
+    });
   }
 
-  #live(fn: string): number {
-    const fd = this.#fd;
-    if (fd === null) throw new LlmKernelsError('ERR_DISPOSED', `GgufFile.${fn}: expected an open file for this, got a closed file (${this.path})`);
-    return fd;
-  }
-
-  /** True after {@link GgufFile.close}. */
-  get closed(): boolean {
-    return this.#fd === null;
-  }
-
-  /**
-   * The tensor names, in file order.
-   * @throws {LlmKernelsError} `ERR_DISPOSED` after close
-   * @example
-   * f.names().filter((n) => n.startsWith('blk.0.'));
-   */
-  names(): string[] {
-    this.#live('names');
-    return [...this.tensors.keys()];
-  }
-
-  /**
-   * Whether the file has a tensor of this name.
-   * @throws {LlmKernelsError} `ERR_DISPOSED` after close
-   * @example
-   * const tied = !f.has('output.weight');
-   */
-  has(name: string): boolean {
-    this.#live('has');
-    return this.tensors.has(name);
-  }
-
-  /**
-   * The validated description of a tensor (any type, supported or not: see `supported`).
-   * @throws {LlmKernelsError} `ERR_MODEL_FORMAT` if there is no such tensor; `ERR_DISPOSED` after close
-   * @throws {TypeError} name is not a string
-   * @example
-   * f.info('token_embd.weight'); // { typeName: 'Q4_K', shape: [128256, 2048], supported: false, ... }
-   */
-  info(name: string): GgufTensorInfo {
-    this.#live('info');
-    if (typeof name !== 'string') throw typeError(expected('GgufFile.info', 'a tensor name string', 'name', name));
-    const t = this.tensors.get(name);
-    if (t === undefined) throw formatError(this.path, 'a tensor of this name', 'the name', `no tensor ${q(name)}`, true);
-    return t;
-  }
-
-  /**
-   * Reads one tensor's bytes (raw, little-endian: f32 / f16 / bf16 elements, or Q8_0 / Q4_0 blocks row after row,
-   * exactly the row form of `QuantizedTensor.fromBytes`) into a fresh buffer of exactly its byte length.
-   * @throws {LlmKernelsError} `ERR_UNSUPPORTED` for a type this library does not load (naming it, e.g. `Q4_K (12)`)
-   *   or a tensor larger than a Buffer; `ERR_MODEL_FORMAT` if there is no such tensor or the file is now shorter
-   *   than its header says; `ERR_DISPOSED` after close
-   * @example
-   * const norm = new Float32Array(f.read('output_norm.weight').buffer);
-   */
-  read(name: string): Uint8Array {
-    const fd = this.#live('read');
-    const t = this.info(name);
+  /** Refuses, before {@link TensorFile.read} reads it, a tensor of a type this library does not load. */
+  protected override checkReadable(t: GgufTensorInfo): void {
     if (!t.supported) throw unsupportedType(this.path, t);
-    if (t.byteLength > bufferConstants.MAX_LENGTH)
-      throw unsupported(this.path, `a tensor of at most ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer)`, `tensor ${q(name)}`, `${t.byteLength} bytes`);
-    const slow = Buffer.allocUnsafeSlow(t.byteLength);
-    const buf = new Uint8Array(slow.buffer, slow.byteOffset, slow.length);
-    let got: number;
-    try {
-      got = readFully(fd, buf, t.offset);
-    } catch (e) {
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(this.path, 'a readable file', `tensor ${q(name)}`, errnoText(e), true), { cause: e });
-    }
-    if (got !== t.byteLength)
-      throw formatError(this.path, `${t.byteLength} bytes at file offset ${t.offset}`, `tensor ${q(name)}`, `${got} (the file is truncated)`, true);
-    return buf;
-  }
-
-  /** Closes the file. Idempotent. Methods called afterwards throw `ERR_DISPOSED`. @example f.close(); */
-  close(): void {
-    const fd = this.#fd;
-    if (fd !== null) {
-      this.#fd = null;
-      closeSync(fd);
-    }
-  }
-
-  /** Same as {@link GgufFile.close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
 

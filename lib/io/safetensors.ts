@@ -29,18 +29,16 @@
  *
  * JSON duplicate keys: `JSON.parse` keeps the last one; the earlier entry's bytes are then just a gap.
  *
- * Reading ({@link SafetensorsFile}) uses synchronous `fs.readSync` at checked offsets into fresh buffers; a short read
- * (the file shrank after it was opened) is `ERR_MODEL_FORMAT` (truncated), never a partly filled tensor.
+ * Reading ({@link SafetensorsFile}, on the {@link TensorFile} base it shares with the GGUF reader, tensor-file.ts) uses
+ * synchronous `fs.readSync` at checked offsets into fresh buffers; a short read (the file shrank after it was opened)
+ * is `ERR_MODEL_FORMAT` (truncated), never a partly filled tensor.
  * Sharded checkpoints ({@link SafetensorsModel}) are described by `model.safetensors.index.json`.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { constants as bufferConstants } from 'node:buffer';
+import { statSync } from 'node:fs';
 import { join, posix, win32 } from 'node:path';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { describe, expected, MAX_DIMS } from '../validate.js';
-
-/** Read-only, non-blocking: opening a FIFO must not wait for a writer (fstat then refuses it). */
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+import { checkNoOverlap, formatError, openTensorFile, q, readFully, TensorFile, useFile } from './tensor-file.js';
 
 /** The element types of safetensors that this reader accepts (the `dtype` strings of the header). */
 export const SAFETENSORS_DTYPES = [
@@ -134,15 +132,6 @@ export interface SafetensorsTensorData {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-function formatError(source: string, what: string, field: string, got: unknown, gotIsText = false): LlmKernelsError {
-  return new LlmKernelsError('ERR_MODEL_FORMAT', expected(source, what, field, got, gotIsText));
-}
-
-/** A tensor name for messages: quoted, and cut short if long (names come from the file and may be huge). */
-function q(name: string): string {
-  return JSON.stringify(name.length > 80 ? name.slice(0, 80) + '…' : name);
-}
 
 /** Renders a value from the file for a message: never throws, never huge. */
 function show(v: unknown): string {
@@ -339,72 +328,30 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, sour
     tensors.set(key, parseEntry(source, key, v, dataStart, dataSize));
   }
 
-  // Overlaps: sorted by begin, a non-empty tensor must start at or after the furthest end seen so far.
-  const sorted = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
-  let last: SafetensorsTensorInfo | null = null;
-  for (const t of sorted) {
-    if (last !== null && t.offset < last.offset + last.byteLength) {
-      const range = (x: SafetensorsTensorInfo) => `[${x.offset - dataStart}, ${x.offset - dataStart + x.byteLength})`;
-      throw formatError(
-        source,
-        'data_offsets that do not overlap another tensor',
-        `tensor ${q(t.name)}`,
-        `${range(t)}, overlapping tensor ${q(last.name)} ${range(last)}`,
-        true,
-      );
-    }
-    if (last === null || t.offset + t.byteLength > last.offset + last.byteLength) last = t;
-  }
+  // Overlaps (empty tensors overlap nothing).
+  checkNoOverlap(source, tensors.values(), dataStart, 'data_offsets that do not overlap another tensor', (n) => `tensor ${n}`);
   return Object.freeze({ headerBytes: n, dataStart, tensors, metadata: Object.freeze(metadata) });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Files
 
-/** Reads exactly `length` bytes at `position`, or fewer at end of file; returns how many were read. */
-function readFully(fd: number, buf: Uint8Array, position: number): number {
-  const CHUNK = 1 << 30; // readSync's length is limited to 2^31 - 1
-  let done = 0;
-  while (done < buf.length) {
-    const n = readSync(fd, buf, done, Math.min(CHUNK, buf.length - done), position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
-function errnoText(e: unknown): string {
-  if (e instanceof Error) return (e as NodeJS.ErrnoException).code ?? e.message;
-  return String(e);
-}
-
 /**
  * One safetensors file, opened for reading: the header is read and validated at {@link SafetensorsFile.open}, then
  * {@link SafetensorsFile.read} reads one tensor's bytes at a time. Close it (or `using f = SafetensorsFile.open(p)`).
+ * `path`, `tensors` (header order), `fileSize`, `dataStart` (8 + N) and the methods but `open` are
+ * {@link TensorFile}'s.
  * @example
  * using f = SafetensorsFile.open('models/tiny-py/model.safetensors');
  * const info = f.info('model.norm.weight'); // { dtype: 'BF16', shape: [256], ... }
  * const w = bf16ToF32(f.read('model.norm.weight')); // Float32Array(256)
  */
-export class SafetensorsFile {
-  /** The path the file was opened with. */
-  readonly path: string;
-  /** The validated tensors, in header order. */
-  readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
+export class SafetensorsFile extends TensorFile<SafetensorsTensorInfo> {
   /** The `__metadata__` strings (empty when absent). */
   readonly metadata: Readonly<Record<string, string>>;
-  /** The file size at open. */
-  readonly fileSize: number;
-  /** N + 8: the file offset of the data region. */
-  readonly dataStart: number;
-  #fd: number | null;
 
   private constructor(path: string, fd: number, fileSize: number, header: SafetensorsHeader) {
-    this.path = path;
-    this.#fd = fd;
-    this.fileSize = fileSize;
-    this.dataStart = header.dataStart;
-    this.tensors = header.tensors;
+    super('SafetensorsFile', path, fd, fileSize, header.dataStart, header.tensors);
     this.metadata = header.metadata;
   }
 
@@ -420,152 +367,26 @@ export class SafetensorsFile {
    * try { console.log([...f.tensors.keys()]); } finally { f.close(); }
    */
   static open(path: string): SafetensorsFile {
-    if (typeof path !== 'string') throw typeError(expected('SafetensorsFile.open', 'a path string', 'path', path));
-    let fd: number;
-    try {
-      fd = openSync(path, OPEN_FLAGS);
-    } catch (e) {
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, 'a readable safetensors file', 'the path', errnoText(e), true), { cause: e });
-    }
-    try {
-      const st = fstatSync(fd);
-      if (!st.isFile()) throw formatError(path, 'a regular file', 'the path', st.isDirectory() ? 'a directory' : 'not a regular file', true);
+    return openTensorFile('SafetensorsFile', 'safetensors', path, (fd, size) => {
       const first = new Uint8Array(8);
-      const n = headerLength(first.subarray(0, readFully(fd, first, 0)), st.size, path);
+      const n = headerLength(first.subarray(0, readFully(fd, first, 0)), size, path);
       const all = new Uint8Array(8 + n);
       all.set(first);
       const got = readFully(fd, all.subarray(8), 8);
       if (got !== n) throw formatError(path, `${n} header bytes (the header length)`, 'the header', `${got} (truncated)`, true);
-      return new SafetensorsFile(path, fd, st.size, parseSafetensorsHeader(all, st.size, path));
-    } catch (e) {
-      closeSync(fd);
-      if (e instanceof LlmKernelsError) throw e;
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, 'a readable safetensors file', 'the path', errnoText(e), true), { cause: e });
-    }
-  }
-
-  #live(fn: string): number {
-    const fd = this.#fd;
-    if (fd === null)
-      throw new LlmKernelsError('ERR_DISPOSED', `SafetensorsFile.${fn}: expected an open file for this, got a closed file (${this.path})`);
-    return fd;
-  }
-
-  /** True after {@link SafetensorsFile.close}. */
-  get closed(): boolean {
-    return this.#fd === null;
-  }
-
-  /**
-   * The tensor names, in header order.
-   * @throws {LlmKernelsError} `ERR_DISPOSED` after close
-   * @example
-   * f.names().filter((n) => n.endsWith('.weight'));
-   */
-  names(): string[] {
-    this.#live('names');
-    return [...this.tensors.keys()];
-  }
-
-  /**
-   * Whether the file has a tensor of this name.
-   * @throws {LlmKernelsError} `ERR_DISPOSED` after close
-   * @example
-   * if (f.has('lm_head.weight')) { ... } // else tied to embed_tokens
-   */
-  has(name: string): boolean {
-    this.#live('has');
-    return this.tensors.has(name);
-  }
-
-  /**
-   * The validated description of a tensor.
-   * @throws {LlmKernelsError} `ERR_MODEL_FORMAT` if there is no such tensor; `ERR_DISPOSED` after close
-   * @example
-   * const { dtype, shape } = f.info('model.embed_tokens.weight');
-   */
-  info(name: string): SafetensorsTensorInfo {
-    this.#live('info');
-    if (typeof name !== 'string') throw typeError(expected('SafetensorsFile.info', 'a tensor name string', 'name', name));
-    const t = this.tensors.get(name);
-    if (t === undefined) throw formatError(this.path, 'a tensor of this name', 'the name', `no tensor ${q(name)}`, true);
-    return t;
-  }
-
-  /**
-   * Reads one tensor's bytes (raw, little-endian) into a fresh buffer of exactly its byte length (own ArrayBuffer,
-   * byteOffset 0, so typed-array views of it are aligned).
-   * @throws {LlmKernelsError} `ERR_MODEL_FORMAT` if there is no such tensor or the file is now shorter than its
-   *   header says (truncated after open) or unreadable; `ERR_UNSUPPORTED` for a tensor larger than a Buffer can hold;
-   *   `ERR_DISPOSED` after close
-   * @example
-   * const bits = new Uint16Array(f.read('model.norm.weight').buffer); // BF16 bits
-   */
-  read(name: string): Uint8Array {
-    const fd = this.#live('read');
-    const t = this.info(name);
-    if (t.byteLength > bufferConstants.MAX_LENGTH)
-      throw new LlmKernelsError(
-        'ERR_UNSUPPORTED',
-        expected(this.path, `a tensor of at most ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer)`, `tensor ${q(name)}`, `${t.byteLength} bytes`, true),
-      );
-    // Unpooled and not zero-filled (every byte is read or the call throws); returned as a plain Uint8Array, whose
-    // slice() copies, unlike a Buffer's.
-    const slow = Buffer.allocUnsafeSlow(t.byteLength);
-    const buf = new Uint8Array(slow.buffer, slow.byteOffset, slow.length);
-    let got: number;
-    try {
-      got = readFully(fd, buf, t.offset);
-    } catch (e) {
-      throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(this.path, 'a readable file', `tensor ${q(name)}`, errnoText(e), true), { cause: e });
-    }
-    if (got !== t.byteLength)
-      throw formatError(
-        this.path,
-        `${t.byteLength} bytes at file offset ${t.offset}`,
-        `tensor ${q(name)}`,
-        `${got} (the file is truncated)`,
-        true,
-      );
-    return buf;
-  }
-
-  /** Closes the file. Idempotent. Methods called afterwards throw `ERR_DISPOSED`. @example f.close(); */
-  close(): void {
-    const fd = this.#fd;
-    if (fd !== null) {
-      this.#fd = null;
-      closeSync(fd);
-    }
-  }
-
-  /** Same as {@link SafetensorsFile.close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
+      return new SafetensorsFile(path, fd, size, parseSafetensorsHeader(all, size, path));
+    });
   }
 }
 
 /** Reads a small file whole, refusing one over `limit` bytes before allocating. */
 function readSmallFile(path: string, limit: number, what: string): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(path, OPEN_FLAGS);
-  } catch (e) {
-    throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, `a readable ${what}`, 'the path', errnoText(e), true), { cause: e });
-  }
-  try {
-    const st = fstatSync(fd);
+  return useFile(path, `a readable ${what}`, (fd, st) => {
     if (!st.isFile()) throw formatError(path, `a regular file (${what})`, 'the path', 'not a regular file', true);
     if (st.size > limit) throw formatError(path, `at most ${limit} bytes`, `the ${what}`, `${st.size} bytes`, true);
     const buf = new Uint8Array(st.size);
-    const got = readFully(fd, buf, 0);
-    return buf.subarray(0, got);
-  } catch (e) {
-    if (e instanceof LlmKernelsError) throw e;
-    throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(path, `a readable ${what}`, 'the path', errnoText(e), true), { cause: e });
-  } finally {
-    closeSync(fd);
-  }
+    return buf.subarray(0, readFully(fd, buf, 0));
+  });
 }
 
 function exists(path: string): boolean {
