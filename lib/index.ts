@@ -80,3 +80,4 @@ export {
   type GgufTensorType,
   type HfToGgufOptions,
 } from './io/gguf.js';
+export { GgufSpmTokenizer, ggufTokenizer, GGUF_TOKEN_TYPES } from './io/gguf-tokenizer.js';

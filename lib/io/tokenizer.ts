@@ -2,14 +2,16 @@
  * Tokenizers: the byte-level tokenizer of the bundled tiny-py model (`tokenizer.json` of `"type": "bytes"`: id =
  * byte + offset, a few special ids below the offset), and Hugging Face `tokenizer.json` files (BPE, WordPiece,
  * Unigram/SentencePiece, with their normalizers, pre-tokenizers, post-processors and decoders) through
- * @huggingface/tokenizers (pure JavaScript, no dependencies). GGUF vocabularies have no reader yet; token ids
- * (`--tokens`) always work.
+ * @huggingface/tokenizers (pure JavaScript, no dependencies), and the SentencePiece-style vocabulary of a GGUF file
+ * (./gguf-tokenizer.ts: llama.cpp's "llama" tokenizer model with byte fallback). Token ids (`--tokens`) always work.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { join } from 'node:path';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { expected } from '../validate.js';
+import { GgufFile } from './gguf.js';
+import { ggufTokenizer } from './gguf-tokenizer.js';
 
 /** What every tokenizer offers. */
 export interface Tokenizer {
@@ -122,15 +124,18 @@ export class HfTokenizer implements Tokenizer {
 }
 
 /**
- * The tokenizer of a model folder (`tokenizer.json`).
+ * The tokenizer of a model: a folder's `tokenizer.json` (byte-level or Hugging Face), or a `.gguf` file's vocabulary.
+ * @example const tok = loadTokenizer('models/tiny-py'); tok.encode('def ');
  * @throws {LlmKernelsError} ERR_MODEL_FORMAT (missing, unreadable or malformed), ERR_UNSUPPORTED (a tokenizer type
  *   without a reader yet; pass token ids instead)
  */
 export function loadTokenizer(dir: string): Tokenizer {
   const fn = 'loadTokenizer';
   if (typeof dir !== 'string') throw typeError(expected(fn, 'a model folder', 'dir', dir));
-  if (dir.endsWith('.gguf'))
-    throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: GGUF vocabularies have no tokenizer yet (${dir}): pass token ids (--tokens) instead`);
+  if (dir.endsWith('.gguf')) {
+    using f = GgufFile.open(dir);
+    return ggufTokenizer(f);
+  }
   const path = join(dir, 'tokenizer.json');
   let json: unknown;
   try {
