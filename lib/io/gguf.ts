@@ -1679,8 +1679,8 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
 /** Options of {@link hfToGguf}. */
 export interface HfToGgufOptions {
   /**
-   * Tensor types: 'keep' (default: as stored, F32 / F16 / BF16), 'F32', 'F16' / 'BF16' (2-D tensors; 1-D ones F32,
-   * as llama.cpp), 'Q8_0' / 'Q4_0' (every 2-D tensor whose rows are a multiple of 32, embedding and output
+   * Tensor types (1-D tensors are always F32, as llama.cpp writes them): 'keep' (default: 2-D tensors as stored,
+   * F32 / F16 / BF16), 'F32', 'F16' / 'BF16', 'Q8_0' / 'Q4_0' (every 2-D tensor whose rows are a multiple of 32, embedding and output
    * included; other 2-D tensors F16, 1-D ones F32).
    */
   outtype?: 'keep' | GgufTensorType;
@@ -1815,8 +1815,10 @@ function convert(fn: string, source: string, c: LlamaConfig, weights: WeightSour
     if (permute && (isQ || isK)) bytes = llamaQkPermute(bytes, shape[0]!, isQ ? H : Hkv);
     const twoD = shape.length === 2;
     let type: GgufTensorType;
-    if (outtype === 'keep') type = dt;
-    else if (outtype === 'F32' || !twoD) type = 'F32';
+    // 1-D tensors (norms, biases) are always F32, as llama.cpp's converter writes them: its CPU backend cannot add or
+    // multiply an f32 activation by a bf16 vector.
+    if (outtype === 'F32' || !twoD) type = 'F32';
+    else if (outtype === 'keep') type = dt;
     else if (outtype === 'Q8_0' || outtype === 'Q4_0') type = shape[1]! % 32 === 0 ? outtype : 'F16';
     else type = outtype;
     if (twoD && firstType === null) firstType = type;
