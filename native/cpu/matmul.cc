@@ -240,8 +240,9 @@ void gemm_tile(GemmJob& j, int t) {
   }
 }
 
-// Below this many multiply-adds a second thread costs more (wake-up, a second packing of x) than it saves.
-constexpr int64_t kSerialMacs = 1 << 16;
+// Below this many multiply-adds a second thread costs more (wake-up, a second packing of x, a worker spinning next
+// to the JS thread) than it saves: 2^19 since a small model's decode step measured it (bench/NOTES.md "Models").
+constexpr int64_t kSerialMacs = 1 << 19;
 
 Status gemm(const GemmKernels& ks, const TensorView& x, const TensorView& w, const TensorView& y, int64_t M, int64_t N,
             int64_t K, const WPacker* wp = nullptr) {

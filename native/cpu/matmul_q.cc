@@ -163,8 +163,10 @@ thread_local ScratchBuf tl_xf, tl_xq, tl_xu, tl_xd, tl_xs, tl_yf, tl_scratch;
 // The dequantize path streams w once per row of x up to this many rows (GEMV); above, the GEMM driver packs it.
 constexpr int64_t kDqGemvMaxM = 4;
 
-// Below this many multiply-adds one thread does it all (waking the pool costs more).
-constexpr double kSerialMacs = 1 << 16;
+// Below this many multiply-adds one thread does it all: waking the pool, and a worker spinning after the call next
+// to the JS and executor threads on a 2-core machine, cost more than the second core gives. 2^16 made a small model's
+// decode step slower on 2 threads than on 1; 2^19 (~5-10 us of int8 work) fixed it (bench/NOTES.md "Models").
+constexpr double kSerialMacs = 1 << 19;
 
 }  // namespace
 

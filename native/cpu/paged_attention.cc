@@ -169,6 +169,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
 
   std::vector<Group> groups;
   std::vector<Item> items;
+  bool small = false;  // too little work to wake the pool for (set below)
   std::vector<float> partial;
   try {
     int64_t total = 0;  // key positions x rows, for the partition size
@@ -185,12 +186,15 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
         }
     }
     // Partition size: the caller's, or none when there are enough groups, else about 4 items per thread (at least
-    // 256 positions each, so the merge stays negligible), in whole chunks.
+    // 256 positions each, so the merge stays negligible), in whole chunks. A call with little work in all (below
+    // ~2^19 multiply-adds: a small model's decode step) runs on one thread, unsplit: waking the pool would cost more
+    // than the second core gives (measured on tiny-py, bench/NOTES.md "Models").
+    small = static_cast<double>(total) * static_cast<double>(D) * 2.0 < static_cast<double>(1 << 19);
     int64_t psize = a.params.i[1];
     const int64_t target = 4 * static_cast<int64_t>(threads);
     if (psize == 0) {
       psize = INT64_MAX;
-      if (static_cast<int64_t>(groups.size()) < target && threads > 1) {
+      if (static_cast<int64_t>(groups.size()) < target && threads > 1 && !small) {
         const int64_t want = (total / (H * qtile) + target - 1) / target;  // positions per item
         psize = std::max<int64_t>(256, (want + kAttnChunk - 1) / kAttnChunk * kAttnChunk);
       }
@@ -327,7 +331,7 @@ static Status paged_attention_cpu(const OpArgs& a, bool prefill) {
         for (int64_t r = 0; r < R; ++r) finalize(gr, r, l[r], acc + r * Dp);
     }
   };
-  const int nt = static_cast<int>(std::min<int64_t>(threads, static_cast<int64_t>(items.size())));
+  const int nt = small && a.params.i[1] == 0 ? 1 : static_cast<int>(std::min<int64_t>(threads, static_cast<int64_t>(items.size())));
   if (nt > 0) pool.parallel_for(nt, worker, nt);
   if (failed) return Status(Code::oom, std::string(op) + ": out of memory for the scratch buffers");
 
