@@ -2,11 +2,11 @@
 // Peer comparison: llm-kernels against llama.cpp (through node-llama-cpp, its Node binding) on the same GGUF files
 // of the bundled tiny-py model, in one process, 2 threads each, runs alternating between the two libraries.
 //
-//   NODE_LLAMA_CPP=/tmp/nlc/node_modules/node-llama-cpp node bench/peer-llama-cpp.mjs [--formats Q8_0,Q4_0,BF16,F32]
+//   NODE_LLAMA_CPP=$PEER/node_modules/node-llama-cpp node bench/peer-llama-cpp.mjs [--formats Q8_0,Q4_0,BF16,F32]
 //       [--rounds 6] [--reps 3] [--threads 2] [--out DIR] [--json FILE]          (~80 s on the 2-vCPU machine)
 //
 // node-llama-cpp is NOT a dependency of this project (not even a devDependency): install it anywhere else, e.g.
-//   mkdir -p /tmp/nlc && cd /tmp/nlc && npm init -y && npm i node-llama-cpp@3
+//   PEER=$(mktemp -d) && cd "$PEER" && npm init -y && npm i node-llama-cpp@3
 // (its prebuilt CPU binaries come from npm as @node-llama-cpp/linux-x64; nothing is built or downloaded at run
 // time: getLlama({ build: 'never', skipDownload: true })). Without NODE_LLAMA_CPP, or when it does not load, the
 // script prints one "skip" line with the reason and exits 0. Needs a built dist/ (npm run build).
@@ -65,7 +65,7 @@ function skip(reason) {
 
 // ---- node-llama-cpp, from outside the project ----
 const nlcDir = process.env.NODE_LLAMA_CPP;
-if (!nlcDir) skip('NODE_LLAMA_CPP is not set (an installed node-llama-cpp@3 package folder, e.g. /tmp/nlc/node_modules/node-llama-cpp)');
+if (!nlcDir) skip('NODE_LLAMA_CPP is not set (an installed node-llama-cpp@3 package folder, e.g. $PEER/node_modules/node-llama-cpp, where $PEER is a folder outside the project)');
 let nlc, nlcVersion;
 const perfLines = [];
 try {

@@ -76,13 +76,13 @@ export async function generate(model: LlamaForCausalLM, cache: PagedKvCache, pro
     let active = prompts.map((_, i) => i);
     let prefillMs = 0;
     let decodeTokens = 0;
-    const t1 = { v: 0 };
+    let t1 = 0;
     for (let step = 0; ; step++) {
       const data = await logits.data();
       logits.dispose();
       if (step === 0) {
         prefillMs = performance.now() - t0;
-        t1.v = performance.now();
+        t1 = performance.now();
       } else {
         decodeTokens += active.length;
       }
@@ -111,7 +111,7 @@ export async function generate(model: LlamaForCausalLM, cache: PagedKvCache, pro
       peak = Math.max(peak, cache.manager.stats().used);
       ({ logits } = model.forward(cache, dec));
     }
-    return { outputs, prefillTokens, prefillMs, decodeTokens, decodeMs: performance.now() - t1.v, peakBlocks: peak };
+    return { outputs, prefillTokens, prefillMs, decodeTokens, decodeMs: performance.now() - t1, peakBlocks: peak };
   } finally {
     for (const i of live) cache.free(ids[i]!);
   }

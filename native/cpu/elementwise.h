@@ -29,6 +29,7 @@
 
 #include "../common/thread_pool.h"
 #include "cpu.h"
+#include "guard.h"
 
 namespace lk {
 
@@ -49,7 +50,7 @@ inline void* elem_at(void* p, DType t, int64_t i) {
 // Never throws: an exception escaping fn (there should be none) or a failed allocation becomes a Status.
 template <class F>
 Status parallel_elements(const char* op, int64_t n, const F& fn) {
-  try {
+  return catch_to_status(op, [&]() -> Status {
     if (n < kElementwiseParallelMin) {
       if (n > 0) fn(int64_t{0}, n);
       return Status::OK();
@@ -60,13 +61,7 @@ Status parallel_elements(const char* op, int64_t n, const F& fn) {
       fn(b0 * kElementwiseBlock, end < n ? end : n);
     });
     return Status::OK();
-  } catch (const std::bad_alloc&) {
-    return Status(Code::oom, std::string(op) + ": out of memory starting the thread pool");
-  } catch (const std::exception& e) {
-    return internal_error(std::string(op) + ": " + e.what());
-  } catch (...) {
-    return internal_error(std::string(op) + ": unknown exception");
-  }
+  });
 }
 
 // Branch-free forms of dtype.h's f16/bf16 conversions for the scalar loops. Same results for every input (checked

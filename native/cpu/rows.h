@@ -4,16 +4,16 @@
 #pragma once
 #include <atomic>
 #include <mutex>
-#include <string>
 
 #include "../common/thread_pool.h"
 #include "cpu.h"
+#include "guard.h"
 
 namespace lk {
 
 template <class F>
 Status parallel_rows(const char* op, int64_t rows, int64_t row_elems, const F& fn) {
-  try {
+  return catch_to_status(op, [&]() -> Status {
     if (rows <= 0) return Status::OK();
     if (rows == 1 || rows * row_elems < 32768) return fn(int64_t{0}, rows);
     // About 16384 elements a chunk, whole rows.
@@ -32,13 +32,7 @@ Status parallel_rows(const char* op, int64_t rows, int64_t row_elems, const F& f
       }
     });
     return first;
-  } catch (const std::bad_alloc&) {
-    return Status(Code::oom, std::string(op) + ": out of memory starting the thread pool");
-  } catch (const std::exception& e) {
-    return internal_error(std::string(op) + ": " + e.what());
-  } catch (...) {
-    return internal_error(std::string(op) + ": unknown exception");
-  }
+  });
 }
 
 }  // namespace lk

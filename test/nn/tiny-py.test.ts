@@ -10,6 +10,7 @@ import { evaluate } from '../../lib/nn/eval.js';
 import { LlamaForCausalLM } from '../../lib/nn/llama.js';
 import { loadModel } from '../../lib/nn/load.js';
 import { argmax } from '../../lib/nn/sampler.js';
+import { allLogits } from '../helpers/model.js';
 
 const DIR = new URL('../../models/tiny-py/', import.meta.url).pathname;
 
@@ -91,14 +92,7 @@ describe('tiny-py (f32 compute from the bf16 weights)', () => {
   it('loads from GGUF with the same logits as from safetensors', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lk-gguf-'));
     const toks = [1, ...Array.from(readFileSync(DIR + 'eval.txt').subarray(0, 200), (b) => b + 3)];
-    const logitsOf = async (m: LlamaForCausalLM) => {
-      using cache = m.createCache({ maxTokens: 256, dtype: 'f32' });
-      const r = cache.addSequence(0, toks);
-      if (!r.ok) throw new Error('cache full');
-      const { logits } = m.forward(cache, [{ seqId: 0, tokens: toks, slots: r.slots, logits: 'all' }]);
-      using _l = logits;
-      return logits.data();
-    };
+    const logitsOf = (m: LlamaForCausalLM) => allLogits(m, toks);
     const want = await logitsOf(model);
     for (const outtype of ['keep', 'Q8_0'] as const) {
       const path = join(dir, `tiny-py-${outtype}.gguf`);
