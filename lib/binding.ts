@@ -100,6 +100,21 @@ export interface NativeBinding {
   tolerance(op: number, dtype: number): { exact: boolean; nmse: number; rtol: number };
   /** Releases the CPU block cache; returns the bytes released. */
   emptyCache(): number;
+  /**
+   * Opens a process group (native/addon/dist.cc): [group id, a promise settled when the rendezvous is done].
+   * rank/worldSize -1: take the backend's (MPI). library: the MPI library ('' for the default).
+   */
+  distOpen(backend: 'shm' | 'mpi', rank: number, worldSize: number, name: string, library: string, timeoutMs: number): [number, Promise<void>];
+  distInfo(group: number): { rank: number; worldSize: number; backend: string };
+  /** The group's failure (an LlmKernelsError), or undefined while it is healthy. */
+  distFailure(group: number): Error | undefined;
+  /**
+   * Enqueue a collective on the CPU stream (kind 1 allReduce, 2 allGather, 3 reduceScatter, 4 broadcast; op 0 sum,
+   * 1 max); out may be x (in place). Throws at once if the group has failed.
+   */
+  distCollective(group: number, kind: number, op: number, x: NativeTensor, out: NativeTensor, root: number, timeoutMs: number, site: number): void;
+  distBarrier(group: number, timeoutMs: number, site: number): Promise<void>;
+  distClose(group: number): void;
 }
 
 /** The package root: the folder with package.json, above lib/ (sources, under vitest) or dist/ (compiled). */

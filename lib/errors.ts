@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_KV_FULL'
   | 'ERR_TIMEOUT'
   | 'ERR_PEER_LOST'
+  | 'ERR_COLLECTIVE_MISMATCH'
   | 'ERR_INTERNAL'
   | 'ERR_NATIVE_LOAD';
 

@@ -81,3 +81,27 @@ export {
   type HfToGgufOptions,
 } from './io/gguf.js';
 export { GgufSpmTokenizer, ggufTokenizer, GGUF_TOKEN_TYPES } from './io/gguf-tokenizer.js';
+export {
+  initProcessGroup,
+  resolveProcessGroupOptions,
+  ProcessGroup,
+  type InitProcessGroupOptions,
+  type ResolvedProcessGroup,
+  type DistBackend,
+  type ReduceOp,
+  type CollectiveOptions,
+  type ReduceOptions,
+} from './dist/process-group.js';
+export {
+  launch,
+  findFreePort,
+  LAUNCH_ENV_VARS,
+  LAUNCHER_FD_ENV,
+  MAX_NPROC,
+  DEFAULT_KILL_GRACE_MS,
+  type LaunchOptions,
+  type LaunchResult,
+  type RankResult,
+  type LaunchOutput,
+  type LaunchEnvVar,
+} from './dist/launch.js';

@@ -8,9 +8,11 @@
  *   eval       perplexity of a model on a text file, and its divergence from a reference format
  *   info       build, SIMD level, threads, CUDA devices or why there are none
  *   kernels    the kernels checked against float64 references and timed on this machine
+ *   launch     run a script as N ranks on this host (like torchrun): rank env, [rank R] output, no orphans
  */
 import { Command, Option } from 'commander';
 import { info } from '../index.js';
+import { LAUNCH_HELP, launchCommand } from '../dist/launch.js';
 import { kernelsDemo } from './kernels.js';
 import { BUNDLED_MODEL, demoCommand, evalCommand, generateCommand, logitsCommand } from './model-commands.js';
 
@@ -32,6 +34,7 @@ function printInfo(json: boolean): void {
 const program = new Command('llm-kernels')
   .description('quantized matmul, paged attention and Llama-family models for Node.js')
   .showHelpAfterError()
+  .enablePositionalOptions() // so that `launch` can pass the script's own options through
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 const modelOpt = () => new Option('--model <path>', 'a model folder (config.json + safetensors)').default(BUNDLED_MODEL, 'the bundled tiny-py');
@@ -97,6 +100,20 @@ program
   .option('--device <device>', 'auto, cpu or cuda (matmul only)', 'auto')
   .option('--size <n>', 'matmul size M = N = K', '1024')
   .action((o) => kernelsDemo(o));
+
+program
+  .command('launch')
+  .description('run a script as N ranks on this host (like torchrun): rank environment, [rank R] output, no orphans')
+  .option('--nproc <n>', 'number of ranks, 1 to 256', '1')
+  .option('--kill-grace-ms <ms>', 'after a rank fails or on SIGINT/SIGTERM: milliseconds from SIGTERM to SIGKILL', '5000')
+  .option('--node-arg <arg>', 'a Node.js option for every rank (repeat for more), e.g. --node-arg=--max-old-space-size=8192', (v: string, prev: string[] = []) => [...prev, v])
+  .argument('<script>', 'the Node.js script every rank runs')
+  .argument('[args...]', "the script's own arguments, passed through untouched")
+  .passThroughOptions()
+  .addHelpText('after', LAUNCH_HELP)
+  .action(async (script: string, args: string[], o: { nproc: string; killGraceMs: string; nodeArg?: string[] }) => {
+    process.exit(await launchCommand(script, args, o));
+  });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as Error & { code?: string };

@@ -149,6 +149,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_tensors(env, exports);
   init_ops(env, exports);
   init_info(env, exports);
+  init_dist(env, exports);
   return exports;
 }
 

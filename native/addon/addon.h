@@ -78,8 +78,11 @@ class HandleTable {
   std::vector<uint32_t> free_;
 };
 
+struct DistGroups;  // dist.cc: this environment's process groups
+
 struct AddonData {
   std::unique_ptr<HandleTable> handles;
+  std::shared_ptr<DistGroups> dist;    // created on first use
   Napi::FunctionReference error_ctor;  // LlmKernelsError(code, message), set by lib/binding.ts at load
   Owner owner = 0;                     // this environment's id on the shared streams (stream.h)
 };
@@ -106,5 +109,6 @@ int64_t parse_int(Napi::Env env, const Napi::Value& v, const char* fn, const cha
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_tensors(Napi::Env env, Napi::Object exports);
 void init_info(Napi::Env env, Napi::Object exports);
+void init_dist(Napi::Env env, Napi::Object exports);
 
 }  // namespace lk

@@ -17,6 +17,9 @@ enum class Code : int {
   device,       // ERR_DEVICE: device missing, driver error, kernel launch failure
   unsupported,  // ERR_UNSUPPORTED: a valid request this build or backend cannot serve
   model_format, // ERR_MODEL_FORMAT: a model file that is malformed, truncated or unreadable
+  timeout,      // ERR_TIMEOUT: a collective or rendezvous passed its deadline (native/dist)
+  peer_lost,    // ERR_PEER_LOST: a rank of the process group exited or its link broke (native/dist)
+  mismatch,     // ERR_COLLECTIVE_MISMATCH: ranks called different collectives, sizes, dtypes or order
   internal,     // ERR_INTERNAL: a bug of ours; the message says where
 };
 
@@ -30,6 +33,9 @@ constexpr const char* code_name(Code c) {
     case Code::device: return "ERR_DEVICE";
     case Code::unsupported: return "ERR_UNSUPPORTED";
     case Code::model_format: return "ERR_MODEL_FORMAT";
+    case Code::timeout: return "ERR_TIMEOUT";
+    case Code::peer_lost: return "ERR_PEER_LOST";
+    case Code::mismatch: return "ERR_COLLECTIVE_MISMATCH";
     case Code::internal: return "ERR_INTERNAL";
   }
   return "ERR_INTERNAL";

@@ -1,0 +1,56 @@
+// Collectives of the shm backend (and MPI under mpirun when OpenMPI is installed) across real processes: every
+// collective x f32/f16/bf16 x sizes 1, 7, 33, 1000003, checked by each rank bit for bit against the spec (rank
+// order, f32 accumulation, one rounding) and against a float64 sum within its error bound; every rank's outputs
+// must hash alike. The checks themselves live in fixtures/collectives-rank.mjs.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FIXTURES, killAll, startRanks } from '../helpers/ranks.js';
+
+interface RankReport {
+  rank: number;
+  worldSize: number;
+  backend: string;
+  failures: string[];
+  hashes: Record<string, string>;
+}
+
+function checkReports(reports: RankReport[], world: number, backend: string): void {
+  expect(reports.map((r) => r.rank).sort()).toEqual(Array.from({ length: world }, (_, i) => i));
+  for (const r of reports) {
+    expect(r.worldSize).toBe(world);
+    expect(r.backend).toBe(backend);
+    expect(r.failures, `rank ${r.rank}`).toEqual([]);
+    expect(Object.keys(r.hashes).length).toBeGreaterThan(40);
+    expect(r.hashes, `rank ${r.rank}'s outputs equal rank 0's bit for bit`).toEqual(reports[0]!.hashes);
+  }
+}
+
+describe('shm collectives against the spec and float64', () => {
+  it.each([2, 3, 4])('world size %i', async (world) => {
+    const runs = startRanks('collectives-rank.mjs', world);
+    try {
+      const exits = await Promise.all(runs.map((r) => r.exited));
+      for (const [i, e] of exits.entries()) expect(e.code, `rank ${i}: ${runs[i]!.stderr}`).toBe(0);
+      checkReports(runs.map((r) => r.lines.at(-1) as unknown as RankReport), world, 'shm');
+    } finally {
+      await killAll(runs);
+    }
+  }, 120_000);
+});
+
+const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
+const haveMpi = mpirun.status === 0;
+
+describe('mpi collectives under mpirun', () => {
+  it.skipIf(!haveMpi)('world size 2 (skipped without OpenMPI: apt-get install openmpi-bin)', () => {
+    const r = spawnSync(
+      'mpirun',
+      ['--allow-run-as-root', '--oversubscribe', '-np', '2', '-x', 'LK_TEST_BACKEND=mpi', process.execPath, join(FIXTURES, 'collectives-rank.mjs')],
+      { encoding: 'utf8', timeout: 110_000, env: { ...process.env, LK_TEST_BACKEND: 'mpi' } },
+    );
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const reports = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as RankReport);
+    checkReports(reports, 2, 'mpi');
+  }, 120_000);
+});
