@@ -112,7 +112,7 @@ export interface NativeBinding {
    * Enqueue a collective on the CPU stream (kind 1 allReduce, 2 allGather, 3 reduceScatter, 4 broadcast; op 0 sum,
    * 1 max); out may be x (in place). Throws at once if the group has failed.
    */
-  distCollective(group: number, kind: number, op: number, x: NativeTensor, out: NativeTensor, root: number, timeoutMs: number, site: number): void;
+  distCollective(group: number, kind: number, op: number, x: NativeTensor, out: NativeTensor, root: number, timeoutMs: number, site: number, inner?: number): void;
   distBarrier(group: number, timeoutMs: number, site: number): Promise<void>;
   distClose(group: number): void;
 }

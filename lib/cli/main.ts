@@ -39,6 +39,7 @@ const program = new Command('llm-kernels')
 
 const modelOpt = () => new Option('--model <path>', 'a model folder (config.json + safetensors)').default(BUNDLED_MODEL, 'the bundled tiny-py');
 const quantOpt = () => new Option('--quantize <format>', 'quantize the Linear weights on load: q8_0, q4_0, q4_g32, q4_g64, q4_g128, i8_pc');
+const tpOpt = () => new Option('--tp <n>', 'tensor parallelism: run as n ranks on this host (llm-kernels launch), each holding 1/n of the model').default('1');
 const deviceOpt = () => new Option('--device <device>', 'cpu or auto (the model ops run on the CPU for now)').default('cpu');
 
 program
@@ -47,7 +48,8 @@ program
   .option('-n <tokens>', 'new tokens per prompt', '48')
   .option('--eval-bytes <n>', "bytes of the held-out text to score ('all' for the whole 65,531)", '16384')
   .option('--kv-dtype <dtype>', 'KV cache dtype for generation: f32, f16, bf16, i8, f8e4m3', 'f16')
-  .action((o) => demoCommand({ n: o.n, evalBytes: o.evalBytes, kvDtype: o.kvDtype }));
+  .addOption(tpOpt())
+  .action((o) => demoCommand({ n: o.n, evalBytes: o.evalBytes, kvDtype: o.kvDtype, tp: o.tp }));
 
 program
   .command('generate')
@@ -63,6 +65,7 @@ program
   .option('--top-p <p>', 'nucleus sampling (1: off)')
   .option('--seed <s>', 'sampling seed')
   .option('--json', 'print one JSON object')
+  .addOption(tpOpt())
   .action((o) => generateCommand({ ...o, n: o.n }));
 
 program
@@ -74,6 +77,7 @@ program
   .option('--kv-dtype <dtype>', 'KV cache dtype: f32, f16, bf16, i8, f8e4m3', 'f32')
   .requiredOption('--tokens <ids>', 'one sequence as comma-separated ids; repeat for more sequences', (v: string, prev: string[] = []) => [...prev, v])
   .requiredOption('--out <file>', 'the JSON file to write: {"sequences": [{"tokens": [...], "logits": [[...], ...]}]}')
+  .addOption(tpOpt())
   .action((o) => logitsCommand(o));
 
 program
@@ -86,6 +90,7 @@ program
   .addOption(deviceOpt())
   .option('--bytes <n>', 'score only the first n bytes of the text')
   .option('--json', 'print one JSON object')
+  .addOption(tpOpt())
   .action((o) => evalCommand(o));
 
 program
@@ -117,6 +122,7 @@ program
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as Error & { code?: string };
-  process.stderr.write(`llm-kernels: ${err.code ? `[${err.code}] ` : ''}${err.message}\n`);
+  const rank = process.env.LLM_KERNELS_TP ? ` (rank ${process.env.RANK})` : '';
+  process.stderr.write(`llm-kernels${rank}: ${err.code ? `[${err.code}] ` : ''}${err.message}\n`);
   process.exit(1);
 });

@@ -5,7 +5,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
-import { device, LlmKernelsError, roofline } from '../index.js';
+import { device, info, LlmKernelsError, roofline, setThreads } from '../index.js';
+import { launch } from '../dist/launch.js';
+import { initProcessGroup, type ProcessGroup } from '../dist/process-group.js';
 import { loadTokenizer, type Tokenizer } from '../io/tokenizer.js';
 import { type KvDType, KV_DTYPES } from '../ops/attention.js';
 import { QUANT_FORMATS, type QuantFormat } from '../quant/formats.js';
@@ -17,8 +19,40 @@ import { loadModel } from '../nn/load.js';
 /** The bundled model (the package's models/tiny-py). */
 export const BUNDLED_MODEL = fileURLToPath(new URL('../../models/tiny-py', import.meta.url));
 
+// Under --tp N every rank runs the command (the same calls in the same order: the collectives must match); only
+// rank 0 writes results.
+let quiet = false;
+
 function out(s: string): void {
-  process.stdout.write(s + '\n');
+  if (!quiet) process.stdout.write(s + '\n');
+}
+
+function note(s: string): void {
+  if (!quiet) process.stderr.write(s);
+}
+
+/** The environment variable that marks a process as one rank of `llm-kernels <command> --tp N`. */
+const TP_ENV = 'LLM_KERNELS_TP';
+
+/**
+ * --tp N. N = 1: null (the whole model here). In the process the user started: relaunches this very command as N
+ * ranks (`llm-kernels launch`, unprefixed output), waits, sets the exit code and returns 'done'. In a rank: joins
+ * the group, gives the rank its share of the cores, silences ranks other than 0, and returns the group.
+ */
+async function tensorParallel(tpArg: string | undefined): Promise<ProcessGroup | null | 'done'> {
+  const tp = num(tpArg, '--tp', 1, 256, true) ?? 1;
+  if (tp === 1) return null;
+  if (process.env[TP_ENV] !== String(tp)) {
+    const script = process.argv[1];
+    if (!script) throw new LlmKernelsError('ERR_INTERNAL', '--tp: cannot find the llm-kernels script to relaunch');
+    const r = await launch({ nproc: tp, script, args: process.argv.slice(2), env: { [TP_ENV]: String(tp) }, forwardSignals: true, prefixOutput: false });
+    process.exitCode = r.code;
+    return 'done';
+  }
+  const group = await initProcessGroup();
+  setThreads(Math.max(1, Math.floor(info().cpu.hardwareThreads / tp)));
+  quiet = group.rank !== 0;
+  return group;
 }
 
 function progressBar(label: string): { onProgress: (p: LoadProgress) => void; stop: () => void } {
@@ -50,10 +84,10 @@ function checkDevice(spec: string): void {
     throw new LlmKernelsError('ERR_UNSUPPORTED', `the model ops (rms_norm, rope, embedding, silu_mul, paged attention) have no CUDA kernels yet: use --device cpu`);
 }
 
-async function load(path: string, quantize: QuantFormat | undefined, label = 'loading'): Promise<LlamaForCausalLM> {
-  const bar = progressBar(`${label}${quantize ? ` (${quantize})` : ''}`);
+async function load(path: string, quantize: QuantFormat | undefined, label = 'loading', group: ProcessGroup | null = null): Promise<LlamaForCausalLM> {
+  const bar = quiet ? { onProgress: () => {}, stop: () => {} } : progressBar(`${label}${quantize ? ` (${quantize})` : ''}${group ? ` (rank 0 of ${group.worldSize})` : ''}`);
   try {
-    return await loadModel(path, quantize ? { quantize, onProgress: bar.onProgress } : { onProgress: bar.onProgress });
+    return await loadModel(path, { ...(quantize ? { quantize } : {}), ...(group ? { group } : {}), onProgress: bar.onProgress });
   } finally {
     bar.stop();
   }
@@ -87,11 +121,14 @@ export interface GenerateCliOptions {
   topP?: string;
   seed?: string;
   json?: boolean;
+  tp?: string;
 }
 
 /** `llm-kernels generate` */
 export async function generateCommand(o: GenerateCliOptions): Promise<void> {
   checkDevice(o.device);
+  const group = await tensorParallel(o.tp);
+  if (group === 'done') return;
   const q = checkFormat(o.quantize);
   if ((o.prompt === undefined) === (o.tokens === undefined)) throw new RangeError('generate: give exactly one of --prompt TEXT or --tokens 1,2,3');
   const n = num(o.n, '-n', 1, 1 << 20, true)!;
@@ -106,7 +143,7 @@ export async function generateCommand(o: GenerateCliOptions): Promise<void> {
   if (s !== undefined) sampling.seed = s;
   const tok: Tokenizer | null = o.prompt !== undefined ? loadTokenizer(o.model) : tryTokenizer(o.model);
   const prompt = o.prompt !== undefined ? tok!.encode(o.prompt) : parseTokens(o.tokens!);
-  using model = await load(o.model, q);
+  using model = await load(o.model, q, 'loading', group);
   using cache = model.createCache({ maxTokens: prompt.length + n + 64 });
   const r = await generate(model, cache, [prompt], { maxNewTokens: n, sampling });
   const ids = r.outputs[0]!;
@@ -115,7 +152,7 @@ export async function generateCommand(o: GenerateCliOptions): Promise<void> {
     return;
   }
   out(tok ? (o.prompt ?? tok.decode(prompt)) + tok.decode(ids) : ids.join(','));
-  process.stderr.write(`\n[${prompt.length} prompt tokens in ${r.prefillMs.toFixed(0)} ms; ${r.decodeTokens} more in ${r.decodeMs.toFixed(0)} ms = ${(r.decodeTokens / (r.decodeMs / 1e3)).toFixed(1)} tokens/s]\n`);
+  note(`\n[${group ? `TP = ${group.worldSize}; ` : ''}${prompt.length} prompt tokens in ${r.prefillMs.toFixed(0)} ms; ${r.decodeTokens} more in ${r.decodeMs.toFixed(0)} ms = ${(r.decodeTokens / (r.decodeMs / 1e3)).toFixed(1)} tokens/s]\n`);
 }
 
 function tryTokenizer(dir: string): Tokenizer | null {
@@ -133,16 +170,19 @@ export interface LogitsCliOptions {
   kvDtype: string;
   tokens: string[];
   out: string;
+  tp?: string;
 }
 
 /** `llm-kernels logits`: every --tokens list is one sequence; all run in one batched forward over the paged cache. */
 export async function logitsCommand(o: LogitsCliOptions): Promise<void> {
   checkDevice(o.device);
+  const group = await tensorParallel(o.tp);
+  if (group === 'done') return;
   const q = checkFormat(o.quantize);
   if (!(KV_DTYPES as readonly string[]).includes(o.kvDtype)) throw new RangeError(`expected one of ${KV_DTYPES.join(', ')} for --kv-dtype, got '${o.kvDtype}'`);
   if (!o.tokens || o.tokens.length === 0) throw new RangeError('logits: expected at least one --tokens list');
   const seqs = o.tokens.map((t) => parseTokens(t));
-  using model = await load(o.model, q);
+  using model = await load(o.model, q, 'loading', group);
   using cache = model.createCache({ maxTokens: seqs.reduce((a, s) => a + s.length + 32, 0), dtype: o.kvDtype as KvDType, prefixCaching: false });
   const step = seqs.map((toks, i) => {
     const r = cache.addSequence(i, toks);
@@ -155,8 +195,10 @@ export async function logitsCommand(o: LogitsCliOptions): Promise<void> {
   const V = model.config.vocabSize;
   const result = { sequences: seqs.map((tokens) => ({ tokens, logits: [] as number[][] })) };
   rows.forEach((r, i) => result.sequences[r.seqId]!.logits.push(Array.from(data.subarray(i * V, (i + 1) * V))));
+  // Every rank has the same logits (gathered bit-identically); rank 0 writes the file.
+  if (group && group.rank !== 0) return;
   writeFileSync(o.out, JSON.stringify(result));
-  process.stderr.write(`wrote ${o.out}: ${seqs.length} sequences, ${rows.length} rows of ${V} logits\n`);
+  note(`wrote ${o.out}: ${seqs.length} sequences, ${rows.length} rows of ${V} logits\n`);
 }
 
 export interface EvalCliOptions {
@@ -167,22 +209,25 @@ export interface EvalCliOptions {
   device: string;
   bytes?: string;
   json?: boolean;
+  tp?: string;
 }
 
 /** `llm-kernels eval`: perplexity (and bits per byte for byte-level models), KL and top-1 against a reference format. */
 export async function evalCommand(o: EvalCliOptions): Promise<void> {
   checkDevice(o.device);
+  const group = await tensorParallel(o.tp);
+  if (group === 'done') return;
   const q = checkFormat(o.quantize);
   const tok = loadTokenizer(o.model);
   let text = readFileSync(o.text);
   const maxBytes = num(o.bytes, '--bytes', 1, 2 ** 31, true);
   if (maxBytes !== undefined) text = text.subarray(0, maxBytes);
   const tokens = tok.encode(text.toString('utf8'));
-  using model = await load(o.model, q);
+  using model = await load(o.model, q, 'loading', group);
   let ref: LlamaForCausalLM | null = null;
   try {
-    if (o.reference !== undefined) ref = await load(o.model, checkFormat(o.reference), 'loading reference');
-    const bar = progressBar('evaluating');
+    if (o.reference !== undefined) ref = await load(o.model, checkFormat(o.reference), 'loading reference', group);
+    const bar = quiet ? { onProgress: () => {}, stop: () => {} } : progressBar('evaluating');
     let r: EvaluateResult;
     try {
       r = await evaluate(model, tokens, {
@@ -193,7 +238,7 @@ export async function evalCommand(o: EvalCliOptions): Promise<void> {
       bar.stop();
     }
     const bpb = tok.bytesPerToken ? r.nllPerToken / Math.LN2 / tok.bytesPerToken : null;
-    const res = { model: o.model, quantize: q ?? 'none', reference: o.reference ?? null, targets: r.targets, nllPerToken: r.nllPerToken, perplexity: r.perplexity, bitsPerByte: bpb, kl: r.kl ?? null, top1Agreement: r.top1Agreement ?? null };
+    const res = { model: o.model, quantize: q ?? 'none', tp: group?.worldSize ?? 1, reference: o.reference ?? null, targets: r.targets, nllPerToken: r.nllPerToken, perplexity: r.perplexity, bitsPerByte: bpb, kl: r.kl ?? null, top1Agreement: r.top1Agreement ?? null };
     if (o.json) return out(JSON.stringify(res));
     out(`${q ?? 'float'}: ${r.targets} targets, ${r.nllPerToken.toFixed(5)} nats/token, perplexity ${r.perplexity.toFixed(4)}${bpb !== null ? `, ${bpb.toFixed(4)} bits/byte` : ''}`);
     if (ref) out(`against ${o.reference}: KL ${r.kl!.toExponential(3)} nats/token, top-1 agreement ${(100 * r.top1Agreement!).toFixed(2)}%`);
@@ -208,6 +253,7 @@ export interface DemoOptions {
   n: string;
   evalBytes: string;
   kvDtype: string;
+  tp?: string;
 }
 
 /**
@@ -216,6 +262,8 @@ export interface DemoOptions {
  * text (perplexity, bits per byte, KL and top-1 agreement against bf16).
  */
 export async function demoCommand(o: DemoOptions): Promise<void> {
+  const group = await tensorParallel(o.tp);
+  if (group === 'done') return;
   const n = num(o.n, '-n', 1, 4096, true)!;
   const evalBytes = o.evalBytes === 'all' ? Infinity : num(o.evalBytes, '--eval-bytes', 2, 2 ** 31, true)!;
   if (!(KV_DTYPES as readonly string[]).includes(o.kvDtype)) throw new RangeError(`expected one of ${KV_DTYPES.join(', ')} for --kv-dtype, got '${o.kvDtype}'`);
@@ -223,13 +271,14 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
   const tok = loadTokenizer(dir);
   const r = roofline();
   out(`llm-kernels demo: the bundled tiny-py model (4 layers, 3.3M parameters, byte-level, trained on Python's standard library)`);
-  out(`cpu: ${r.threads} threads, ${r.simd}; read ${r.readGBs.toFixed(1)} GB/s, f32 FMA ${r.fmaGflops.toFixed(0)} GFLOP/s (this machine's probes)\n`);
+  out(`cpu: ${r.threads} threads, ${r.simd}; read ${r.readGBs.toFixed(1)} GB/s, f32 FMA ${r.fmaGflops.toFixed(0)} GFLOP/s (this machine's probes)`);
+  out(group ? `tensor parallel: ${group.worldSize} ranks over ${group.backend}, ${r.threads} threads each (rank 0 prints)\n` : '');
   const formats: (QuantFormat | undefined)[] = [undefined, 'q8_0', 'q4_0'];
   const models: LlamaForCausalLM[] = [];
   try {
     for (const f of formats) {
       const t0 = performance.now();
-      models.push(await load(dir, f));
+      models.push(await load(dir, f, 'loading', group));
       out(`loaded ${f ?? 'bf16 (computed in f32)'} in ${(performance.now() - t0).toFixed(0)} ms, weights ${(models[models.length - 1]!.nbytes / 2 ** 20).toFixed(2)} MiB`);
     }
     const prompts = DEMO_PROMPTS.map((p) => tok.encode(p));

@@ -103,6 +103,11 @@ export interface LaunchOptions {
    * these signals itself: it waits for its ranks.
    */
   forwardSignals?: boolean;
+  /**
+   * Prefix each line with `[rank R] ` (default true). `llm-kernels <command> --tp N` turns it off: there only rank 0
+   * writes results, and the other ranks' errors name their rank themselves.
+   */
+  prefixOutput?: boolean;
 }
 
 /** How one rank ended: its exit code, or the signal that killed it (then `code` is null). */
@@ -201,6 +206,7 @@ interface CheckedOptions {
   stderr: LaunchOutput;
   killGraceMs: number;
   forwardSignals: boolean;
+  prefixOutput: boolean;
 }
 
 function checkOptions(options: unknown): CheckedOptions {
@@ -230,6 +236,7 @@ function checkOptions(options: unknown): CheckedOptions {
     stderr: checkOutput('stderr', o.stderr) ?? process.stderr,
     killGraceMs: o.killGraceMs === undefined ? DEFAULT_KILL_GRACE_MS : checkInteger('launch', 'killGraceMs', o.killGraceMs, 0, 2 ** 31 - 1),
     forwardSignals: o.forwardSignals === true,
+    prefixOutput: o.prefixOutput !== false,
   };
 }
 
@@ -435,7 +442,7 @@ function runRanks(o: CheckedOptions, port: number): Promise<LaunchResult> {
       const r: Rank = { rank, child, exited: false, openStreams: 0, done: false };
       ranks.push(r);
       running++;
-      const prefix = Buffer.from(`[rank ${rank}] `);
+      const prefix = Buffer.from(o.prefixOutput ? `[rank ${rank}] ` : '');
       for (const [stream, sink] of [
         [child.stdout, out],
         [child.stderr, err],

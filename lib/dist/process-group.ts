@@ -276,9 +276,9 @@ export class ProcessGroup implements Disposable {
     return op === 'sum' ? 0 : 1;
   }
 
-  #run(fn: keyof typeof KIND, x: Tensor, out: Tensor, op: number, root: number, timeoutMs: number): void {
+  #run(fn: keyof typeof KIND, x: Tensor, out: Tensor, op: number, root: number, timeoutMs: number, inner = 0): void {
     const id = this.#live(fn);
-    native.distCollective(id, KIND[fn], op, x.handle(fn, 'x'), out.handle(fn, 'options.out'), root, timeoutMs, this.debug ? callSite() : 0);
+    native.distCollective(id, KIND[fn], op, x.handle(fn, 'x'), out.handle(fn, 'options.out'), root, timeoutMs, this.debug ? callSite() : 0, inner);
   }
 
   /**
@@ -304,19 +304,28 @@ export class ProcessGroup implements Disposable {
   }
 
   /**
-   * Every rank's x, concatenated along the first dimension in rank order: [R * x.shape[0], ...] ([R] for a scalar).
-   * @throws see {@link allReduce}
+   * Every rank's x, concatenated in rank order along dimension `dim` (default 0; negative counts from the end):
+   * `[R * x.shape[0], ...]`, or e.g. with `dim: -1` on logits `[T, V / R]` -> `[T, V]` ([R] for a scalar).
+   * @throws see {@link allReduce}; RangeError for a dim outside x's dimensions
    */
-  allGather<D extends DType>(x: Tensor<D>, options: CollectiveOptions<D> = {}): Tensor<D> {
+  allGather<D extends DType>(x: Tensor<D>, options: CollectiveOptions<D> & { dim?: number } = {}): Tensor<D> {
     const fn = 'allGather';
     this.#live(fn);
     checkObject(fn, 'options', options);
     const t = this.#input(fn, x) as Tensor<D>;
     const timeout = this.#timeout(fn, options);
-    const shape = t.shape.length === 0 ? [this.worldSize] : [this.worldSize * t.shape[0]!, ...t.shape.slice(1)];
+    const nd = t.shape.length;
+    let dim = 0;
+    if (options.dim !== undefined) {
+      dim = checkInteger(fn, 'options.dim', options.dim, -Math.max(nd, 1), Math.max(nd - 1, 0));
+      if (dim < 0) dim += nd;
+    }
+    const shape = nd === 0 ? [this.worldSize] : t.shape.map((d, i) => (i === dim ? d * this.worldSize : d));
     const out = this.#out(fn, t, options, shape);
     if (out === t && this.worldSize > 1) throw rangeError(expected(fn, 'an output other than x', 'options.out', 'x', true));
-    this.#run(fn, t, out, 0, 0, timeout);
+    // Along dim > 0: blocks of `inner` elements (the dims from dim on) interleave by rank.
+    const inner = dim === 0 ? 0 : t.shape.slice(dim).reduce((a, b) => a * b, 1);
+    this.#run(fn, t, out, 0, 0, timeout, inner === t.numel ? 0 : inner);
     return out;
   }
 

@@ -25,11 +25,27 @@ function weightShape(w: LinearWeight): readonly number[] {
 }
 
 /**
+ * What attention and the MLP need of a projection: {@link Linear}, or a tensor-parallel one (lib/dist/
+ * parallel-layers.ts: RowParallelLinear sums its partial products over the ranks inside `forward`).
+ */
+export interface LinearLayer {
+  /** Input features this layer takes (on a tensor-parallel rank: the rank's slice). */
+  readonly inFeatures: number;
+  /** Output features `forward` returns. */
+  readonly outFeatures: number;
+  /** `x [T, inFeatures]` f32 -> `[T, outFeatures]` f32; only enqueues. */
+  forward(x: Tensor<'f32'>): Tensor<'f32'>;
+  /** Bytes of the weights this rank holds. */
+  readonly nbytes: number;
+  dispose(): void;
+}
+
+/**
  * `y = x · Wᵀ (+ b)`. A float weight of another dtype than x's computes in the weight's dtype (x is cast to it and
  * y back); a quantized weight takes f32 activations directly (matmul's int8 path).
  * @example const proj = new Linear(w, bias); const y = proj.forward(x); // x [T, K] -> y [T, N]
  */
-export class Linear {
+export class Linear implements LinearLayer {
   readonly weight: LinearWeight;
   readonly bias: Tensor<'f32'> | null;
   readonly inFeatures: number;
@@ -171,9 +187,9 @@ export class RotaryEmbedding {
 
 /** SwiGLU MLP: `down(silu(gate(x)) * up(x))`, with gate and up fused into one Linear `[2F, E]` (gate rows first). */
 export class SwiGluMlp {
-  readonly gateUp: Linear;
-  readonly down: Linear;
-  constructor(gateUp: Linear, down: Linear) {
+  readonly gateUp: LinearLayer;
+  readonly down: LinearLayer;
+  constructor(gateUp: LinearLayer, down: LinearLayer) {
     if (gateUp.outFeatures !== 2 * down.inFeatures)
       throw new LlmKernelsError('ERR_MODEL_FORMAT', expected('SwiGluMlp', `gateUp with 2F = ${2 * down.inFeatures} outputs`, 'gateUp.outFeatures', gateUp.outFeatures));
     this.gateUp = gateUp;
@@ -226,15 +242,19 @@ export interface AttentionOptions {
  * the output projection. `x [T, E]` -> `[T, E]`.
  */
 export class Attention {
-  readonly q: Linear;
-  readonly k: Linear;
-  readonly v: Linear;
-  readonly o: Linear;
+  readonly q: LinearLayer;
+  readonly k: LinearLayer;
+  readonly v: LinearLayer;
+  readonly o: LinearLayer;
   /** Shared between layers; not disposed with this one. */
   readonly rope: RotaryEmbedding;
   readonly options: Readonly<Required<AttentionOptions>>;
 
-  constructor(q: Linear, k: Linear, v: Linear, o: Linear, rope: RotaryEmbedding, options: AttentionOptions) {
+  /**
+   * On a tensor-parallel rank, numHeads and numKvHeads are the rank's own heads, q/k/v give their outputs, and o is
+   * a RowParallelLinear over their inputs.
+   */
+  constructor(q: LinearLayer, k: LinearLayer, v: LinearLayer, o: LinearLayer, rope: RotaryEmbedding, options: AttentionOptions) {
     const fn = 'Attention';
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = options;
     if (!(Number.isInteger(H) && Number.isInteger(Hkv) && Number.isInteger(D) && H > 0 && Hkv > 0 && D > 0 && H % Hkv === 0))

@@ -28,13 +28,15 @@ import { ropeInvFreq, type LlamaConfig } from '../io/hf-config.js';
 import { PagedKvCache, type PagedKvCacheOptions } from '../kv/paged-kv-cache.js';
 import { type KvDType } from '../ops/attention.js';
 import { embedding } from '../ops/nn.js';
-import { QUANT_FORMATS, type QuantFormat } from '../quant/formats.js';
+import { QUANT_FORMATS, rowFormBytes, groupSize, type QuantFormat } from '../quant/formats.js';
 import { dequantize, quantize } from '../quant/quantize.js';
 import { gptqToQ4GRows, type GptqCheckpointFormat, type GptqTensors } from '../quant/gptq.js';
 import { QuantizedTensor } from '../quant/quantized-tensor.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkObject, expected, shapeStr } from '../validate.js';
-import { Attention, DecoderLayer, Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearWeight } from './layers.js';
+import { Attention, DecoderLayer, Embedding, Linear, RMSNorm, RotaryEmbedding, SwiGluMlp, type LinearLayer, type LinearWeight } from './layers.js';
+import { ProcessGroup } from '../dist/process-group.js';
+import { ColumnParallelLinear, RowParallelLinear, shardLlama, VocabParallelEmbedding, type LlamaShard } from '../dist/parallel-layers.js';
 
 /** Where a model's tensors come from: Hugging Face names, raw little-endian bytes (a safetensors file, a test). */
 export interface WeightSource {
@@ -66,6 +68,12 @@ export interface LlamaLoadOptions {
   device?: DeviceSpec;
   /** Called after each weight. */
   onProgress?: (p: LoadProgress) => void;
+  /**
+   * Tensor parallelism: this process is one rank of `group` and loads only its slice of every weight
+   * ({@link shardLlama}): its attention heads and KV heads, its slice of the MLP, its rows of the vocabulary.
+   * Every rank calls fromWeights and then forward with the same arguments; each gets the full logits.
+   */
+  group?: ProcessGroup;
 }
 
 /** One sequence of a model step. */
@@ -114,14 +122,30 @@ export class LlamaForCausalLM {
   /** The quantized format of the Linear weights, or null for float weights. */
   readonly quantization: QuantFormat | null;
   readonly device: Tensor['device'];
-  #embed: Embedding | null;
+  /** The tensor-parallel group this rank belongs to, or null (the whole model in this process). */
+  readonly group: ProcessGroup | null;
+  /** KV heads this rank holds (its cache's numKvHeads): config.numKvHeads without tensor parallelism. */
+  readonly localKvHeads: number;
+  #embed: Embedding | VocabParallelEmbedding | null;
   #layers: DecoderLayer[];
   #norm: RMSNorm;
-  #lmHead: Linear;
+  #lmHead: LinearLayer;
   #rope: RotaryEmbedding;
 
-  private constructor(config: LlamaConfig, quantization: QuantFormat | null, embed: Embedding, layers: DecoderLayer[], norm: RMSNorm, lmHead: Linear, ropeEmb: RotaryEmbedding) {
+  private constructor(
+    config: LlamaConfig,
+    quantization: QuantFormat | null,
+    embed: Embedding | VocabParallelEmbedding,
+    layers: DecoderLayer[],
+    norm: RMSNorm,
+    lmHead: LinearLayer,
+    ropeEmb: RotaryEmbedding,
+    group: ProcessGroup | null,
+    localKvHeads: number,
+  ) {
     this.config = config;
+    this.group = group;
+    this.localKvHeads = localKvHeads;
     this.quantization = quantization;
     this.device = embed.table.device;
     this.#embed = embed;
@@ -184,7 +208,35 @@ export class LlamaForCausalLM {
     type Rows = { kind: 'float'; data: Float32Array } | { kind: 'quant'; format: QuantFormat; bytes: Uint8Array } | { kind: 'file'; dtype: FloatDType; segments: Segment[] };
     const FILE_DTYPES: Record<string, FloatDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
     const gq = c.quantization;
-    const rowsOf = (prefix: string, N: number, K: number, quantizable = true): Rows => {
+    // A slice of a weight [N, K]: rows [r0, r1) and columns [k0, k1) (tensor parallelism); null = the whole.
+    type Slice = { rows?: [number, number]; cols?: [number, number] } | null;
+    const sliceDims = (N: number, K: number, sl: Slice): { r: [number, number]; k: [number, number] } => ({ r: sl?.rows ?? [0, N], k: sl?.cols ?? [0, K] });
+    const sliceFloat = (data: Float32Array, N: number, K: number, sl: Slice): Float32Array => {
+      if (!sl) return data;
+      const { r, k } = sliceDims(N, K, sl);
+      const w = k[1] - k[0];
+      if (w === K) return data.subarray(r[0] * K, r[1] * K);
+      const out = new Float32Array((r[1] - r[0]) * w);
+      for (let i = r[0]; i < r[1]; i++) out.set(data.subarray(i * K + k[0], i * K + k[1]), (i - r[0]) * w);
+      return out;
+    };
+    // Quantized row form: each row is a run of blocks (32 elements for q8_0/q4_0, G for q4_gG), so a column
+    // slice must start and end on block boundaries.
+    const sliceQuant = (bytes: Uint8Array, format: QuantFormat, N: number, K: number, sl: Slice, name: string): Uint8Array => {
+      if (!sl) return bytes;
+      const { r, k } = sliceDims(N, K, sl);
+      const rowBytes = rowFormBytes(format, 1, K);
+      if (k[0] === 0 && k[1] === K) return bytes.subarray(r[0] * rowBytes, r[1] * rowBytes);
+      const B = format === 'i8_pc' ? 0 : groupSize(format, K);
+      if (!B || k[0] % B !== 0 || (k[1] % B !== 0 && k[1] !== K))
+        throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${name}: a ${format} weight cannot be split at column ${k[0] % B !== 0 ? k[0] : k[1]} (blocks of ${B || K}); use fewer ranks`);
+      const blockBytes = rowFormBytes(format, 1, B);
+      const b0 = (k[0] / B) * blockBytes, b1 = Math.ceil(k[1] / B) * blockBytes;
+      const out = new Uint8Array((r[1] - r[0]) * (b1 - b0));
+      for (let i = r[0]; i < r[1]; i++) out.set(bytes.subarray(i * rowBytes + b0, i * rowBytes + b1), (i - r[0]) * (b1 - b0));
+      return out;
+    };
+    const rowsOf = (prefix: string, N: number, K: number, quantizable = true, sl: Slice = null): Rows => {
       if (gq && quantizable) {
         const i32 = (n: string): Int32Array => {
           const b = source.read(`${prefix}.${n}`);
@@ -202,18 +254,29 @@ export class LlamaForCausalLM {
         const format: GptqCheckpointFormat = gq.quant_method === 'awq' ? 'awq' : gq.checkpoint_format === 'gptq_v2' ? 'gptq_v2' : 'gptq';
         const G = gq.group_size;
         const bytes = gptqToQ4GRows(tensors, { outFeatures: N, inFeatures: K, groupSize: G, format, bits: 4 });
-        return { kind: 'quant', format: `q4_g${G}` as QuantFormat, bytes };
+        const qf = `q4_g${G}` as QuantFormat;
+        return { kind: 'quant', format: qf, bytes: sliceQuant(bytes, qf, N, K, sl, prefix) };
       }
       const name = `${prefix}.weight`;
       const { dtype } = shapeOf(name, [N, K]);
-      if (dtype === 'Q8_0' || dtype === 'Q4_0') return { kind: 'quant', format: dtype === 'Q8_0' ? 'q8_0' : 'q4_0', bytes: source.read(name) };
+      if (dtype === 'Q8_0' || dtype === 'Q4_0') {
+        const qf = dtype === 'Q8_0' ? 'q8_0' : 'q4_0';
+        return { kind: 'quant', format: qf, bytes: sliceQuant(source.read(name), qf, N, K, sl, name) };
+      }
       const at = FILE_DTYPES[dtype] ? source.locate?.(name) : null;
       if (at) {
-        if (at.byteLength !== N * K * DTYPE_SIZE[FILE_DTYPES[dtype]!])
-          throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `${N * K * DTYPE_SIZE[FILE_DTYPES[dtype]!]} bytes`, `"${name}".byteLength`, at.byteLength));
-        return { kind: 'file', dtype: FILE_DTYPES[dtype]!, segments: [{ path: at.path, offset: at.offset, byteLength: at.byteLength }] };
+        const es = DTYPE_SIZE[FILE_DTYPES[dtype]!];
+        if (at.byteLength !== N * K * es)
+          throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(fn, `${N * K * es} bytes`, `"${name}".byteLength`, at.byteLength));
+        // Only this rank's slice is read from disk: one range for a row slice, one per row for a column slice.
+        const { r, k } = sliceDims(N, K, sl);
+        const segments: Segment[] =
+          k[0] === 0 && k[1] === K
+            ? [{ path: at.path, offset: at.offset + r[0] * K * es, byteLength: (r[1] - r[0]) * K * es }]
+            : Array.from({ length: r[1] - r[0] }, (_, i) => ({ path: at.path, offset: at.offset + ((r[0] + i) * K + k[0]) * es, byteLength: (k[1] - k[0]) * es }));
+        return { kind: 'file', dtype: FILE_DTYPES[dtype]!, segments };
       }
-      return { kind: 'float', data: read(name, [N, K]) };
+      return { kind: 'float', data: sliceFloat(read(name, [N, K]), N, K, sl) };
     };
     // File rows: read into native memory, widened to f32 there (the cast op), moved to the device.
     const fileTensor = (rows: { dtype: FloatDType; segments: Segment[] }, shape: number[]): Tensor<'f32'> => {
@@ -274,12 +337,24 @@ export class LlamaForCausalLM {
         w.dispose();
       }
     };
-    const linear = async (name: string, N: number, K: number, bias: boolean): Promise<Linear> => {
-      const w = await makeWeight(rowsOf(name, N, K), [N, K], name);
+    // A Linear of this rank: rows [r0, r1) (column-parallel) or columns (row-parallel: no bias here, see below).
+    const linear = async (name: string, N: number, K: number, bias: boolean, sl: Slice = null): Promise<Linear> => {
+      const { r, k } = sliceDims(N, K, sl);
+      const w = await makeWeight(rowsOf(name, N, K, true, sl), [r[1] - r[0], k[1] - k[0]], name);
       const b = bias ? optional(`${name}.bias`, [N]) : null;
       done++;
       progress(`${name}.weight`, 'read');
-      return new Linear(w, b ? dense(b, [N]) : null);
+      return new Linear(w, b ? dense(b.slice(r[0], r[1]), [r[1] - r[0]]) : null);
+    };
+    const group = options.group;
+    if (group !== undefined && !(group instanceof ProcessGroup)) throw typeError(expected(fn, 'a ProcessGroup (initProcessGroup)', 'options.group', group));
+    const shard: LlamaShard | null = group && group.worldSize > 1 ? shardLlama(c, group.worldSize, group.rank) : null;
+    // A row-parallel projection: this rank's columns, the partial sums all-reduced, the bias added once after.
+    const rowParallel = async (name: string, N: number, K: number, bias: boolean, cols: [number, number]): Promise<LinearLayer> => {
+      if (!shard) return linear(name, N, K, bias);
+      const local = await linear(name, N, K, false, { cols });
+      const b = bias ? optional(`${name}.bias`, [N]) : null;
+      return new RowParallelLinear(local, b ? dense(b, [N]) : null, group!);
     };
     const norm = (name: string): RMSNorm => {
       const n = new RMSNorm(dense(read(name, [E]), [E]), c.rmsNormEps);
@@ -291,15 +366,17 @@ export class LlamaForCausalLM {
 
     try {
       // The embedding table is gathered, not multiplied: a quantized one (GGUF) is dequantized to f32.
-      const embRows = rowsOf('model.embed_tokens', V, E, false);
+      const vocab = shard?.vocab ?? null;
+      const Vl = vocab ? vocab[1] - vocab[0] : V;
+      const embRows = rowsOf('model.embed_tokens', V, E, false, vocab ? { rows: vocab } : null);
       let embTable: Tensor<'f32'>;
-      if (embRows.kind === 'float') embTable = dense(embRows.data, [V, E]);
-      else if (embRows.kind === 'file') embTable = fileTensor(embRows, [V, E]);
+      if (embRows.kind === 'float') embTable = dense(embRows.data, [Vl, E]);
+      else if (embRows.kind === 'file') embTable = fileTensor(embRows, [Vl, E]);
       else {
-        using qe = QuantizedTensor.fromBytes(embRows.format, [V, E], embRows.bytes, { device });
+        using qe = QuantizedTensor.fromBytes(embRows.format, [Vl, E], embRows.bytes, { device });
         embTable = dequantize(qe, 'f32');
       }
-      const embed = new Embedding(embTable);
+      const embed = vocab ? new VocabParallelEmbedding(embTable, vocab[0], V, group!) : new Embedding(embTable);
       owned.push(embed);
       done++;
       progress('model.embed_tokens.weight', 'read');
@@ -313,45 +390,54 @@ export class LlamaForCausalLM {
         const oBias = c.attentionBias && c.modelType !== 'qwen2';
         const inputNorm = norm(`${p}input_layernorm.weight`);
         owned.push(inputNorm);
-        const qL = await linear(`${p}self_attn.q_proj`, H * D, E, qkvBias);
+        const heads: [number, number] = shard ? shard.heads : [0, H];
+        const kvh: [number, number] = shard ? shard.kvHeads : [0, Hkv];
+        const qRows = shard ? { rows: [heads[0] * D, heads[1] * D] as [number, number] } : null;
+        const kvRows = shard ? { rows: [kvh[0] * D, kvh[1] * D] as [number, number] } : null;
+        const qL = await linear(`${p}self_attn.q_proj`, H * D, E, qkvBias, qRows);
         owned.push(qL);
-        const kL = await linear(`${p}self_attn.k_proj`, Hkv * D, E, qkvBias);
+        const kL = await linear(`${p}self_attn.k_proj`, Hkv * D, E, qkvBias, kvRows);
         owned.push(kL);
-        const vL = await linear(`${p}self_attn.v_proj`, Hkv * D, E, qkvBias);
+        const vL = await linear(`${p}self_attn.v_proj`, Hkv * D, E, qkvBias, kvRows);
         owned.push(vL);
-        const oL = await linear(`${p}self_attn.o_proj`, E, H * D, oBias);
+        const oL = await rowParallel(`${p}self_attn.o_proj`, E, H * D, oBias, [heads[0] * D, heads[1] * D]);
         owned.push(oL);
         const postNorm = norm(`${p}post_attention_layernorm.weight`);
         owned.push(postNorm);
         // gate and up stacked into one [2F, E] weight: one matmul gives both halves for silu_mul.
-        const gu = stack([rowsOf(`${p}mlp.gate_proj`, F, E), rowsOf(`${p}mlp.up_proj`, F, E)], `${p}mlp`);
-        const gateUp = new Linear(await makeWeight(gu, [2 * F, E], `${p}mlp.gate_up`));
+        const ffn: [number, number] = shard ? shard.ffn : [0, F];
+        const Fl = ffn[1] - ffn[0];
+        const ffnRows = shard ? { rows: ffn } : null;
+        const gu = stack([rowsOf(`${p}mlp.gate_proj`, F, E, true, ffnRows), rowsOf(`${p}mlp.up_proj`, F, E, true, ffnRows)], `${p}mlp`);
+        const gateUp = new Linear(await makeWeight(gu, [2 * Fl, E], `${p}mlp.gate_up`));
         owned.push(gateUp);
         done += 2;
         progress(`${p}mlp.up_proj.weight`, 'read');
-        const down = await linear(`${p}mlp.down_proj`, E, F, false);
+        const down = await rowParallel(`${p}mlp.down_proj`, E, F, false, ffn);
         owned.push(down);
-        const attn = new Attention(qL, kL, vL, oL, ropeEmb, { layer: l, numHeads: H, numKvHeads: Hkv, headDim: D, slidingWindow: c.slidingWindow });
+        const attn = new Attention(qL, kL, vL, oL, ropeEmb, { layer: l, numHeads: heads[1] - heads[0], numKvHeads: kvh[1] - kvh[0], headDim: D, slidingWindow: c.slidingWindow });
         layers.push(new DecoderLayer(inputNorm, attn, postNorm, new SwiGluMlp(gateUp, down)));
       }
       const finalNorm = norm('model.norm.weight');
       owned.push(finalNorm);
       // lm_head stays as stored: float (quantize does not touch it), or the GGUF's own quantized rows.
-      const headRows: Rows = c.tieWordEmbeddings ? embRows : rowsOf('lm_head', V, E, false);
-      const lmHead = new Linear(await makeWeight(headRows, [V, E], 'lm_head', false));
+      // Vocabulary-parallel: this rank's rows of the head, the logits all-gathered along the vocabulary.
+      const headRows: Rows = c.tieWordEmbeddings ? embRows : rowsOf('lm_head', V, E, false, vocab ? { rows: vocab } : null);
+      const headLocal = new Linear(await makeWeight(headRows, [Vl, E], 'lm_head', false));
+      const lmHead: LinearLayer = vocab ? new ColumnParallelLinear(headLocal, group!, { gatherOutput: true }) : headLocal;
       owned.push(lmHead);
       if (!c.tieWordEmbeddings) {
         done++;
         progress('lm_head.weight', 'read');
       }
-      return new LlamaForCausalLM(c, q, embed, layers, finalNorm, lmHead, ropeEmb);
+      return new LlamaForCausalLM(c, q, embed, layers, finalNorm, lmHead, ropeEmb, shard ? group! : null, shard ? shard.kvHeads[1] - shard.kvHeads[0] : Hkv);
     } catch (err) {
       for (const o of owned) o.dispose();
       throw err;
     }
   }
 
-  #live(fn: string): Embedding {
+  #live(fn: string): Embedding | VocabParallelEmbedding {
     if (!this.#embed) throw new LlmKernelsError('ERR_DISPOSED', `${fn}: the model was disposed`);
     return this.#embed;
   }
@@ -389,7 +475,7 @@ export class LlamaForCausalLM {
       numLayers: this.config.numLayers,
       numBlocks,
       blockSize: P,
-      numKvHeads: this.config.numKvHeads,
+      numKvHeads: this.localKvHeads,
       headDim: this.config.headDim,
       dtype: options.dtype ?? 'f16',
       device: this.device,
@@ -413,9 +499,9 @@ export class LlamaForCausalLM {
     const embed = this.#live(fn);
     const c = this.config;
     if (!(cache instanceof PagedKvCache)) throw typeError(expected(fn, 'a PagedKvCache (model.createCache)', 'cache', cache));
-    if (cache.numLayers !== c.numLayers || cache.numKvHeads !== c.numKvHeads || cache.headDim !== c.headDim)
+    if (cache.numLayers !== c.numLayers || cache.numKvHeads !== this.localKvHeads || cache.headDim !== c.headDim)
       throw rangeError(
-        expected(fn, `a cache of ${c.numLayers} layers, ${c.numKvHeads} KV heads of dimension ${c.headDim}`, 'cache', `${cache.numLayers}, ${cache.numKvHeads}, ${cache.headDim}`, true),
+        expected(fn, `a cache of ${c.numLayers} layers, ${this.localKvHeads} KV heads of dimension ${c.headDim}`, 'cache', `${cache.numLayers}, ${cache.numKvHeads}, ${cache.headDim}`, true),
       );
     if (!Array.isArray(sequences) || sequences.length === 0) throw rangeError(expected(fn, 'a non-empty array of sequences', 'sequences', sequences));
     const seen = new Set<number>();

@@ -155,7 +155,8 @@ Napi::Value dist_failure(const Napi::CallbackInfo& info) {
   });
 }
 
-// distCollective(id, kind, op, input, output, root, timeoutMs, site): enqueue; output may be input (in place).
+// distCollective(id, kind, op, input, output, root, timeoutMs, site, inner): enqueue; output may be input (in
+// place); inner: allGather along an inner dimension of that many elements (0: the first dimension).
 Napi::Value dist_collective(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -169,6 +170,7 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
     const int root = static_cast<int>(parse_int(env, info[5], fn, "root", 0, comm->world() - 1));
     const int64_t timeout_ms = parse_int(env, info[6], fn, "timeoutMs", 1, int64_t(1) << 40);
     const auto site = static_cast<uint64_t>(parse_int(env, info[7], fn, "site", 0, (int64_t(1) << 53)));
+    const auto inner = static_cast<uint64_t>(info[8].IsUndefined() ? 0 : parse_int(env, info[8], fn, "inner", 0, (int64_t(1) << 53)));
     if (in.meta.device.kind != DeviceKind::cpu || out.meta.device.kind != DeviceKind::cpu)
       throw_status(env, unsupported(std::string(fn) + ": expected CPU tensors, got " + in.meta.device.name() + " and " +
                                     out.meta.device.name() + " (CUDA collectives come with the CUDA backend)"));
@@ -196,6 +198,11 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
     d.count = count;
     d.root = root;
     d.site = site;
+    if (kind == Collective::all_gather && inner != 0) {
+      if (inner > count || count % inner != 0)
+        throw_status(env, range_error(std::string(fn) + ": expected an inner size dividing " + std::to_string(count) + ", got " + std::to_string(inner)));
+      d.inner = inner;
+    }
     Stream* stream = nullptr;
     check(env, stream_for(Device{}, &stream));
     std::shared_ptr<Storage> in_st = in.storage, out_st = out.storage;

@@ -18,7 +18,9 @@
 //
 // Shapes: count is in elements of dtype. all_gather: in [count] -> out [R * count] (rank r's block at r * count).
 // reduce_scatter: in [R * count] -> out [count] (rank r gets the reduction of block r). all_reduce and broadcast
-// may run in place (in == out).
+// may run in place (in == out). all_gather with 0 < inner < count and count % inner == 0 gathers along an inner
+// dimension instead: in [count / inner, inner] -> out [count / inner, R, inner] (a tensor-parallel LM head's
+// logits [T, V / R] -> [T, V]); the backends gather into a scratch buffer and Communicator::call reorders it.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -46,6 +48,7 @@ struct CallDesc {
   uint64_t seq = 0;    // this communicator's call number, from 1 (set by Communicator::call)
   uint64_t count = 0;  // elements, as the shapes above define it
   uint64_t site = 0;   // a hash of the caller's call site (debug mode), else 0
+  uint64_t inner = 0;  // all_gather only: gather along an inner dimension (below)
   Collective kind = Collective::barrier;
   ReduceOp op = ReduceOp::sum;
   DType dtype = DType::f32;
@@ -69,7 +72,7 @@ class FailState {
 
 class Communicator {
  public:
-  virtual ~Communicator() = default;
+  virtual ~Communicator();
   int rank() const { return rank_; }
   int world() const { return world_; }
   virtual const char* backend() const = 0;
@@ -94,6 +97,8 @@ class Communicator {
  private:
   int rank_, world_;
   uint64_t seq_ = 0;
+  char* scratch_ = nullptr;  // all_gather along an inner dimension
+  size_t scratch_bytes_ = 0;
 };
 
 // Options shared by the backends' constructors.

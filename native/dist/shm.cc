@@ -480,7 +480,7 @@ Status ShmComm::check_descs(const CallDesc& d, int set) {
   bool same = true;
   for (int r = 0; r < world() && same; ++r) {
     const CallDesc& o = ctl_[r].desc[set];
-    same = o.seq == d.seq && o.count == d.count && o.site == d.site && o.kind == d.kind && o.dtype == d.dtype &&
+    same = o.seq == d.seq && o.count == d.count && o.site == d.site && o.inner == d.inner && o.kind == d.kind && o.dtype == d.dtype &&
            (o.op == d.op || (d.kind != Collective::all_reduce && d.kind != Collective::reduce_scatter)) &&
            (o.root == d.root || d.kind != Collective::broadcast);
   }
