@@ -35,7 +35,7 @@ export {
 } from './ops/attention.js';
 export { BlockManager, kvFullError, type BlockManagerOptions, type AllocResult, type AllocOk, type KvFull, type KvStats } from './kv/block-manager.js';
 export { PagedKvCache, AttentionBatch, type PagedKvCacheOptions } from './kv/paged-kv-cache.js';
-export { Linear, Embedding, RMSNorm, LayerNorm, RotaryEmbedding, SwiGluMlp, Attention, DecoderLayer, type LinearWeight, type AttentionContext, type AttentionOptions } from './nn/layers.js';
+export { Linear, Embedding, RMSNorm, LayerNorm, RotaryEmbedding, SwiGluMlp, Attention, DecoderLayer, type LinearLayer, type LinearWeight, type AttentionContext, type AttentionOptions } from './nn/layers.js';
 export {
   LlamaForCausalLM,
   type WeightSource,
@@ -105,3 +105,4 @@ export {
   type LaunchOutput,
   type LaunchEnvVar,
 } from './dist/launch.js';
+export { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding, shardLlama, type LlamaShard } from './dist/parallel-layers.js';

@@ -84,7 +84,13 @@ struct AddonData {
   std::unique_ptr<HandleTable> handles;
   std::shared_ptr<DistGroups> dist;    // created on first use
   Napi::FunctionReference error_ctor;  // LlmKernelsError(code, message), set by lib/binding.ts at load
-  Owner owner = 0;                     // this environment's id on the shared streams (stream.h)
+  Owner owner = 0;                     // this environment's id: its CPU stream, its sticky errors (stream.h)
+  // Environment teardown: fail its process groups first (a collective waiting on its stream returns), then let its
+  // CPU stream finish what is queued on its own.
+  ~AddonData() {
+    dist.reset();
+    release_cpu_stream(owner);
+  }
 };
 inline Owner owner_of(Napi::Env env) { return addon_data(env).owner; }
 

@@ -204,7 +204,7 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
       d.inner = inner;
     }
     Stream* stream = nullptr;
-    check(env, stream_for(Device{}, &stream));
+    check(env, stream_for(Device{}, &stream, owner_of(env)));
     std::shared_ptr<Storage> in_st = in.storage, out_st = out.storage;
     const size_t in_off = in.offset, out_off = out.offset;
     stream->submit_host(
@@ -242,7 +242,7 @@ Napi::Value dist_barrier(const Napi::CallbackInfo& info) {
     const int64_t timeout_ms = parse_int(env, info[1], "barrier", "timeoutMs", 1, int64_t(1) << 40);
     const auto site = static_cast<uint64_t>(parse_int(env, info[2], "barrier", "site", 0, (int64_t(1) << 53)));
     Stream* stream = nullptr;
-    check(env, stream_for(Device{}, &stream));
+    check(env, stream_for(Device{}, &stream, owner_of(env)));
     std::shared_ptr<Settler> settler;
     Napi::Promise promise = Settler::create(env, &settler);
     stream->submit_host(

@@ -76,7 +76,7 @@ Napi::Value roofline(const Napi::CallbackInfo& cb) {
     // The probes use the thread pool, which only the CPU executor may drive (thread_pool.h): run them there, in
     // order with the ops, and wait (a benchmark tool's call, not a server's).
     Stream* cpu = nullptr;
-    check(env, stream_for(Device{}, &cpu));
+    check(env, stream_for(Device{}, &cpu, owner_of(env)));
     auto done = std::make_shared<std::promise<Roofline>>();
     std::future<Roofline> result = done->get_future();
     cpu->submit_host(

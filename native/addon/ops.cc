@@ -28,7 +28,7 @@ Napi::Value empty(const Napi::CallbackInfo& info) {
     m.dtype = parse_dtype(env, info[2], "empty", "dtype");
     parse_shape(env, info[3], "empty", "shape", &m);
     Stream* s = nullptr;
-    check(env, stream_for(m.device, &s));  // fails early for an unavailable device
+    check(env, stream_for(m.device, &s, owner_of(env)));  // fails early for an unavailable device
     return new_tensor(env, m, nullptr);
   });
 }
@@ -63,7 +63,7 @@ Napi::Value from_bytes(const Napi::CallbackInfo& info) {
       throw_status(env, range_error("fromArray: expected " + std::to_string(m.nbytes()) + " bytes of data for shape " +
                                     m.shape_str() + ", got " + std::to_string(len)));
     Stream* s = nullptr;
-    check(env, stream_for(m.device, &s));
+    check(env, stream_for(m.device, &s, owner_of(env)));
     std::shared_ptr<Storage> st;
     Napi::Value t = new_tensor(env, m, &st);
     if (len > 0) {
@@ -229,7 +229,7 @@ Napi::Value run(const Napi::CallbackInfo& info) {
     if (const char* why = backend_unsupported_reason(b, a))
       throw_status(env, unsupported(std::string(name) + ": not supported on " + backend_name(b) + ": " + why));
     Stream* stream = nullptr;
-    check(env, stream_for(dev, &stream));
+    check(env, stream_for(dev, &stream, owner_of(env)));
     std::shared_ptr<Storage> st;
     out.data = nullptr;
     Napi::Value result = new_tensor(env, out, &st);
@@ -312,7 +312,7 @@ Napi::Value run_into(const Napi::CallbackInfo& info) {
     if (const char* why = backend_unsupported_reason(b, a))
       throw_status(env, unsupported(std::string(name) + ": not supported on " + backend_name(b) + ": " + why));
     Stream* stream = nullptr;
-    check(env, stream_for(dev, &stream));
+    check(env, stream_for(dev, &stream, owner_of(env)));
     check(env, stream->submit(kernel_table(b)[static_cast<int>(a.op)], a, keep, static_cast<int>(n), data.owner));
     return env.Undefined();
   });
@@ -325,7 +325,7 @@ Napi::Value synchronize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Device dev = parse_device(env, info[0], info[1], "synchronize");
     Stream* stream = nullptr;
-    check(env, stream_for(dev, &stream));
+    check(env, stream_for(dev, &stream, owner_of(env)));
     std::shared_ptr<Settler> settler;
     Napi::Promise p = Settler::create(env, &settler);
     stream->submit_host(
@@ -345,7 +345,7 @@ Napi::Value synchronize_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Device dev = parse_device(env, info[0], info[1], "synchronizeSync");
     Stream* stream = nullptr;
-    check(env, stream_for(dev, &stream));
+    check(env, stream_for(dev, &stream, owner_of(env)));
     check(env, stream->synchronize(owner_of(env)));
     flush_external_memory(env);
     return env.Undefined();
@@ -362,7 +362,7 @@ Napi::Value set_threads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const int n = static_cast<int>(parse_int(env, info[0], "setThreads", "threads", 1, 1024));
     Stream* stream = nullptr;
-    check(env, stream_for(Device{}, &stream));
+    check(env, stream_for(Device{}, &stream, owner_of(env)));
     g_threads_requested = n;
     stream->submit_host(
         [n](Status prior) -> Status {
@@ -402,7 +402,7 @@ Napi::Value set_simd(const Napi::CallbackInfo& info) {
     else if (s == "scalar") level = SimdLevel::scalar;
     else throw_status(env, range_error("setSimd: expected 'avx512', 'avx2' or 'scalar' for level, got '" + s + "'"));
     Stream* stream = nullptr;
-    check(env, stream_for(Device{}, &stream));
+    check(env, stream_for(Device{}, &stream, owner_of(env)));
     stream->submit_host(
         [level](Status prior) -> Status {
           set_cpu_simd_level(level);

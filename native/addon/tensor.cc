@@ -115,7 +115,7 @@ Napi::Value read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     TensorSlot& t = tensor_arg(env, info[0], "data", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(t.meta.device, &stream));
+    check(env, stream_for(t.meta.device, &stream, owner_of(env)));
     std::shared_ptr<Settler> settler;
     Napi::Promise promise = Settler::create(env, &settler);
     std::shared_ptr<Storage> st = t.storage;
@@ -145,7 +145,7 @@ Napi::Value read_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     TensorSlot& t = tensor_arg(env, info[0], "dataSync", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(t.meta.device, &stream));
+    check(env, stream_for(t.meta.device, &stream, owner_of(env)));
     check(env, stream->synchronize(owner_of(env)));
     check(env, t.storage->poison_status());
     flush_external_memory(env);
@@ -164,7 +164,7 @@ Napi::Value ready(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     TensorSlot& t = tensor_arg(env, info[0], "ready", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(t.meta.device, &stream));
+    check(env, stream_for(t.meta.device, &stream, owner_of(env)));
     std::shared_ptr<Settler> settler;
     Napi::Promise promise = Settler::create(env, &settler);
     std::shared_ptr<Storage> st = t.storage;
@@ -186,7 +186,7 @@ Napi::Value ready_sync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     TensorSlot& t = tensor_arg(env, info[0], "readySync", "tensor");
     Stream* stream = nullptr;
-    check(env, stream_for(t.meta.device, &stream));
+    check(env, stream_for(t.meta.device, &stream, owner_of(env)));
     check(env, stream->synchronize(owner_of(env)));
     check(env, t.storage->poison_status());
     flush_external_memory(env);
@@ -231,8 +231,8 @@ Napi::Value to(const Napi::CallbackInfo& info) {
     const Device src = t.meta.device;
     Stream* src_stream = nullptr;
     Stream* dst_stream = nullptr;
-    check(env, stream_for(src, &src_stream));
-    check(env, stream_for(dst, &dst_stream));
+    check(env, stream_for(src, &src_stream, owner_of(env)));
+    check(env, stream_for(dst, &dst_stream, owner_of(env)));
     std::shared_ptr<Storage> out;
     check(env, Storage::create(dst, t.meta.nbytes(), &out));
     TensorView m = t.meta;

@@ -100,12 +100,24 @@ class CpuStream final : public Stream {
  public:
   CpuStream() : thread_([this] { loop(); }) {}
   ~CpuStream() override {
+    if (!thread_.joinable()) return;  // retired: the thread deletes this object itself
     {
       std::lock_guard<std::mutex> lock(mu_);
       quit_ = true;
     }
     cv_.notify_one();
     thread_.join();
+  }
+
+  // Runs what is queued, then the executor thread deletes this stream and exits. No call may follow.
+  void retire() {
+    thread_.detach();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+      retired_ = true;
+    }
+    cv_.notify_one();
   }
 
   Status submit(const Kernel& kernel, const OpArgs& args, const std::shared_ptr<Storage>* keep, int n_keep,
@@ -193,7 +205,13 @@ class CpuStream final : public Stream {
           cv_.wait(lock, [&] { return quit_ || !queue_.empty(); });
           sleeping_ = false;
         }
-        if (queue_.empty() && quit_) return;
+        if (queue_.empty() && quit_) {
+          if (retired_) {
+            lock.unlock();
+            delete this;
+          }
+          return;
+        }
         t = std::move(queue_.front());
         queue_.pop_front();
         queue_nonempty_hint_.store(!queue_.empty(), std::memory_order_relaxed);
@@ -242,6 +260,7 @@ class CpuStream final : public Stream {
   std::atomic<uint64_t> completed_{0};
   bool sleeping_ = false;
   bool quit_ = false;
+  bool retired_ = false;
   StickyErrors sticky_;
   std::thread thread_;  // last: starts after the members above exist
 };
@@ -350,11 +369,46 @@ class CudaStream final : public Stream {
 
 }  // namespace
 
-Status stream_for(Device device, Stream** out) {
-  // Streams live for the process (leaked on purpose: their threads must not be joined from static destructors).
+namespace {
+// CPU streams by owner (leaked on purpose: their threads must not be joined from static destructors).
+std::mutex& cpu_streams_mu() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+std::vector<std::pair<Owner, CpuStream*>>& cpu_streams() {
+  static auto* v = new std::vector<std::pair<Owner, CpuStream*>>();
+  return *v;
+}
+}  // namespace
+
+void release_cpu_stream(Owner owner) {
+  CpuStream* s = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cpu_streams_mu());
+    auto& v = cpu_streams();
+    for (auto it = v.begin(); it != v.end(); ++it)
+      if (it->first == owner) {
+        s = it->second;
+        v.erase(it);
+        break;
+      }
+  }
+  if (s) s->retire();
+}
+
+Status stream_for(Device device, Stream** out, Owner owner) {
   if (device.kind == DeviceKind::cpu) {
-    static Stream* const cpu = new CpuStream();
-    *out = cpu;
+    std::lock_guard<std::mutex> lock(cpu_streams_mu());
+    auto& v = cpu_streams();
+    for (auto& e : v)
+      if (e.first == owner) {
+        *out = e.second;
+        return Status::OK();
+      }
+    CpuStream* s = new (std::nothrow) CpuStream();
+    if (!s) return Status(Code::oom, "out of memory: CPU stream");
+    v.emplace_back(owner, s);
+    *out = s;
     return Status::OK();
   }
   static std::mutex mu;

@@ -1,5 +1,7 @@
-// Streams: one in-order queue of work per device, shared by every Node environment (main thread and workers) of
-// the process.
+// Streams: in-order queues of work. On the CPU, one per Node environment (the main thread and each worker has its
+// own executor thread; all share the thread pool): a collective that blocks one environment's stream while its
+// ranks meet (native/dist: worker threads can be the ranks of a group) must not hold up the others. On CUDA, one
+// per device, shared by the environments.
 //
 // The JS thread only enqueues. On the CPU, a native executor thread pops ops in order and runs each kernel on the
 // thread pool; on CUDA, kernels are launched straight onto the device's cudaStream_t (launching is asynchronous)
@@ -50,7 +52,12 @@ class Stream {
   virtual Status synchronize(Owner owner) = 0;
 };
 
-// The stream of a device, created on first use; lives for the process. Code::device if the device is missing.
-Status stream_for(Device device, Stream** out);
+// The stream of a device (for the CPU: of `owner`'s environment), created on first use. Code::device if the device
+// is missing. CUDA streams live for the process; a CPU stream until release_cpu_stream.
+Status stream_for(Device device, Stream** out, Owner owner = 0);
+
+// The environment `owner` is going away: its CPU stream runs what is queued, then its thread exits and frees it
+// (never joined: a process exiting with work queued does not wait for it). Later stream_for calls make a new one.
+void release_cpu_stream(Owner owner);
 
 }  // namespace lk

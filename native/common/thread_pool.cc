@@ -50,6 +50,17 @@ void ThreadPool::stop() {
 void ThreadPool::resize(int threads) {
   threads = std::max(1, threads);
   if (threads == threads_) return;
+  // Each Node environment has its own executor (stream.h), so another may be inside parallel_for: take the pool
+  // (its parallel_for calls run serially meanwhile) before replacing the workers.
+  bool expected = false;
+  while (!busy_.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
+    expected = false;
+    std::this_thread::yield();
+  }
+  struct Release {
+    std::atomic<bool>& b;
+    ~Release() { b.store(false, std::memory_order_release); }
+  } release{busy_};
   stop();
   start(threads);
 }
@@ -99,6 +110,13 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   bool expected = false;
   if (chunks <= 1 || !busy_.compare_exchange_strong(expected, true)) {
     fn(0, n, 0);  // serial, or nested inside another parallel_for
+    return;
+  }
+  // threads_ may have changed between the read above and taking the pool (a resize from another executor).
+  chunks = std::min(chunks, static_cast<int>(workers_.size()) + 1);
+  if (chunks <= 1) {
+    busy_.store(false, std::memory_order_release);
+    fn(0, n, 0);
     return;
   }
   job_ = &fn;

@@ -37,8 +37,8 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return threads_.load(std::memory_order_relaxed); }
-  // Changes the pool size (>= 1). Must not be called while a parallel_for runs: only the CPU stream's executor
-  // calls parallel_for and resize (the roofline probes run there too), always between ops. Throws
+  // Changes the pool size (>= 1). Safe while another thread is inside parallel_for (each Node environment's CPU
+  // stream has its own executor): it waits for the pool to be free and holds it meanwhile. Throws
   // std::system_error if threads cannot be created (the pool keeps the ones that started).
   void resize(int threads);
 

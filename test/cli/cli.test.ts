@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BUNDLED_MODEL, demoCommand, evalCommand, generateCommand, logitsCommand } from '../../lib/cli/model-commands.js';
 import { loadModel } from '../../lib/nn/load.js';
+import { packageRoot } from '../../lib/binding.js';
 
 function captureStdout(): { text: () => string } {
   let buf = '';
@@ -75,5 +76,29 @@ describe('llm-kernels eval and demo', () => {
     await demoCommand({ n: '4', evalBytes: '600', kvDtype: 'i8' });
     const t = o.text();
     for (const s of ['== bf16:', '== q8_0:', '== q4_0:', 'tokens/s', 'KV cache:', 'perplexity', 'top-1 agreement']) expect(t).toContain(s);
+  }, 120_000);
+});
+
+describe('--tp N (the command relaunched as N ranks)', () => {
+  it('logits --tp 2 writes the TP = 1 logits within the tolerance table; generate --tp 2 the same tokens', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { compare } = await import('../helpers/check.js');
+    const cli = join(packageRoot, 'dist', 'cli', 'main.js');
+    const dir = mkdtempSync(join(tmpdir(), 'lk-cli-tp-'));
+    const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+    for (const tp of ['1', '2']) {
+      const r = run(['logits', '--tokens', '1,104,105,106', '--tokens', '1,50', '--out', join(dir, `l${tp}.json`), '--tp', tp]);
+      expect(r.status, r.stderr).toBe(0);
+    }
+    type L = { sequences: { logits: number[][] }[] };
+    const [one, two] = ['1', '2'].map((tp) => JSON.parse(readFileSync(join(dir, `l${tp}.json`), 'utf8')) as L);
+    const c = compare('matmul', 'f32', two!.sequences.flatMap((s) => s.logits.flat()), one!.sequences.flatMap((s) => s.logits.flat()), 'logits --tp 2');
+    expect(c.ok, c.message).toBe(true);
+    const g1 = run(['generate', '--tokens', '1,100,101', '-n', '12', '--json']);
+    const g2 = run(['generate', '--tokens', '1,100,101', '-n', '12', '--json', '--tp', '2']);
+    expect(g2.status, g2.stderr).toBe(0);
+    // Only rank 0 prints: one JSON line.
+    expect(g2.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(g2.stdout).tokens).toEqual(JSON.parse(g1.stdout).tokens);
   }, 120_000);
 });

@@ -4,8 +4,9 @@
 // must hash alike. The checks themselves live in fixtures/collectives-rank.mjs.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { FIXTURES, killAll, startRanks } from '../helpers/ranks.js';
+import { FIXTURES, groupName, killAll, startRanks } from '../helpers/ranks.js';
 
 interface RankReport {
   rank: number;
@@ -35,6 +36,25 @@ describe('shm collectives against the spec and float64', () => {
       checkReports(runs.map((r) => r.lines.at(-1) as unknown as RankReport), world, 'shm');
     } finally {
       await killAll(runs);
+    }
+  }, 120_000);
+});
+
+describe('shm collectives between worker threads of one process', () => {
+  // Each environment has its own CPU stream, so ranks that are threads of one process do not block each other.
+  it.each([2, 3])('world size %i', async (world) => {
+    const name = groupName('w');
+    const workers = Array.from(
+      { length: world },
+      (_, rank) => new Worker(join(FIXTURES, 'collectives-rank.mjs'), { env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LLM_KERNELS_GROUP: name } }),
+    );
+    try {
+      const reports = await Promise.all(
+        workers.map((w) => new Promise<RankReport>((resolve, reject) => (w.once('message', resolve), w.once('error', reject)))),
+      );
+      checkReports(reports, world, 'shm');
+    } finally {
+      await Promise.all(workers.map((w) => w.terminate()));
     }
   }, 120_000);
 });
