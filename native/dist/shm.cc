@@ -485,7 +485,7 @@ Status ShmComm::check_descs(const CallDesc& d, int set) {
            (o.root == d.root || d.kind != Collective::broadcast);
   }
   if (same) return Status::OK();
-  std::string m = "collective mismatch in group '" + name_ + "': the ranks called";
+  std::string m = "collective mismatch in group '" + name_ + "' (every rank must make the same calls in the same order):";
   for (int r = 0; r < world(); ++r) {
     const CallDesc& o = ctl_[r].desc[set];
     m += (r == 0 ? " " : "; ") + std::string("rank ") + std::to_string(r) + ": " + describe(o);
