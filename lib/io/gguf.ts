@@ -1580,8 +1580,8 @@ export interface GgufWeightSource extends WeightSource {
  * / `ffn_up` / `ffn_down` -> `model.layers.N.input_layernorm` / `self_attn.{q,k,v,o}_proj` /
  * `post_attention_layernorm` / `mlp.{gate,up,down}_proj` (`.weight` and `.bias`). dtype is the GGUF type name; the
  * shape is row-major ([N, K] for a weight); Q8_0 / Q4_0 bytes are the row form of `QuantizedTensor.fromBytes`;
- * `locate` gives the file range of float tensors stored as served (the loader reads those straight into native
- * memory). For
+ * `locate` gives the file range of float, Q8_0 and Q4_0 tensors stored as served (the loader reads those straight
+ * into native memory, and a tensor-parallel rank only its slice). For
  * architecture `llama` the q_proj / k_proj rows (weights and biases) are put back in Hugging Face's order (see the
  * file header; n_head = config.numHeads for q, config.numKvHeads for k). The file stays owned by the caller: close it
  * after loading.
@@ -1648,7 +1648,7 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
     locate(name: string) {
       const g = ggufName(name, 'locate');
       const t = checked(g);
-      if (heads(g) !== null || !(t.typeName === 'F32' || t.typeName === 'F16' || t.typeName === 'BF16')) return null;
+      if (heads(g) !== null || !['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'].includes(t.typeName)) return null;
       return Object.freeze({ path: file.path, offset: t.offset, byteLength: t.byteLength });
     },
     read(name: string): Uint8Array {

@@ -20,6 +20,7 @@
  * `quantize` turns every Linear weight except lm_head into a quantized format (lm_head and the embedding table stay
  * float, as llama.cpp and the GPTQ/AWQ toolchains keep them at higher precision).
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { DTYPE_SIZE, isFloat, type FloatDType } from '../dtype.js';
 import { device as resolveDevice, type DeviceSpec } from '../device.js';
 import { LlmKernelsError, rangeError, typeError } from '../errors.js';
@@ -44,8 +45,9 @@ export interface WeightSource {
   info(name: string): { readonly dtype: string; readonly shape: readonly number[] };
   read(name: string): Uint8Array;
   /**
-   * Where the tensor's bytes lie in a file, if they are stored as is (safetensors): the loader then reads them
-   * straight into native memory (`Tensor.fromFile`) and converts there, instead of through a JS buffer.
+   * Where the tensor's bytes lie in a file, if they are stored as is (safetensors; GGUF float and q8_0/q4_0
+   * tensors): the loader then reads them straight into native memory (`Tensor.fromFile`) and converts there,
+   * instead of through a JS buffer, and a tensor-parallel rank reads only its slice.
    */
   locate?(name: string): { readonly path: string; readonly offset: number; readonly byteLength: number } | null;
 }
@@ -221,20 +223,44 @@ export class LlamaForCausalLM {
       return out;
     };
     // Quantized row form: each row is a run of blocks (32 elements for q8_0/q4_0, G for q4_gG), so a column
-    // slice must start and end on block boundaries.
-    const sliceQuant = (bytes: Uint8Array, format: QuantFormat, N: number, K: number, sl: Slice, name: string): Uint8Array => {
-      if (!sl) return bytes;
+    // slice must start and end on block boundaries. The slice as byte ranges [start, length) of the row form.
+    const quantRanges = (format: QuantFormat, N: number, K: number, sl: Slice, name: string): [number, number][] => {
       const { r, k } = sliceDims(N, K, sl);
       const rowBytes = rowFormBytes(format, 1, K);
-      if (k[0] === 0 && k[1] === K) return bytes.subarray(r[0] * rowBytes, r[1] * rowBytes);
+      if (k[0] === 0 && k[1] === K) return [[r[0] * rowBytes, (r[1] - r[0]) * rowBytes]];
       const B = format === 'i8_pc' ? 0 : groupSize(format, K);
       if (!B || k[0] % B !== 0 || (k[1] % B !== 0 && k[1] !== K))
         throw new LlmKernelsError('ERR_UNSUPPORTED', `${fn}: ${name}: a ${format} weight cannot be split at column ${k[0] % B !== 0 ? k[0] : k[1]} (blocks of ${B || K}); use fewer ranks`);
       const blockBytes = rowFormBytes(format, 1, B);
       const b0 = (k[0] / B) * blockBytes, b1 = Math.ceil(k[1] / B) * blockBytes;
-      const out = new Uint8Array((r[1] - r[0]) * (b1 - b0));
-      for (let i = r[0]; i < r[1]; i++) out.set(bytes.subarray(i * rowBytes + b0, i * rowBytes + b1), (i - r[0]) * (b1 - b0));
+      return Array.from({ length: r[1] - r[0] }, (_, i) => [(r[0] + i) * rowBytes + b0, b1 - b0]);
+    };
+    const gather = (ranges: [number, number][], from: (start: number, length: number, into: Uint8Array) => void): Uint8Array => {
+      const out = new Uint8Array(ranges.reduce((a, [, n]) => a + n, 0));
+      let o = 0;
+      for (const [start, n] of ranges) from(start, n, out.subarray(o, (o += n)));
       return out;
+    };
+    const sliceQuant = (bytes: Uint8Array, format: QuantFormat, N: number, K: number, sl: Slice, name: string): Uint8Array => {
+      if (!sl) return bytes;
+      const ranges = quantRanges(format, N, K, sl, name);
+      if (ranges.length === 1) return bytes.subarray(ranges[0]![0], ranges[0]![0] + ranges[0]![1]);
+      return gather(ranges, (start, n, into) => into.set(bytes.subarray(start, start + n)));
+    };
+    // The slice straight from the file (GGUF tensors stored as served): only this rank's bytes are read.
+    const readQuantSlice = (at: { path: string; offset: number }, format: QuantFormat, N: number, K: number, sl: Slice, name: string): Uint8Array => {
+      const fd = openSync(at.path, 'r');
+      try {
+        return gather(quantRanges(format, N, K, sl, name), (start, n, into) => {
+          for (let done = 0; done < n; ) {
+            const got = readSync(fd, into, done, n - done, at.offset + start + done);
+            if (got <= 0) throw new LlmKernelsError('ERR_MODEL_FORMAT', `${fn}: ${name}: ${at.path} ended before byte ${at.offset + start + done}`);
+            done += got;
+          }
+        });
+      } finally {
+        closeSync(fd);
+      }
     };
     const rowsOf = (prefix: string, N: number, K: number, quantizable = true, sl: Slice = null): Rows => {
       if (gq && quantizable) {
@@ -261,6 +287,8 @@ export class LlamaForCausalLM {
       const { dtype } = shapeOf(name, [N, K]);
       if (dtype === 'Q8_0' || dtype === 'Q4_0') {
         const qf = dtype === 'Q8_0' ? 'q8_0' : 'q4_0';
+        const at = sl ? source.locate?.(name) : null;
+        if (at && at.byteLength === rowFormBytes(qf, N, K)) return { kind: 'quant', format: qf, bytes: readQuantSlice(at, qf, N, K, sl, name) };
         return { kind: 'quant', format: qf, bytes: sliceQuant(source.read(name), qf, N, K, sl, name) };
       }
       const at = FILE_DTYPES[dtype] ? source.locate?.(name) : null;

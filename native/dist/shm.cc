@@ -124,26 +124,26 @@ void wake_all(FutexWord& w) {
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-// Whether some open file description holds the lock byte (kLockBase + index) of fd's file.
-// Returns 1 held, 0 free, -1 error.
-int lock_held(int fd, int index) {
+// The lock byte of rank `index`: a one-byte write lock at kLockBase + index.
+struct flock lock_byte(int index) {
   struct flock fl;
   std::memset(&fl, 0, sizeof fl);
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = kLockBase + index;
   fl.l_len = 1;
+  return fl;
+}
+
+// Whether some open file description holds rank `index`'s lock byte. Returns 1 held, 0 free, -1 error.
+int lock_held(int fd, int index) {
+  struct flock fl = lock_byte(index);
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return -1;
   return fl.l_type == F_UNLCK ? 0 : 1;
 }
 
 bool take_lock(int fd, int index) {
-  struct flock fl;
-  std::memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = kLockBase + index;
-  fl.l_len = 1;
+  struct flock fl = lock_byte(index);
   return fcntl(fd, F_OFD_SETLK, &fl) == 0;
 }
 

@@ -724,12 +724,15 @@ describe('the Llama bridge on the tiny-py model', () => {
       }
     // Other tensors are not moved.
     expectBytes(f.read('blk.0.attn_v.weight'), st.read('model.layers.0.self_attn.v_proj.weight'), 'v_proj');
-    // locate: the file range of float tensors stored as served; null for the permuted q / k and for quantized ones.
+    // locate: the file range of float, q8_0 and q4_0 tensors stored as served; null for the permuted q / k.
     const v = f.info('blk.0.attn_v.weight');
     expect(src.locate('model.layers.0.self_attn.v_proj.weight')).toEqual({ path: f.path, offset: v.offset, byteLength: v.byteLength });
     expect(src.locate('model.layers.0.self_attn.q_proj.weight')).toBe(null);
     expect(src.locate('model.layers.3.self_attn.k_proj.weight')).toBe(null);
-    expect(ggufWeightSource(files.get('Q8_0')!, hfConfig).locate('model.layers.0.mlp.up_proj.weight')).toBe(null);
+    const q8 = files.get('Q8_0')!;
+    const up = q8.info('blk.0.ffn_up.weight');
+    expect(ggufWeightSource(q8, hfConfig).locate('model.layers.0.mlp.up_proj.weight')).toEqual({ path: q8.path, offset: up.offset, byteLength: up.byteLength });
+    expect(ggufWeightSource(q8, hfConfig).locate('model.layers.0.self_attn.q_proj.weight')).toBe(null);
     expect(ggufWeightSource(files.get('Q8_0')!, hfConfig).locate('model.norm.weight')).toMatchObject({ byteLength: 1024 });
   });
 
