@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: the native tests and lk_check (every op on every available backend against its reference), then the
-// vitest suite. Ends with one line `N passed, N failed` over all three (CI reads it), and exits non-zero on any
+// `npm test`: the native tests, lk_check (every op on every available backend against its reference) and
+// lk_dist_check (the collectives of the shm backend with 3 ranks, and of the mpi backend under mpirun when OpenMPI is
+// installed), then the vitest suite. Ends with one line `N passed, N failed` over all three (CI reads it), and exits non-zero on any
 // failure. Runs the tools from build/tools (built by `npm install`).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,6 +41,16 @@ for (const tool of ['lk_native_tests', 'lk_check']) {
     process.stdout.write(`${tool}: not built (${p}); run npm install\n`);
     failed += 1;
   }
+}
+const distCheck = join(root, 'build', 'tools', 'lk_dist_check');
+if (existsSync(distCheck)) {
+  run('lk_dist_check shm', distCheck, ['--backend', 'shm', '--world', '3']);
+  if (spawnSync('mpirun', ['--version']).status === 0)
+    run('lk_dist_check mpi', 'mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', distCheck, '--backend', 'mpi']);
+  else process.stdout.write('\nlk_dist_check mpi: skipped (no mpirun: apt-get install openmpi-bin)\n');
+} else {
+  process.stdout.write(`lk_dist_check: not built (${distCheck}); run npm install\n`);
+  failed += 1;
 }
 run('vitest', process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...process.argv.slice(2)]);
 

@@ -189,10 +189,25 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
     throw e;
   }
   const inf = native.distInfo(id);
-  return new ProcessGroup(id, { ...r, rank: inf.rank, worldSize: inf.worldSize, backend: inf.backend as DistBackend });
+  const pg = new ProcessGroup(id, { ...r, rank: inf.rank, worldSize: inf.worldSize, backend: inf.backend as DistBackend });
+  if (pg.backend === 'mpi') closeAtExit(pg);
+  return pg;
 }
 
 const KIND = { allReduce: 1, allGather: 2, reduceScatter: 3, broadcast: 4 } as const;
+
+// MPI must be finalized before the process exits (mpirun reports a rank that did not as an abnormal termination):
+// groups still open at exit are closed then.
+const openMpiGroups = new Set<ProcessGroup>();
+let exitHook = false;
+function closeAtExit(pg: ProcessGroup): void {
+  openMpiGroups.add(pg);
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const g of [...openMpiGroups]) g.close();
+  });
+}
 
 /** A 32-bit FNV-1a hash of the first stack frame outside this file: the caller's call site (debug mode). */
 function callSite(): number {
@@ -388,13 +403,17 @@ export class ProcessGroup implements Disposable {
   }
 
   /**
-   * Leaves the group (idempotent). Collectives already queued still run; the other ranks see this rank as gone
-   * at their next collective (ERR_PEER_LOST).
+   * Leaves the group (idempotent): waits for the work queued on this rank's stream (collectives included, each
+   * bounded by its deadline), then closes the backend (MPI is finalized with its last group). A failure of that
+   * work stays for the next read or synchronize. Other ranks that call a collective afterwards get ERR_PEER_LOST.
+   * MPI groups still open when the process exits are closed then.
    */
   close(): void {
     if (this.#id === null) return;
-    native.distClose(this.#id);
+    const id = this.#id;
     this.#id = null;
+    openMpiGroups.delete(this);
+    native.distClose(id);
   }
 
   [Symbol.dispose](): void {

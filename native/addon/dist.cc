@@ -265,12 +265,28 @@ Napi::Value dist_barrier(const Napi::CallbackInfo& info) {
   });
 }
 
-// distClose(id): forget the group; its communicator closes once no queued collective holds it. Idempotent.
+// distClose(id): waits for the work queued on this environment's CPU stream (its collectives included; each is
+// bounded by its deadline), then closes the communicator here, on the JS thread. Closing inside the last queued
+// task instead raced with the process's exit: a script that ended right after close() could exit while another
+// thread was inside MPI_Finalize, which mpirun reports as an abnormal termination. Idempotent.
 Napi::Value dist_close(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const auto id = static_cast<uint32_t>(parse_int(env, info[0], "close", "group", 1, UINT32_MAX));
-    groups_of(env).groups.erase(id);
+    DistGroups& gs = groups_of(env);
+    auto it = gs.groups.find(id);
+    if (it == gs.groups.end()) return env.Undefined();
+    std::shared_ptr<DistGroup> g = std::move(it->second);
+    gs.groups.erase(it);
+    Stream* stream = nullptr;
+    check(env, stream_for(Device{}, &stream, owner_of(env)));
+    stream->drain();  // the queued tasks drop their references to g as they finish
+    std::unique_ptr<Communicator> comm;
+    {
+      std::lock_guard<std::mutex> lock(g->mu);
+      if (!g->opening) comm = std::move(g->comm);  // still opening: its thread finishes, and g goes with it
+    }
+    comm.reset();
     return env.Undefined();
   });
 }

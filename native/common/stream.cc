@@ -170,6 +170,12 @@ class CpuStream final : public Stream {
     return sticky_.take(owner);
   }
 
+  void drain() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    const uint64_t target = submitted_;
+    done_cv_.wait(lock, [&] { return completed_.load(std::memory_order_acquire) >= target; });
+  }
+
  private:
   // Queues t; returns whether the executor sleeps and must be woken (after the lock is released). Holds mu_.
   bool enqueue_locked(std::unique_ptr<Task> t) {
@@ -321,6 +327,15 @@ class CudaStream final : public Stream {
     std::lock_guard<std::mutex> lock(mu_);
     Status mine = sticky_.take(owner);
     return mine.ok() ? s : mine;
+  }
+
+  void drain() override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const uint64_t target = submitted_;
+      idle_cv_.wait(lock, [&] { return completed_ >= target; });
+    }
+    (void)cuda_synchronize(index_);  // a device error stays for the next synchronize (the driver keeps it)
   }
 
  private:

@@ -50,6 +50,8 @@ class Stream {
   virtual void submit_host(HostTask task, Owner owner) = 0;
   // Blocks the caller until everything submitted has finished; returns (and clears) the owner's sticky error.
   virtual Status synchronize(Owner owner) = 0;
+  // Blocks until everything submitted has finished, leaving the sticky errors for the next synchronize.
+  virtual void drain() = 0;
 };
 
 // The stream of a device (for the CPU: of `owner`'s environment), created on first use. Code::device if the device

@@ -2,9 +2,11 @@
 // rank that stops calling, a rank that never joins, and ranks whose calls do not match. The survivors must fail
 // with ERR_PEER_LOST / ERR_TIMEOUT / ERR_COLLECTIVE_MISMATCH within the deadline + 2 s, later calls must throw at
 // once, and no process may be left behind.
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../lib/random.js';
-import { alive, killAll, startRanks, until, type RankRun } from '../helpers/ranks.js';
+import { alive, FIXTURES, killAll, startRanks, until, type RankRun } from '../helpers/ranks.js';
 
 type Line = { rank: number; pid?: number; code?: string; message?: string; at?: number; laterCall?: string; ok?: boolean; stalled?: boolean };
 const lines = (r: RankRun) => r.lines as unknown as Line[];
@@ -109,6 +111,65 @@ describe('mismatched calls', () => {
       } finally {
         await killAll(runs);
       }
+    }
+  }, 60_000);
+});
+
+const haveMpi = spawnSync('mpirun', ['--version']).status === 0;
+
+describe('the mpi backend under mpirun', () => {
+  // Under the ASan suite the ranks need libasan preloaded, mpirun itself does not.
+  const { LD_PRELOAD, ...env } = process.env;
+  const mpirun = (mode: string, extra: Record<string, string>) =>
+    spawn(
+      'mpirun',
+      ['--allow-run-as-root', '--oversubscribe', '-np', '2', ...(LD_PRELOAD ? ['-x', `LD_PRELOAD=${LD_PRELOAD}`] : []), process.execPath, join(FIXTURES, 'fault-rank.mjs')],
+      { env: { ...env, LK_MODE: mode, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+  const collect = (p: ReturnType<typeof mpirun>) => {
+    const lines: Line[] = [];
+    let buf = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) {
+        try {
+          lines.push(JSON.parse(buf.slice(0, nl)) as Line);
+        } catch {
+          // mpirun's own messages
+        }
+      }
+    });
+    const exited = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
+    return { lines, exited };
+  };
+
+  it.skipIf(!haveMpi)('mismatched counts: both ranks fail with ERR_COLLECTIVE_MISMATCH and exit cleanly (needs OpenMPI)', async () => {
+    const p = mpirun('count', {});
+    const { lines, exited } = collect(p);
+    expect(await exited).toBe(0);
+    for (const r of [0, 1]) {
+      const err = lines.find((l) => l.rank === r && l.code);
+      expect(err?.code, JSON.stringify(lines)).toBe('ERR_COLLECTIVE_MISMATCH');
+      expect(err!.message).toMatch(/rank 0: allReduce #1 \(sum, 10 x f32\).*rank 1: allReduce #1 \(sum, 11 x f32\)/);
+      expect(lines.find((l) => l.rank === r && l.laterCall)?.laterCall).toBe('ERR_COLLECTIVE_MISMATCH');
+    }
+  }, 60_000);
+
+  it.skipIf(!haveMpi)('a rank that stops calling: the other gets ERR_TIMEOUT within the deadline + 2 s (needs OpenMPI)', async () => {
+    const timeoutMs = 1500;
+    const p = mpirun('stall', { LK_TIMEOUT_MS: String(timeoutMs) });
+    const { lines, exited } = collect(p);
+    try {
+      await until(() => lines.some((l) => l.stalled), 30_000, 'rank 1 to stall');
+      const stalledAt = Date.now();
+      await until(() => lines.some((l) => l.rank === 0 && l.laterCall), timeoutMs + 10_000, 'rank 0 to report');
+      const err = lines.find((l) => l.rank === 0 && l.code)!;
+      expect(err.code, err.message).toBe('ERR_TIMEOUT');
+      expect(err.at! - stalledAt).toBeLessThanOrEqual(timeoutMs + 2000);
+      expect(lines.find((l) => l.rank === 0 && l.laterCall)!.laterCall).toBe('ERR_TIMEOUT');
+    } finally {
+      p.kill('SIGTERM');
+      await exited;
     }
   }, 60_000);
 });
