@@ -50,11 +50,13 @@ const busbw = (bytes, us) => (2 * (R - 1) / R) * bytes / (us * 1e-6) / 1e9;
 const col = (e) => (e ? `${e.us.toFixed(1).padStart(9)} ${busbw(e.bytes, e.us).toFixed(2).padStart(6)} ${(busbw(e.bytes, e.us) / roof.readGBs).toFixed(2).padStart(5)}` : '        -      -     -');
 const human = (b) => (b >= 1 << 20 ? `${b >> 20} MiB` : `${b >> 10} KiB`);
 console.log(`\nall-reduce, f32 in place, R = 2 (us per call; bus GB/s; fraction of the read probe)`);
-console.log(`${'size'.padEnd(8)} | ${'shm us'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | ${'mpi us'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | ${'MPI_Allr'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | shm vs MPI_Allreduce`);
+console.log('shm and mpi: our backends through the Node API (enqueued back to back on the CPU stream, as a model step');
+console.log('issues them); MPI_Allreduce: Open MPI called from C++ (lk_dist_check --bench-raw), no Node in the path.');
+console.log(`${'size'.padEnd(8)} | ${'shm us'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | ${'mpi us'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | ${'MPI_Allr'.padStart(9)} ${'GB/s'.padStart(6)} ${'roof'.padStart(5)} | shm speed-up vs mpi, vs MPI_Allreduce`);
 for (const e of results.shm?.sizes ?? []) {
   const m = results.mpi?.sizes?.find((x) => x.bytes === e.bytes);
   const raw = results.mpiRaw?.sizes?.find((x) => x.bytes === e.bytes);
-  console.log(`${human(e.bytes).padEnd(8)} | ${col(e)} | ${col(m)} | ${col(raw)} | ${raw ? `${(raw.us / e.us).toFixed(2)}x` : '-'}`);
+  console.log(`${human(e.bytes).padEnd(8)} | ${col(e)} | ${col(m)} | ${col(raw)} | ${m ? `${(m.us / e.us).toFixed(2)}x` : '-'}, ${raw ? `${(raw.us / e.us).toFixed(2)}x` : '-'}`);
 }
 
 // 2. tensor-parallel decode
