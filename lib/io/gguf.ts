@@ -1568,8 +1568,13 @@ export interface GgufWeightSource extends WeightSource {
   info(name: string): { readonly dtype: GgufTensorType; readonly shape: readonly number[] };
   /** The bytes, in Hugging Face's layout (q/k rows un-permuted for architecture llama). */
   read(name: string): Uint8Array;
-  /** Where a float tensor (F32 / F16 / BF16) that is stored as served lies in the file, for direct reads into native
-   * memory; null for quantized tensors and for permuted q / k tensors (read those with `read`). */
+  /**
+   * Rows [r0, r1) of a 2-D tensor, in Hugging Face's layout, reading only them from the file (a tensor-parallel
+   * rank's heads). For a permuted q / k tensor the range must cover whole heads (the permutation is within a head).
+   */
+  readRows(name: string, rows: readonly [number, number]): Uint8Array;
+  /** Where a tensor (F32 / F16 / BF16 / Q8_0 / Q4_0) that is stored as served lies in the file, for direct reads into
+   * native memory; null for permuted q / k tensors (read those with `read` or `readRows`). */
   locate(name: string): { readonly path: string; readonly offset: number; readonly byteLength: number } | null;
 }
 
@@ -1654,23 +1659,40 @@ export function ggufWeightSource(file: GgufFile, config: LlamaConfig): GgufWeigh
     read(name: string): Uint8Array {
       const g = ggufName(name, 'read');
       const t = checked(g);
-      const bytes = file.read(g);
-      const nHead = heads(g);
-      if (nHead === null) return bytes;
-      const rows = t.shape[0]!;
-      if (rows !== nHead * config.headDim || config.headDim % 2 !== 0)
-        throw formatError(
-          src,
-          `${nHead} heads x head_dim ${config.headDim} = ${nHead * config.headDim} rows`,
-          `tensor ${q(g)}`,
-          `${rows} rows (shape [${t.shape.join(', ')}])`,
-          true,
-        );
-      if (t.dims.length === 1 && !(t.typeName === 'F32' || t.typeName === 'F16' || t.typeName === 'BF16'))
-        throw unsupported(src, 'a float type for a 1-D q/k tensor (its rows are permuted element by element)', `tensor ${q(g)}`, t.typeName);
-      return llamaQkPermute(bytes, rows, nHead, true);
+      return unpermute(g, t, file.read(g), 0, t.shape[0] ?? 1);
+    },
+    readRows(name: string, rows: readonly [number, number]): Uint8Array {
+      const g = ggufName(name, 'readRows');
+      const t = checked(g);
+      const n = t.shape[0]!;
+      const [r0, r1] = Array.isArray(rows) ? rows : [NaN, NaN];
+      if (t.shape.length !== 2 || !Number.isInteger(r0) || !Number.isInteger(r1) || r0! < 0 || r0! > r1! || r1! > n)
+        throw rangeError(expected('GgufWeightSource.readRows', `rows [r0, r1) within the ${n} rows of 2-D tensor ${q(name)}`, 'rows', `[${String(rows)}]`, true));
+      const rowBytes = t.byteLength / n;
+      return unpermute(g, t, file.readRange(g, r0! * rowBytes, (r1! - r0!) * rowBytes), r0!, r1!);
     },
   };
+
+  // Rows [r0, r1) of tensor g as stored -> Hugging Face's order (q / k of architecture llama; others as they are).
+  function unpermute(g: string, t: GgufTensorInfo, bytes: Uint8Array, r0: number, r1: number): Uint8Array {
+    const nHead = heads(g);
+    if (nHead === null) return bytes;
+    const rows = t.shape[0]!;
+    if (rows !== nHead * config.headDim || config.headDim % 2 !== 0)
+      throw formatError(
+        src,
+        `${nHead} heads x head_dim ${config.headDim} = ${nHead * config.headDim} rows`,
+        `tensor ${q(g)}`,
+        `${rows} rows (shape [${t.shape.join(', ')}])`,
+        true,
+      );
+    if (t.dims.length === 1 && !(t.typeName === 'F32' || t.typeName === 'F16' || t.typeName === 'BF16'))
+      throw unsupported(src, 'a float type for a 1-D q/k tensor (its rows are permuted element by element)', `tensor ${q(g)}`, t.typeName);
+    const D = config.headDim;
+    if (r0 % D !== 0 || r1 % D !== 0)
+      throw rangeError(expected('GgufWeightSource.readRows', `whole heads of ${D} rows of ${q(g)} (its rows are permuted within each head)`, 'rows', `[${r0}, ${r1}]`, true));
+    return llamaQkPermute(bytes, r1 - r0, (r1 - r0) / D, true);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
-import { LlmKernelsError, typeError } from '../errors.js';
+import { LlmKernelsError, rangeError, typeError } from '../errors.js';
 import { expected } from '../validate.js';
 
 import type { GgufFile } from './gguf.js';
@@ -284,23 +284,36 @@ export abstract class TensorFile<Info extends TensorFileInfo> {
    * const w = bf16ToF32(f.read('model.norm.weight')); // Float32Array(256)
    */
   read(name: string): Uint8Array {
+    this.#live('read');
+    return this.readRange(name, 0, this.info(name).byteLength);
+  }
+
+  /**
+   * `length` bytes of a tensor from byte `start` of its data (a tensor-parallel rank's rows), read from the file
+   * alone: nothing else of the tensor is read.
+   * @throws {RangeError} a range outside the tensor's bytes
+   * @throws {LlmKernelsError} ERR_DISPOSED, ERR_MODEL_FORMAT (a read error or a truncated file)
+   */
+  readRange(name: string, start: number, length: number): Uint8Array {
     const fd = this.#live('read');
     const t = this.info(name);
     this.checkReadable(t);
-    if (t.byteLength > bufferConstants.MAX_LENGTH)
-      throw unsupported(this.path, `a tensor of at most ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer)`, `tensor ${q(name)}`, `${t.byteLength} bytes`);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > t.byteLength)
+      throw rangeError(expected(`${this.constructor.name}.readRange`, `a range within the ${t.byteLength} bytes of tensor ${q(name)}`, 'start, length', `${start}, ${length}`, true));
+    if (length > bufferConstants.MAX_LENGTH)
+      throw unsupported(this.path, `a tensor of at most ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer)`, `tensor ${q(name)}`, `${length} bytes`);
     // Unpooled and not zero-filled (every byte is read or the call throws); returned as a plain Uint8Array, whose
     // slice() copies, unlike a Buffer's.
-    const slow = Buffer.allocUnsafeSlow(t.byteLength);
+    const slow = Buffer.allocUnsafeSlow(length);
     const buf = new Uint8Array(slow.buffer, slow.byteOffset, slow.length);
     let got: number;
     try {
-      got = readFully(fd, buf, t.offset);
+      got = readFully(fd, buf, t.offset + start);
     } catch (e) {
       throw new LlmKernelsError('ERR_MODEL_FORMAT', expected(this.path, 'a readable file', `tensor ${q(name)}`, errnoText(e), true), { cause: e });
     }
-    if (got !== t.byteLength)
-      throw formatError(this.path, `${t.byteLength} bytes at file offset ${t.offset}`, `tensor ${q(name)}`, `${got} (the file is truncated)`, true);
+    if (got !== length)
+      throw formatError(this.path, `${length} bytes at file offset ${t.offset + start}`, `tensor ${q(name)}`, `${got} (the file is truncated)`, true);
     return buf;
   }
 

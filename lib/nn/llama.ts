@@ -50,6 +50,11 @@ export interface WeightSource {
    * instead of through a JS buffer, and a tensor-parallel rank reads only its slice.
    */
   locate?(name: string): { readonly path: string; readonly offset: number; readonly byteLength: number } | null;
+  /**
+   * Rows [r0, r1) of a 2-D tensor, read alone (GGUF: its permuted q / k rows too, by whole heads): a tensor-parallel
+   * rank's row slice of a tensor that `locate` cannot place.
+   */
+  readRows?(name: string, rows: readonly [number, number]): Uint8Array;
 }
 
 /** Progress of a model load: `done` of `total` weights, the last one's name and what happened to it. */
@@ -289,6 +294,7 @@ export class LlamaForCausalLM {
         const qf = dtype === 'Q8_0' ? 'q8_0' : 'q4_0';
         const at = sl ? source.locate?.(name) : null;
         if (at && at.byteLength === rowFormBytes(qf, N, K)) return { kind: 'quant', format: qf, bytes: readQuantSlice(at, qf, N, K, sl, name) };
+        if (sl && !sl.cols && sl.rows && source.readRows) return { kind: 'quant', format: qf, bytes: source.readRows(name, sl.rows) };
         return { kind: 'quant', format: qf, bytes: sliceQuant(source.read(name), qf, N, K, sl, name) };
       }
       const at = FILE_DTYPES[dtype] ? source.locate?.(name) : null;
@@ -304,6 +310,7 @@ export class LlamaForCausalLM {
             : Array.from({ length: r[1] - r[0] }, (_, i) => ({ path: at.path, offset: at.offset + ((r[0] + i) * K + k[0]) * es, byteLength: (k[1] - k[0]) * es }));
         return { kind: 'file', dtype: FILE_DTYPES[dtype]!, segments };
       }
+      if (sl && !sl.cols && sl.rows && source.readRows) return { kind: 'float', data: toF32(fn, name, dtype, source.readRows(name, sl.rows)) };
       return { kind: 'float', data: sliceFloat(read(name, [N, K]), N, K, sl) };
     };
     // File rows: read into native memory, widened to f32 there (the cast op), moved to the device.

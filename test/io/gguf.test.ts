@@ -733,6 +733,18 @@ describe('the Llama bridge on the tiny-py model', () => {
     const up = q8.info('blk.0.ffn_up.weight');
     expect(ggufWeightSource(q8, hfConfig).locate('model.layers.0.mlp.up_proj.weight')).toEqual({ path: q8.path, offset: up.offset, byteLength: up.byteLength });
     expect(ggufWeightSource(q8, hfConfig).locate('model.layers.0.self_attn.q_proj.weight')).toBe(null);
+    // readRows: a rank's heads read alone, un-permuted within each head, equal to the same rows of read().
+    const D = hfConfig.headDim;
+    for (const [source, label] of [[src, 'float'], [ggufWeightSource(q8, hfConfig), 'Q8_0']] as const)
+      for (const name of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.self_attn.k_proj.weight', 'model.layers.0.mlp.up_proj.weight']) {
+        const all = source.read(name);
+        const rows = source.info(name).shape[0]!;
+        const rowBytes = all.byteLength / rows;
+        const got = source.readRows(name, [D, 2 * D]);
+        expectBytes(got, all.subarray(D * rowBytes, 2 * D * rowBytes), `${label} readRows ${name}`);
+      }
+    expect(() => src.readRows('model.layers.0.self_attn.q_proj.weight', [1, D + 1])).toThrow(/whole heads of/);
+    expect(() => src.readRows('model.layers.0.self_attn.q_proj.weight', [0, 1e9])).toThrow(RangeError);
     expect(ggufWeightSource(files.get('Q8_0')!, hfConfig).locate('model.norm.weight')).toMatchObject({ byteLength: 1024 });
   });
 
