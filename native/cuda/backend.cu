@@ -37,15 +37,6 @@ const char* op_limits(const OpArgs& a) {
     case OpId::kv_copy_blocks: return "kv_copy_blocks: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     case OpId::paged_attention_decode: return "paged_attention_decode: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     case OpId::paged_attention_prefill: return "paged_attention_prefill: no CUDA kernel yet; keep the KV cache on device 'cpu'";
-    // The layer ops (lib/nn) run on the CPU until their CUDA kernels land (layers.cu).
-    case OpId::embedding: return "embedding: no CUDA kernel yet; run the model on device 'cpu'";
-    case OpId::rms_norm: return "rms_norm: no CUDA kernel yet; run the model on device 'cpu'";
-    case OpId::add_rms_norm: return "add_rms_norm: no CUDA kernel yet; run the model on device 'cpu'";
-    case OpId::rope: return "rope: no CUDA kernel yet; run the model on device 'cpu'";
-    case OpId::silu_mul: return "silu_mul: no CUDA kernel yet; run the model on device 'cpu'";
-    case OpId::layer_norm: return "layer_norm: no CUDA kernel yet; use device 'cpu'";
-    case OpId::gelu: return "gelu: no CUDA kernel yet; use device 'cpu'";
-    case OpId::silu: return "silu: no CUDA kernel yet; use device 'cpu'";
     default: return nullptr;
   }
 }

@@ -1,15 +1,20 @@
 // emu_check: runs the CUDA kernels' own source on the CPU, under emu.h, against the references: every case of
 // op_cases() plus extra add/mul/matmul shapes that reach the grid-stride wrap-around and the unrolled GEMV loop,
 // three ways each: aligned pointers and 1 "SM" (long grid-stride loops), aligned and 132 SMs, and every pointer
-// one element off (the scalar paths). Exact ops are compared bit for bit (two NaNs equal), matmul with
-// tolerance(); guard bytes around every output must stay untouched.
+// one element off (the scalar paths). Exact ops are compared bit for bit (two NaNs equal), the others (matmul, the
+// layer ops) with tolerance(), exactly as lk_check; guard bytes around every output must stay untouched. A case's
+// init_inputs / init_outputs hooks run as in lk_check (valid ids, positions, frequencies). Ops whose CUDA kernel
+// answers unsupported (refused by backend.cu's supports()) are reported as skipped.
 //   emu_check                 all ops
 //   emu_check OP              one op
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
 //                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s)
 // What it cannot show: anything about the hardware (the cvt instructions themselves, timing, memory ordering,
-// launch limits, occupancy). It does check indexing, guards, tails, vector and scalar paths, the block and warp
-// reductions and the host launch logic. Build and run: native/cuda/emu/run.sh [args].
+// launch limits, occupancy), nor the accuracy of the device's expf/erff/tanhf/sincosf (the emulation calls the
+// host's libm; the layer ops' tolerances leave room for CUDA's documented 1-2 ulp). It does check indexing, guards,
+// tails, vector and scalar paths, the block and warp reductions and the host launch logic.
+// Build and run: native/cuda/emu/run.sh [args].
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -219,6 +224,72 @@ int check_conversions() {
   return bad16 || badbf || bad_widen ? 1 : 0;
 }
 
+// Data-dependent errors that a kernel cannot report (layers.cu): an embedding id outside [0, V) and a negative rope
+// position must read nothing out of bounds (ids far outside the table would fault the emulation) and write their
+// rows as NaN; the other rows are as usual and guard bytes stay untouched. Returns the number of failures.
+int check_bad_indices(OpId op) {
+  if (op != OpId::embedding && op != OpId::rope) return 0;
+  const bool emb = op == OpId::embedding;
+  const int64_t T = 6, E = 37, H = 2, D = 8;
+  std::vector<TensorSpec> ins = emb ? std::vector<TensorSpec>{{DType::f32, {5, E}}, {DType::i32, {T}}}
+                                    : std::vector<TensorSpec>{{DType::f32, {T, H, D}}, {DType::i32, {T}}, {DType::f32, {D / 2}}};
+  const TensorSpec out = emb ? TensorSpec{DType::f32, {T, E}} : TensorSpec{DType::f32, {T, H, D}};
+  std::vector<Buffer> in;
+  for (const TensorSpec& s : ins) {
+    in.push_back(make_buffer(s, 0));
+    fill_random(in.back().v.data, s.dtype, in.back().v.numel(), false);
+  }
+  const int32_t bad_ids[T] = {0, -1, 5, 4, INT32_MAX, INT32_MIN};  // V = 5
+  const int32_t bad_pos[T] = {0, -5, 7, INT32_MIN, 40000, -1};
+  int32_t* ids = static_cast<int32_t*>(in[1].v.data);
+  for (int64_t t = 0; t < T; ++t) ids[t] = emb ? bad_ids[t] : bad_pos[t];
+  if (!emb)
+    for (int64_t i = 0; i < D / 2; ++i) static_cast<float*>(in[2].v.data)[i] = std::pow(10000.f, -2.f * i / D);
+  Buffer y = make_buffer(out, 0), want = make_buffer(out, 0);
+  std::vector<TensorView> iv;
+  for (auto& b : in) iv.push_back(b.v);
+  OpArgs a;
+  a.op = op;
+  a.in = iv.data();
+  a.n_in = static_cast<int32_t>(iv.size());
+  a.n_out = 1;
+  a.out = &y.v;
+  const Status se = run_emulated(a);
+  // The good rows from the reference, with every bad id / position replaced by a valid one.
+  for (int64_t t = 0; t < T; ++t)
+    if (emb ? (ids[t] < 0 || ids[t] >= 5) : ids[t] < 0) ids[t] = 0;
+  a.out = &want.v;
+  const Status sr = kernel_table(Backend::ref)[static_cast<int>(op)].run(a);
+  int bad = 0;
+  if (!se.ok() || !sr.ok()) {
+    printf("FAIL %s bad-index check: emulated: %s; ref: %s\n", op_info(op).name, se.message().c_str(), sr.message().c_str());
+    return 1;
+  }
+  const int64_t row = emb ? E : H * D;
+  const float* g = static_cast<const float*>(y.v.data);
+  const float* r = static_cast<const float*>(want.v.data);
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t id = emb ? bad_ids[t] : bad_pos[t];
+    const bool bad_row = emb ? (id < 0 || id >= 5) : id < 0;
+    for (int64_t e = 0; e < row; ++e) {
+      const float x = g[t * row + e], w = r[t * row + e];
+      const bool ok = bad_row ? std::isnan(x) : std::fabs(x - w) <= 1e-5f * (std::fabs(w) + 1.f);
+      if (!ok && bad++ < 3)
+        printf("  %s bad-index check: token %lld (index %d) [%lld]: got %g, want %s\n", op_info(op).name, (long long)t, id,
+               (long long)e, x, bad_row ? "NaN" : std::to_string(w).c_str());
+    }
+  }
+  const uint8_t* gb = static_cast<const uint8_t*>(y.v.data);
+  for (int i = 1; i <= kGuardBytes; ++i)
+    if (gb[-i] != kGuard || gb[y.v.nbytes() + i - 1] != kGuard) {
+      printf("  %s bad-index check: guard bytes written\n", op_info(op).name);
+      ++bad;
+      break;
+    }
+  printf("%-7s bad-index check (ids/positions out of range -> NaN rows): %s\n", op_info(op).name, bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,6 +301,7 @@ int main(int argc, char** argv) {
     if (only && std::string(only) != op_info(op).name) continue;
     std::vector<OpCase> cs = op_cases(op);
     add_extra_cases(op, cs);
+    int skipped = 0;
     for (const OpCase& c : cs)
       for (int variant = 0; variant < 3; ++variant) {
         g_sms = variant == 1 ? 132 : 1;
@@ -247,6 +319,14 @@ int main(int argc, char** argv) {
         for (auto& b : in) iv.push_back(b.v);
         for (auto& b : out_ref) rv.push_back(b.v);
         for (auto& b : out_emu) ev.push_back(b.v);
+        // Structured inputs (embedding's ids, rope's positions and frequencies) and in-place outputs, as lk_check
+        // sets them up; the emulated outputs start from the same bytes as the reference's.
+        const uint64_t seed = 1000003ull * static_cast<uint64_t>(oi) + runs;
+        if (c.init_inputs) c.init_inputs(iv, seed);
+        if (c.init_outputs) {
+          c.init_outputs(rv, seed + 1);
+          c.init_outputs(ev, seed + 1);
+        }
         OpArgs a;
         a.op = op;
         a.in = iv.data();
@@ -258,6 +338,11 @@ int main(int argc, char** argv) {
         a.out = ev.data();
         const Status se = run_emulated(a);
         ++runs;
+        if (se.code() == Code::unsupported) {  // backend.cu's supports() refuses the op: no CUDA kernel yet
+          if (!skipped++) printf("%-7s skipped: %s\n", op_info(op).name, se.message().c_str());
+          --runs;
+          continue;
+        }
         if (!sr.ok() || !se.ok()) {
           printf("FAIL %s v%d: ref: %s; emulated: %s\n", c.name.c_str(), variant, sr.message().c_str(),
                  se.message().c_str());
@@ -271,6 +356,7 @@ int main(int argc, char** argv) {
           printf("FAIL %s v%d (%d bad)\n", c.name.c_str(), variant, bad);
         }
       }
+    if (!skipped) failures += check_bad_indices(op);
     printf("%-7s done: %d runs so far, %d failures\n", op_info(op).name, runs, failures);
     fflush(stdout);
   }
