@@ -31,10 +31,9 @@ const char* op_limits(const OpArgs& a) {
     case OpId::quant_import: return "quant_import: no CUDA kernel yet; import on the CPU and move the weight with .to()";
     case OpId::quant_export: return "quant_export: no CUDA kernel yet; move the weight to the CPU first";
     case OpId::matmul_q: return "matmul_q: no CUDA kernel yet; use device 'cpu' for quantized weights";
-    // The paged KV cache runs on the CPU until its CUDA kernels land (kv_cache.cu).
-    case OpId::cache_write: return "cache_write: no CUDA kernel yet; keep the KV cache on device 'cpu'";
+    // The rest of the paged KV cache runs on the CPU until its CUDA kernels land (kv_cache.cu; cache_write and
+    // kv_copy_blocks have theirs).
     case OpId::rope_cache_write: return "rope_cache_write: no CUDA kernel yet; keep the KV cache on device 'cpu'";
-    case OpId::kv_copy_blocks: return "kv_copy_blocks: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     case OpId::paged_attention_decode: return "paged_attention_decode: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     case OpId::paged_attention_prefill: return "paged_attention_prefill: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     default: return nullptr;

@@ -8,7 +8,8 @@
 //   emu_check                 all ops
 //   emu_check OP              one op
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
-//                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s)
+//                             through cuda_fp16/cuda_bf16's host versions of the intrinsics, and kv_quant.cuh's
+//                             f8e4m3_from_f32 against dtype.h's f32_to_f8e4m3 (~30 s)
 // What it cannot show: anything about the hardware (the cvt instructions themselves, timing, memory ordering,
 // launch limits, occupancy), nor the accuracy of the device's expf/erff/tanhf/sincosf (the emulation calls the
 // host's libm; the layer ops' tolerances leave room for CUDA's documented 1-2 ulp). It does check indexing, guards,
@@ -26,6 +27,7 @@
 #include "cpu/ref/ref.h"
 #include "cuda/kernels.h"
 #include "elementwise.cuh"  // the launch-rewritten copy (run.sh puts it first on the include path)
+#include "kv_quant.cuh"
 
 // The runtime calls the kernels' host code makes (cuda_enter, cuda_status): no device, all fine.
 extern "C" {
@@ -203,14 +205,16 @@ int compare(const OpCase& c, int variant, OpId op, const TensorView& ref, const 
 }
 
 int check_conversions() {
-  uint64_t bad16 = 0, badbf = 0;
+  uint64_t bad16 = 0, badbf = 0, bad8 = 0;
   for (uint64_t i = 0; i <= 0xffffffffull; ++i) {
     const uint32_t u = static_cast<uint32_t>(i);
     float f;
     memcpy(&f, &u, 4);
     const uint16_t h = from_f32<f16_t>(f).bits, b = from_f32<bf16_t>(f).bits;
+    const uint8_t e = f8e4m3_from_f32(f);
     if (h != f32_to_f16(f) && bad16++ < 5) printf("f16 mismatch for %08x: %04x, dtype.h %04x\n", u, h, f32_to_f16(f));
     if (b != f32_to_bf16(f) && badbf++ < 5) printf("bf16 mismatch for %08x: %04x, dtype.h %04x\n", u, b, f32_to_bf16(f));
+    if (e != f32_to_f8e4m3(f) && bad8++ < 5) printf("f8e4m3 mismatch for %08x: %02x, dtype.h %02x\n", u, e, f32_to_f8e4m3(f));
   }
   uint32_t bad_widen = 0;
   for (uint32_t v = 0; v < 65536; ++v) {
@@ -219,15 +223,19 @@ int check_conversions() {
     if (memcmp(&a, &r, 4) != 0 && !(a != a && r != r)) ++bad_widen;
     if (memcmp(&c, &q, 4) != 0) ++bad_widen;
   }
-  printf("conversions: f32->f16 %llu and f32->bf16 %llu mismatches of 2^32; f16/bf16->f32 %u of 2^16 each\n",
-         (unsigned long long)bad16, (unsigned long long)badbf, bad_widen);
-  return bad16 || badbf || bad_widen ? 1 : 0;
+  printf("conversions: f32->f16 %llu, f32->bf16 %llu and f32->f8e4m3 %llu mismatches of 2^32; f16/bf16->f32 %u of "
+         "2^16 each\n",
+         (unsigned long long)bad16, (unsigned long long)badbf, (unsigned long long)bad8, bad_widen);
+  return bad16 || badbf || bad8 || bad_widen ? 1 : 0;
 }
 
 // Data-dependent errors that a kernel cannot report (layers.cu): an embedding id outside [0, V) and a negative rope
 // position must read nothing out of bounds (ids far outside the table would fault the emulation) and write their
 // rows as NaN; the other rows are as usual and guard bytes stay untouched. Returns the number of failures.
+int check_bad_kv(OpId op);
+
 int check_bad_indices(OpId op) {
+  if (op == OpId::cache_write || op == OpId::kv_copy_blocks) return check_bad_kv(op);
   if (op != OpId::embedding && op != OpId::rope) return 0;
   const bool emb = op == OpId::embedding;
   const int64_t T = 6, E = 37, H = 2, D = 8;
@@ -287,6 +295,91 @@ int check_bad_indices(OpId op) {
       break;
     }
   printf("%-7s bad-index check (ids/positions out of range -> NaN rows): %s\n", op_info(op).name, bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
+// The KV writes' data-dependent errors (kv_cache.cu): a cache_write slot >= numBlocks * P and a kv_copy_blocks pair
+// with an id outside [0, numBlocks) must touch nothing (ids far outside the cache would fault the emulation) and be
+// skipped: the result equals the reference's with those slots set to -1 (skip) and those pairs made no-ops
+// (0 -> 0), byte for byte, kv and kv_scale (an f8e4m3 cache), guard bytes untouched. The pairs also chain
+// (0 -> 1, then 1 -> 3), which must give the in-order result. Returns the number of failures.
+int check_bad_kv(OpId op) {
+  const bool cw = op == OpId::cache_write;
+  const int64_t nb = 4, hkv = 2, P = 4, D = 40, T = 8, npairs = 6;
+  const std::vector<TensorSpec> outs = {{DType::f8e4m3, {nb, hkv, 2, P, D}}, {DType::f32, {nb, hkv, 2, P}}};
+  const std::vector<TensorSpec> ins = cw ? std::vector<TensorSpec>{{DType::f32, {T, hkv, D}}, {DType::f32, {T, hkv, D}},
+                                                                   {DType::i32, {T}}}
+                                         : std::vector<TensorSpec>{{DType::i32, {npairs, 2}}};
+  std::vector<Buffer> in;
+  for (const TensorSpec& s : ins) {
+    in.push_back(make_buffer(s, 0));
+    fill_random(in.back().v.data, s.dtype, in.back().v.numel(), false);
+  }
+  const int32_t bad_slots[T] = {0, 16, -1, INT32_MAX, 15, INT32_MIN, 3, 17};  // nb * P = 16
+  const int32_t bad_pairs[2 * npairs] = {0, 1, 4, 2, 1, -1, INT32_MIN, 3, 1, 3, INT32_MAX, 0};
+  int32_t* ids = static_cast<int32_t*>(in.back().v.data);
+  if (cw)
+    memcpy(ids, bad_slots, sizeof(bad_slots));
+  else
+    memcpy(ids, bad_pairs, sizeof(bad_pairs));
+  std::vector<Buffer> got, want;
+  for (const TensorSpec& s : outs) {
+    got.push_back(make_buffer(s, 0));
+    want.push_back(make_buffer(s, 0));
+    for (int64_t i = 0; i < got.back().v.numel(); ++i) {
+      const uint32_t r = static_cast<uint32_t>(rng());
+      if (s.dtype == DType::f32) {
+        const float f = static_cast<float>(r % 1000) * 1e-4f;
+        static_cast<float*>(got.back().v.data)[i] = f;
+        static_cast<float*>(want.back().v.data)[i] = f;
+      } else {
+        static_cast<uint8_t*>(got.back().v.data)[i] = static_cast<uint8_t>(r);
+        static_cast<uint8_t*>(want.back().v.data)[i] = static_cast<uint8_t>(r);
+      }
+    }
+  }
+  std::vector<TensorView> iv, gv, wv;
+  for (auto& b : in) iv.push_back(b.v);
+  for (auto& b : got) gv.push_back(b.v);
+  for (auto& b : want) wv.push_back(b.v);
+  OpArgs a;
+  a.op = op;
+  a.in = iv.data();
+  a.n_in = static_cast<int32_t>(iv.size());
+  a.n_out = 2;
+  a.out = gv.data();
+  const Status se = run_emulated(a);
+  // The reference with every bad slot skipped / bad pair made a no-op.
+  if (cw) {
+    for (int64_t t = 0; t < T; ++t)
+      if (ids[t] >= nb * P) ids[t] = -1;
+  } else {
+    for (int64_t p = 0; p < npairs; ++p)
+      if (ids[2 * p] < 0 || ids[2 * p] >= nb || ids[2 * p + 1] < 0 || ids[2 * p + 1] >= nb) ids[2 * p] = ids[2 * p + 1] = 0;
+  }
+  a.out = wv.data();
+  const Status sr = kernel_table(Backend::ref)[static_cast<int>(op)].run(a);
+  if (!se.ok() || !sr.ok()) {
+    printf("FAIL %s bad-index check: emulated: %s; ref: %s\n", op_info(op).name, se.message().c_str(), sr.message().c_str());
+    return 1;
+  }
+  int bad = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    const uint8_t* g = static_cast<const uint8_t*>(gv[k].data);
+    const uint8_t* w = static_cast<const uint8_t*>(wv[k].data);
+    const size_t nbytes = gv[k].nbytes();
+    for (size_t i = 0; i < nbytes; ++i)
+      if (g[i] != w[i] && bad++ < 3)
+        printf("  %s bad-index check: output %zu byte %zu: got %02x, want %02x\n", op_info(op).name, k, i, g[i], w[i]);
+    for (int i = 1; i <= kGuardBytes; ++i)
+      if (g[-i] != kGuard || g[nbytes + i - 1] != kGuard) {
+        printf("  %s bad-index check: guard bytes written\n", op_info(op).name);
+        ++bad;
+        break;
+      }
+  }
+  printf("%-7s bad-index check (%s out of range -> skipped): %s\n", op_info(op).name, cw ? "slots" : "pairs",
+         bad ? "FAILED" : "OK");
   return bad ? 1 : 0;
 }
 
