@@ -66,8 +66,16 @@ static_assert(sizeof(float) == 4, "f32 must be 4 bytes");
 static_assert(dtype_size(DType::f16) == sizeof(uint16_t) && dtype_size(DType::bf16) == sizeof(uint16_t), "half types are 2 bytes");
 static_assert(dtype_size(DType::i32) == sizeof(int32_t), "i32 is 4 bytes");
 
-inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+// Functions marked LK_HOST_DEVICE are also the device code of the CUDA kernels (kv_cache.cu's f8e4m3 stores): one
+// definition of the conversion for every backend, instead of a copy to keep in step.
+#if defined(__CUDACC__)
+#define LK_HOST_DEVICE __host__ __device__
+#else
+#define LK_HOST_DEVICE
+#endif
+
+LK_HOST_DEVICE inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+LK_HOST_DEVICE inline float f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 // f32 -> f16, round to nearest even. Handles subnormal results, overflow to Inf, and NaN (quiet bit forced, like
 // the F16C instruction vcvtps2ph).
@@ -124,7 +132,7 @@ inline float bf16_to_f32(uint16_t b) { return f32_from_bits(static_cast<uint32_t
 
 // f32 -> f8e4m3, round to nearest even, saturating: a finite value or Inf beyond 448 gives +-448 (CUDA's
 // __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)); NaN gives the NaN pattern with x's sign.
-inline uint8_t f32_to_f8e4m3(float f) {
+LK_HOST_DEVICE inline uint8_t f32_to_f8e4m3(float f) {
   const uint32_t x = f32_bits(f);
   const uint8_t sign = static_cast<uint8_t>((x >> 24) & 0x80u);
   const uint32_t ax = x & 0x7fffffffu;

@@ -12,7 +12,8 @@
 //      f8e4m3: q = f8e4m3(x * (448 / amax)),             s = amax / 448    (kv.h's kv_quantize_row)
 //    Each product and quotient is one IEEE round-to-nearest operation (__fmul_rn; '/' is IEEE division, we build
 //    without --use_fast_math / -prec-div=false), rintf is round half to even like nearbyint, and f8e4m3 goes
-//    through kv_quant.cuh's copy of dtype.h's conversion, so q and s are the reference's bits.
+//    through dtype.h's f32_to_f8e4m3 itself (a host-and-device function; sm_80 has no f8 cvt instruction), so q
+//    and s are the reference's bits.
 //  - kv_copy_blocks: raw bytes.
 //
 // Data-dependent errors: a slot >= numBlocks * P (cache_write) or a block id outside [0, numBlocks)
@@ -27,7 +28,6 @@
 #include "../common/kv.h"
 #include "elementwise.cuh"
 #include "kernels.h"
-#include "kv_quant.cuh"
 
 namespace lk {
 
@@ -47,6 +47,11 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
 }
+
+// f8e4m3 as a raw bit pattern (a type of its own, so that the templates below pick its store).
+struct f8e4m3_t {
+  uint8_t bits;
+};
 
 template <class Kv>
 struct KvTraits {
@@ -69,7 +74,7 @@ __device__ __forceinline__ int8_t quant_q(int8_t*, float y) {
   v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
   return static_cast<int8_t>(static_cast<int>(v));
 }
-__device__ __forceinline__ f8e4m3_t quant_q(f8e4m3_t*, float y) { return f8e4m3_t{f8e4m3_from_f32(y)}; }
+__device__ __forceinline__ f8e4m3_t quant_q(f8e4m3_t*, float y) { return f8e4m3_t{f32_to_f8e4m3(y)}; }
 
 // ---- cache_write ----
 

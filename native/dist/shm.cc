@@ -500,54 +500,46 @@ Status ShmComm::run_rounds(const void* in_, void* out_, const CallDesc& d, Clock
   const int R = world(), me = rank();
   const size_t es = dtype_size(d.dtype);
   const size_t S = layout_.slot;
-  // Every call starts with a round that publishes and checks the descriptors.
-  bool first = true;
-  auto open_round = [&](int* set) -> Status {
-    *set = begin_round(first ? &d : nullptr);
-    return Status::OK();
-  };
-  auto sync = [&](int set) -> Status {
-    LK_RETURN_IF_ERROR(barrier(d, deadline));
-    if (first) {
+  std::vector<const void*> src(R);
+  // One round per chunk of `chunk` elements of [0, count), and at least one (a call of 0 elements still meets its
+  // peers and compares the calls): write(set, off, n) fills this rank's slot, the barrier (the first round's also
+  // compares every rank's call before any data is read), then read(set, off, n).
+  const auto rounds = [&](size_t count, size_t chunk, auto&& write, auto&& read) -> Status {
+    size_t off = 0;
+    bool first = true;
+    do {
+      const size_t n = std::min(chunk, count - off);
+      const int set = begin_round(first ? &d : nullptr);
+      write(set, off, n);
+      LK_RETURN_IF_ERROR(barrier(d, deadline));
+      if (first) LK_RETURN_IF_ERROR(check_descs(d, set));
       first = false;
-      LK_RETURN_IF_ERROR(check_descs(d, set));
-    }
+      LK_RETURN_IF_ERROR(read(set, off, n));
+      end_round();
+      off += n;
+    } while (off < count);
     return Status::OK();
   };
-  int set = 0;
   switch (d.kind) {
-    case Collective::barrier: {
-      LK_RETURN_IF_ERROR(open_round(&set));
-      LK_RETURN_IF_ERROR(sync(set));
-      end_round();
-      return Status::OK();
-    }
+    case Collective::barrier:
+      return rounds(0, 1, [](int, size_t, size_t) {}, [](int, size_t, size_t) { return Status::OK(); });
     case Collective::all_reduce: {
       const size_t bytes = d.count * es;
+      const auto write = [&](int set, size_t off, size_t n) { std::memcpy(in_slot(me, set), in + off * es, n * es); };
       if (bytes <= S && bytes * static_cast<size_t>(R) <= kSmallAllReduce) {
         // One round for the whole vector: every rank reduces everything.
-        LK_RETURN_IF_ERROR(open_round(&set));
-        std::memcpy(in_slot(me, set), in, bytes);
-        LK_RETURN_IF_ERROR(sync(set));
-        std::vector<const void*> src(R);
-        for (int r = 0; r < R; ++r) src[r] = in_slot(r, set);
-        reduce(src.data(), R, out, d.count, d.dtype, d.op);
-        end_round();
-        return Status::OK();
+        return rounds(d.count, std::max<size_t>(1, d.count), write, [&](int set, size_t, size_t) {
+          for (int r = 0; r < R; ++r) src[r] = in_slot(r, set);
+          reduce(src.data(), R, out, d.count, d.dtype, d.op);
+          return Status::OK();
+        });
       }
-      // Chunks of one slot; rank r reduces elements [lo_r, hi_r) of each chunk (64-byte aligned boundaries).
-      const size_t chunk_elems = S / es;
-      std::vector<const void*> src(R);
-      bool any = false;
-      for (size_t off = 0; off < d.count || !any; off += chunk_elems) {
-        any = true;
-        const size_t n = std::min(chunk_elems, d.count - off);
-        LK_RETURN_IF_ERROR(open_round(&set));
-        std::memcpy(in_slot(me, set), in + off * es, n * es);
-        LK_RETURN_IF_ERROR(sync(set));
+      // Chunks of one slot; rank r reduces elements [lo_r, hi_r) of each chunk (64-byte aligned boundaries) into
+      // res, and after a second barrier every rank copies res out.
+      return rounds(d.count, S / es, write, [&](int set, size_t off, size_t n) -> Status {
         const size_t align = 64 / es;
-        auto bound = [&](int r) {
-          size_t b = n * static_cast<size_t>(r) / static_cast<size_t>(R);
+        const auto bound = [&](int r) {
+          const size_t b = n * static_cast<size_t>(r) / static_cast<size_t>(R);
           return r == R ? n : std::min(n, (b + align - 1) / align * align);
         };
         const size_t lo = bound(me), hi = bound(me + 1);
@@ -557,59 +549,43 @@ Status ShmComm::run_rounds(const void* in_, void* out_, const CallDesc& d, Clock
         }
         LK_RETURN_IF_ERROR(barrier(d, deadline));
         std::memcpy(out + off * es, res_slot(set), n * es);
-        end_round();
-      }
-      return Status::OK();
+        return Status::OK();
+      });
     }
-    case Collective::all_gather: {
-      const size_t chunk_elems = S / es;
-      bool any = false;
-      for (size_t off = 0; off < d.count || !any; off += chunk_elems) {
-        any = true;
-        const size_t n = std::min(chunk_elems, d.count - off);
-        LK_RETURN_IF_ERROR(open_round(&set));
-        std::memcpy(in_slot(me, set), in + off * es, n * es);
-        LK_RETURN_IF_ERROR(sync(set));
-        for (int r = 0; r < R; ++r)
-          if (out + (static_cast<size_t>(r) * d.count + off) * es != in_slot(r, set))
-            std::memcpy(out + (static_cast<size_t>(r) * d.count + off) * es, in_slot(r, set), n * es);
-        end_round();
-      }
-      return Status::OK();
-    }
-    case Collective::reduce_scatter: {
+    case Collective::all_gather:
+      return rounds(
+          d.count, S / es, [&](int set, size_t off, size_t n) { std::memcpy(in_slot(me, set), in + off * es, n * es); },
+          [&](int set, size_t off, size_t n) {
+            for (int r = 0; r < R; ++r) {
+              char* dst = out + (static_cast<size_t>(r) * d.count + off) * es;
+              if (dst != in_slot(r, set)) std::memcpy(dst, in_slot(r, set), n * es);
+            }
+            return Status::OK();
+          });
+    case Collective::reduce_scatter:
       // Each round moves a chunk of every block: rank r's slot holds [block 0 chunk, block 1 chunk, ...].
-      const size_t chunk_elems = std::max<size_t>(1, S / (es * static_cast<size_t>(R)));
-      std::vector<const void*> src(R);
-      bool any = false;
-      for (size_t off = 0; off < d.count || !any; off += chunk_elems) {
-        any = true;
-        const size_t n = std::min(chunk_elems, d.count - off);
-        LK_RETURN_IF_ERROR(open_round(&set));
-        for (int b = 0; b < R; ++b)
-          std::memcpy(in_slot(me, set) + static_cast<size_t>(b) * n * es, in + (static_cast<size_t>(b) * d.count + off) * es, n * es);
-        LK_RETURN_IF_ERROR(sync(set));
-        for (int r = 0; r < R; ++r) src[r] = in_slot(r, set) + static_cast<size_t>(me) * n * es;
-        reduce(src.data(), R, out + off * es, n, d.dtype, d.op);
-        end_round();
-      }
-      return Status::OK();
-    }
-    case Collective::broadcast: {
-      const size_t chunk_elems = S / es;
+      return rounds(
+          d.count, std::max<size_t>(1, S / (es * static_cast<size_t>(R))),
+          [&](int set, size_t off, size_t n) {
+            for (int b = 0; b < R; ++b)
+              std::memcpy(in_slot(me, set) + static_cast<size_t>(b) * n * es, in + (static_cast<size_t>(b) * d.count + off) * es, n * es);
+          },
+          [&](int set, size_t off, size_t n) {
+            for (int r = 0; r < R; ++r) src[r] = in_slot(r, set) + static_cast<size_t>(me) * n * es;
+            reduce(src.data(), R, out + off * es, n, d.dtype, d.op);
+            return Status::OK();
+          });
+    case Collective::broadcast:
       if (me == d.root && in != out) std::memmove(out, in, d.count * es);
-      bool any = false;
-      for (size_t off = 0; off < d.count || !any; off += chunk_elems) {
-        any = true;
-        const size_t n = std::min(chunk_elems, d.count - off);
-        LK_RETURN_IF_ERROR(open_round(&set));
-        if (me == d.root) std::memcpy(in_slot(me, set), out + off * es, n * es);
-        LK_RETURN_IF_ERROR(sync(set));
-        if (me != d.root) std::memcpy(out + off * es, in_slot(d.root, set), n * es);
-        end_round();
-      }
-      return Status::OK();
-    }
+      return rounds(
+          d.count, S / es,
+          [&](int set, size_t off, size_t n) {
+            if (me == d.root) std::memcpy(in_slot(me, set), out + off * es, n * es);
+          },
+          [&](int set, size_t off, size_t n) {
+            if (me != d.root) std::memcpy(out + off * es, in_slot(d.root, set), n * es);
+            return Status::OK();
+          });
   }
   return internal_error("shm: unknown collective");
 }
