@@ -41,6 +41,12 @@ namespace lk {
 int g_sms = 1;
 int cuda_sm_count(int) { return g_sms; }
 Status cuda_last_error(const char*) { return Status::OK(); }  // wins over no_cuda.cc's (linked after us)
+// Scratch memory of the kernels that need it (matmul_q's int8 activations, split-K partials): host memory here.
+Status cuda_malloc(int, size_t bytes, void** ptr) {
+  *ptr = bytes ? std::malloc(bytes) : nullptr;
+  return bytes && !*ptr ? Status(Code::oom, "emu: malloc failed") : Status::OK();
+}
+void cuda_free(int, void* ptr) { std::free(ptr); }
 }  // namespace lk
 
 using namespace lk;
