@@ -2,7 +2,8 @@
 # gpu-check.sh: build the CUDA backend on a bare GPU host and check and time it, without Node or npm.
 #
 # Needs: cmake (3.18+), nvcc, ninja (optional: falls back to make), nvidia-smi; python3 with torch is optional
-# (then torch.matmul fp16 is timed as a peer at lk_bench's matmul shapes). Run from the repository root:
+# (then torch.matmul fp16, torch._int_mm and scaled_dot_product_attention are timed as peers at lk_bench's shapes).
+# Run from the repository root:
 #   bash bench/gpu-check.sh                 # results in ./gpu-out
 #   OUT=/some/dir bash bench/gpu-check.sh   # results in /some/dir
 # Steps (each bounded by `timeout`, and all of them by LK_T_TOTAL, default 540 s, so that the summary is always
@@ -11,7 +12,7 @@
 #   2. configure for sm_90a only (fast) with the ptxas resource report, build with every core -> $OUT/build.log
 #   3. lk_check: every op on every backend against the CPU reference          -> $OUT/check.log, $OUT/check.json
 #   4. lk_bench --backend cuda                                                -> $OUT/bench.log, $OUT/bench.json
-#   5. torch.matmul fp16 at lk_bench's matmul shapes (if torch is there)      -> $OUT/peer.json
+#   5. PyTorch peers at lk_bench's shapes (if torch is there): torch.matmul fp16, torch._int_mm, sdpa -> $OUT/peer.json
 #   6. lk_check --backend cuda under compute-sanitizer memcheck (if present)  -> appended to $OUT/check.log
 #   7. the summary table, printed last                                        -> $OUT/summary.txt
 # At most 8 files in $OUT (what the device tool brings back). Exit status: 0 when the build and lk_check passed
@@ -165,38 +166,48 @@ else
   echo "lk_bench was not built (see build.log)" >> "$BENCH_LOG"
 fi
 
-# ---- 5. peer: torch.matmul fp16 at lk_bench's matmul shapes ----
+# ---- 5. peers: torch.matmul fp16, torch._int_mm, sdpa at lk_bench's shapes ----
 PEER_NOTE="skipped: no python3"
 if command -v python3 >/dev/null 2>&1; then
   T_PEER="$(cap_left "$T_PEER")"
   if [ "$T_PEER" -lt 10 ]; then
     PEER_NOTE="skipped: out of time"
   elif timeout 30 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
-    say "peer: torch.matmul fp16 (cap ${T_PEER}s)"
+    say "peer: torch matmul fp16 / _int_mm / sdpa (cap ${T_PEER}s)"
     OUT="$OUT" timeout -k 10 "$T_PEER" python3 - <<'PY'
-# Times torch.matmul(x, w.t()) in fp16 (cuBLAS) at the matmul shapes lk_bench ran on cuda (or a default list),
-# like lk_bench: a warm-up, then batches of back-to-back calls between two CUDA events, the median batch / calls.
+# PyTorch peers at the shapes lk_bench ran on cuda (bench.json), timed like lk_bench: a warm-up, then batches of
+# back-to-back calls between two CUDA events, the median batch / calls. Three kinds:
+#   matmul_fp16: torch.matmul(x, w.t()) in fp16 (cuBLAS) at every matmul and matmul_q shape (M, N, K): the peer of
+#                our f16 matmul, and of W4A16/W8A16 matmul_q (the goal: >= 3.5x its speed at M <= 16);
+#   int_mm:      torch._int_mm(int8 x, int8 w.t()) -> int32 at the W8A8 (i8_pc, int8 path) shapes (it needs M > 16);
+#   sdpa:        F.scaled_dot_product_attention(q [B, 32, 1, 128], k, v [B, 8, L, 128], enable_gqa) in fp16 at the
+#                paged decode shapes: the same attention over the KV gathered into one contiguous tensor (the peer
+#                reads the same KV bytes as an f16 cache, without a block table).
 import json, os, re, statistics, time
 import torch
+import torch.nn.functional as F
 out = os.environ["OUT"]
-shapes = set()
+mm, imm, attn = set(), set(), set()
 try:
     with open(os.path.join(out, "bench.json")) as f:
         bench = json.load(f)
     for e in bench.get("entries", []):
-        m = re.search(r"matmul_\w+ M=(\d+) N=(\d+) K=(\d+)", str(e.get("name", "")))
-        if m and e.get("backend") == "cuda":
-            shapes.add(tuple(int(v) for v in m.groups()))
-except Exception as ex:  # no bench.json: the default shapes
+        if e.get("backend") != "cuda": continue
+        name = str(e.get("name", ""))
+        m = re.search(r"^matmul_\w+ M=(\d+) N=(\d+) K=(\d+)", name)
+        if m:
+            shape = tuple(int(v) for v in m.groups())
+            mm.add(shape)
+            if name.startswith("matmul_q_i8_pc") and " int8" in name and shape[0] > 16: imm.add(shape)
+        m = re.search(r"^paged_attention_decode_\w+ B=(\d+) L=(\d+)", name)
+        if m: attn.add(tuple(int(v) for v in m.groups()))
+except Exception as ex:
     print("peer: bench.json unreadable (%s); default shapes" % ex)
-if not shapes:
-    shapes = {(1, 4096, 4096), (16, 4096, 4096), (1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096)}
-res = {"peer": "torch.matmul fp16", "torch": torch.__version__, "device": torch.cuda.get_device_name(0), "entries": []}
+if not mm:
+    mm = {(1, 4096, 4096), (16, 4096, 4096), (1024, 1024, 1024), (4096, 4096, 4096)}
+res = {"peer": "torch", "torch": torch.__version__, "device": torch.cuda.get_device_name(0), "entries": []}
 torch.manual_seed(0)
-for (M, N, K) in sorted(shapes):
-    x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-    w = torch.randn(N, K, device="cuda", dtype=torch.float16)
-    f = lambda: torch.matmul(x, w.t())
+def timeit(f):
     for _ in range(3): f()
     torch.cuda.synchronize()
     t0 = time.perf_counter(); f(); torch.cuda.synchronize(); one = time.perf_counter() - t0
@@ -208,11 +219,42 @@ for (M, N, K) in sorted(shapes):
         for _ in range(calls): f()
         b.record(); b.synchronize()
         samples.append(a.elapsed_time(b) / 1e3 / calls)
-    s = statistics.median(samples)
-    flops = 2.0 * M * N * K
-    nbytes = 2.0 * (M * K + N * K + M * N)
-    res["entries"].append({"M": M, "N": N, "K": K, "median_s": s, "tflops": flops / s / 1e12, "gbs": nbytes / s / 1e9})
-    print("peer torch fp16 M=%d N=%d K=%d: %.3f ms, %.1f TFLOP/s, %.0f GB/s" % (M, N, K, s * 1e3, flops / s / 1e12, nbytes / s / 1e9))
+    return statistics.median(samples)
+def report(kind, key, s, flops, nbytes, extra=""):
+    e = {"kind": kind, "median_s": s, "tflops": flops / s / 1e12, "gbs": nbytes / s / 1e9}
+    e.update(key)
+    res["entries"].append(e)
+    print("peer %s %s: %.4f ms, %.1f TFLOP/s, %.0f GB/s%s" % (kind, " ".join("%s=%d" % kv for kv in key.items()),
+          s * 1e3, e["tflops"], e["gbs"], extra))
+for (M, N, K) in sorted(mm):
+    try:
+        x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+        w = torch.randn(N, K, device="cuda", dtype=torch.float16)
+        s = timeit(lambda: torch.matmul(x, w.t()))
+        report("matmul_fp16", {"M": M, "N": N, "K": K}, s, 2.0 * M * N * K, 2.0 * (M * K + N * K + M * N))
+        del x, w
+    except Exception as ex:
+        print("peer matmul_fp16 M=%d N=%d K=%d failed: %s" % (M, N, K, ex))
+for (M, N, K) in sorted(imm):
+    try:
+        x = torch.randint(-127, 128, (M, K), device="cuda", dtype=torch.int8)
+        w = torch.randint(-127, 128, (N, K), device="cuda", dtype=torch.int8)
+        s = timeit(lambda: torch._int_mm(x, w.t()))
+        report("int_mm", {"M": M, "N": N, "K": K}, s, 2.0 * M * N * K, M * K + N * K + 4.0 * M * N)
+        del x, w
+    except Exception as ex:
+        print("peer int_mm M=%d N=%d K=%d failed: %s" % (M, N, K, ex))
+for (B, L) in sorted(attn):
+    try:
+        H, Hkv, D = 32, 8, 128  # paged_attention_bench_cases' shape
+        q = torch.randn(B, H, 1, D, device="cuda", dtype=torch.float16)
+        k = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        v = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        s = timeit(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+        report("sdpa", {"B": B, "L": L}, s, 4.0 * B * H * L * D, 2.0 * (2 * B * Hkv * L * D + 2 * B * H * D))
+        del q, k, v
+    except Exception as ex:
+        print("peer sdpa B=%d L=%d failed: %s" % (B, L, ex))
 with open(os.path.join(out, "peer.json"), "w") as f:
     json.dump(res, f, indent=1)
 PY
@@ -222,7 +264,7 @@ PY
     PEER_NOTE="skipped: python3 has no torch with CUDA"
   fi
 fi
-[ -f "$OUT/peer.json" ] || echo "{\"peer\": \"torch.matmul fp16\", \"skipped\": \"$PEER_NOTE\"}" > "$OUT/peer.json"
+[ -f "$OUT/peer.json" ] || echo "{\"peer\": \"torch\", \"skipped\": \"$PEER_NOTE\"}" > "$OUT/peer.json"
 
 # ---- 6. compute-sanitizer memcheck of the cuda checks (out-of-bounds reads are invisible to lk_check's guards) ----
 MEMCHECK_NOTE="skipped: no compute-sanitizer"
@@ -248,12 +290,14 @@ SUMMARY="$OUT/summary.txt"
   echo "lk_check:  ${CHECK_LINE:-no result ($(status_word "$CHECK_RC"))}"
   echo "           ${CUDA_LINE:-cuda: no line} (cuda checked: $CUDA_CHECKED)"
   echo "lk_bench:  $(status_word "$BENCH_RC") (args: $BENCH_ARGS)"
-  echo "peer:      torch.matmul fp16: $PEER_NOTE"
+  echo "peer:      torch (matmul fp16, _int_mm, sdpa): $PEER_NOTE"
   echo "memcheck:  $MEMCHECK_NOTE"
   if command -v python3 >/dev/null 2>&1; then
     OUT="$OUT" python3 - <<'PY' 2>&1
-# One table: each cuda entry of lk_bench (time, GFLOP/s or GB/s, roofline fraction) and, for matmul, the torch
-# fp16 peer at the same shape with ours/peer.
+# One table: each cuda entry of lk_bench (time, GFLOP/s or GB/s, fraction of the measured copy bandwidth) and its
+# PyTorch peer where there is one, with peer time / our time (> 1: we are faster):
+#   matmul_f16 and matmul_q (f16 x) entries: torch.matmul fp16 at the same M, N, K;
+#   matmul_q i8_pc int8 entries with M > 16: torch._int_mm;  paged_attention_decode_f16: sdpa on the gathered KV.
 import json, os, re
 out = os.environ["OUT"]
 def load(name):
@@ -263,7 +307,12 @@ def load(name):
 bench, peer = load("bench.json"), load("peer.json")
 peers = {}
 for e in (peer or {}).get("entries", []):
-    peers[(e["M"], e["N"], e["K"])] = e
+    kind = e.get("kind", "matmul_fp16")
+    key = (e["M"], e["N"], e["K"]) if kind != "sdpa" else (e["B"], e["L"])
+    peers[(kind, key)] = e
+for b in (bench or {}).get("backends", []):
+    if b.get("name") == "cuda" and b.get("used"):
+        print("  cuda roof: measured copy %.0f GB/s (theoretical %.0f GB/s)" % (b.get("copy_gbs", 0), b.get("memory_bandwidth_gbs", 0)))
 rows = []
 def num(v):
     return isinstance(v, (int, float)) and v == v
@@ -274,24 +323,31 @@ for e in (bench or {}).get("entries", []):
         rows.append((name, "skipped: " + str(e["skipped"])[:40], "", "", "", "", "")); continue
     t = e.get("median_s") or 0
     gf, gb, roof = e.get("gflops"), e.get("gbs"), e.get("roof_fraction")
-    pcol = ratio = ""
-    m = re.search(r"matmul_f16 M=(\d+) N=(\d+) K=(\d+)", name)  # the peer is fp16: compare f16 entries only
+    p = None
+    m = re.search(r"^(matmul_f16|matmul_q_\w+_f16) M=(\d+) N=(\d+) K=(\d+)", name)
     if m:
-        p = peers.get(tuple(int(v) for v in m.groups()))
-        if p:
-            pcol = "%.0f" % (p["tflops"] * 1e3)
-            if p["median_s"] > 0 and t > 0: ratio = "%.2f" % (p["median_s"] / t)
+        shape = tuple(int(v) for v in m.groups()[1:])
+        if name.startswith("matmul_q_i8_pc") and " int8" in name and ("int_mm", shape) in peers:
+            p = peers[("int_mm", shape)]
+        else:
+            p = peers.get(("matmul_fp16", shape))
+    m = re.search(r"^paged_attention_decode_f16 B=(\d+) L=(\d+)", name)
+    if m: p = peers.get(("sdpa", tuple(int(v) for v in m.groups())))
+    pcol = ratio = ""
+    if p:
+        pcol = "%s %.3f ms" % (p.get("kind", "matmul_fp16"), p["median_s"] * 1e3)
+        if p["median_s"] > 0 and t > 0: ratio = "%.2f" % (p["median_s"] / t)
     rows.append((name, "%.4f" % (t * 1e3), "%.0f" % gf if num(gf) and gf > 0 else "", "%.0f" % gb if num(gb) else "",
                  "%.0f%%" % (roof * 100) if num(roof) else "", pcol, ratio))
 if rows:
-    hdr = ("entry (cuda)", "median ms", "GFLOP/s", "GB/s", "roof", "torch fp16 GFLOP/s", "ours/torch")
+    hdr = ("entry (cuda)", "median ms", "GFLOP/s", "GB/s", "of copy bw", "torch peer", "peer/ours")
     w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
     print("  " + "  ".join(str(hdr[i]).ljust(w[i]) for i in range(len(hdr))))
     for r in rows: print("  " + "  ".join(str(r[i]).ljust(w[i]) for i in range(len(hdr))))
 else:
     print("  (no cuda entries in bench.json)")
     for e in (peer or {}).get("entries", []):
-        print("  torch fp16 M=%d N=%d K=%d: %.3f ms, %.1f TFLOP/s" % (e["M"], e["N"], e["K"], e["median_s"] * 1e3, e["tflops"]))
+        print("  torch %s: %.3f ms, %.1f TFLOP/s" % (e.get("kind"), e["median_s"] * 1e3, e["tflops"]))
 PY
   else
     echo "  (no python3: the lk_bench table is the tail of bench.log)"

@@ -9,7 +9,8 @@
 //      shows up here without an edit. Per entry: median and best time of one call, GFLOP/s (2*M*N*K for matmul),
 //      GB/s (bytes read + written, each tensor once), and the fraction of the roofline:
 //        roof = max(flops / fma peak, bytes / read bandwidth) / time  (the attained share of the attainable time
-//        bound; "bound" says which term is the larger).
+//        bound; "bound" says which term is the larger). On cuda the ceiling is the device's measured copy
+//        bandwidth (probe_cuda_copy_gbs; no GPU FLOP peak is probed, so GEMMs there are judged by their peer).
 //   3. A peer in the same process: OpenBLAS cblas_sgemm via dlopen (cblas_sgemv too for M=1), on every f32 matmul
 //      shape our cpu backend ran, with the ratio ours / peer (the faster peer call). It runs with our thread count
 //      and without the OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides (see load_openblas); the line says so.
@@ -87,6 +88,7 @@ struct BenchSpec {
   double flops = 0;
   int64_t M = 0, N = 0, K = 0;  // matmul only (the peer runs these)
   bool from_cases = false;      // the op's largest registered case, not a bench shape
+  bool cuda_only = false;       // a GPU-sized shape (e.g. an int8 GEMM at 4096^3): minutes on this CPU
   std::function<void(const std::vector<TensorView>&, uint64_t)> init_inputs, init_outputs;  // OpCase's hooks
 };
 
@@ -104,6 +106,22 @@ BenchSpec matmul_spec(DType t, int64_t M, int64_t N, int64_t K) {
   s.op = OpId::matmul;
   s.in = {{t, {M, K}}, {t, {N, K}}};
   s.out = {{t, {M, N}}};
+  s.flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  s.M = M, s.N = N, s.K = K;
+  return s;
+}
+
+// matmul_q: x [M, K] of dtype t times a quantized weight [N, K] of format f; path 1 = dequantize (W4A16/W8A16 for
+// f16/bf16 x), path 0 = int8 activations (W8A8 with i8_pc). The weight is valid panel-form data (fill_bench_data
+// quantizes random floats), and its bytes, not N*K*2, are what spec_bytes counts.
+BenchSpec matmul_q_spec(DType f, DType t, int64_t M, int64_t N, int64_t K, int path) {
+  BenchSpec s;
+  s.base = std::string("matmul_q_") + dtype_name(f) + "_" + dtype_name(t) + " M=" + std::to_string(M) +
+           " N=" + std::to_string(N) + " K=" + std::to_string(K) + (path ? " dequant" : " int8");
+  s.op = OpId::matmul_q;
+  s.in = {{t, {M, K}}, {f, {N, K}}};
+  s.out = {{t, {M, N}}};
+  s.params.i[0] = path;
   s.flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   s.M = M, s.N = N, s.K = K;
   return s;
@@ -152,6 +170,28 @@ std::vector<BenchSpec> bench_specs(OpId op, bool full) {
         v.push_back(matmul_spec(f32, 512, 11008, 4096));  // a prefill chunk through an MLP up-projection
       }
       break;
+    case OpId::matmul_q: {
+      // Decode (GEMV, streams the weight: GB/s is the figure) for each format, a small decode batch (M = 16, where
+      // the GPU path switches to tensor cores), and W8A8 GEMMs (GFLOP/s). The 8192^3 and 4096^3 int8 GEMMs are
+      // GPU shapes (cuda_only).
+      const DType q40 = DType::q4_0, q4g = DType::q4_g128, q80 = DType::q8_0, i8pc = DType::i8_pc;
+      for (DType f : {q40, q4g, q80, i8pc}) v.push_back(matmul_q_spec(f, f16, 1, 4096, 4096, 1));
+      v.push_back(matmul_q_spec(q40, f32, 1, 4096, 4096, 0));
+      for (DType f : {q40, q4g}) v.push_back(matmul_q_spec(f, f16, 16, 4096, 4096, 1));
+      v.push_back(matmul_q_spec(i8pc, f16, 16, 4096, 4096, 0));
+      BenchSpec g = matmul_q_spec(i8pc, f16, 8192, 8192, 8192, 0);  // the W8A8 shape (peer: torch._int_mm)
+      g.cuda_only = true;
+      v.push_back(g);
+      if (full) {
+        v.push_back(matmul_q_spec(q4g, f16, 1, 14336, 4096, 1));  // an 8B model's MLP up-projection
+        v.push_back(matmul_q_spec(q4g, bf16, 8, 4096, 4096, 1));
+        v.push_back(matmul_q_spec(q40, f16, 128, 4096, 4096, 1));
+        BenchSpec h = matmul_q_spec(i8pc, f16, 4096, 4096, 4096, 0);
+        h.cuda_only = true;
+        v.push_back(h);
+      }
+      break;
+    }
     case OpId::copy:
       v.push_back(memory_spec(op, f32, f32, n16m));
       if (full) v.push_back(memory_spec(op, f16, f16, n16m));
@@ -318,6 +358,34 @@ Timing time_calls(const std::function<Status()>& call, const std::function<Statu
   r.best_s = per_call.front();
   r.calls = samples * batch;
   return r;
+}
+
+// ---- the CUDA ceiling ----
+
+// The device's measured copy bandwidth, which the CUDA entries' roof column divides by (the goals are
+// stated against it: "~4.3 TB/s device copy" on an H200; the theoretical figure from clocks and bus width is ~10%
+// higher and unreachable). A 1 GiB device-to-device copy on the device's stream, 8 back to back between two
+// synchronizations, best of 5 batches after a warm-up; counted as read + write (2 bytes moved per byte copied), the
+// same way the entries count their bytes. 0 when the buffers cannot be had (the theoretical figure is used then).
+double probe_cuda_copy_gbs(int device) {
+  const size_t bytes = size_t(1) << 30;
+  void* a = nullptr;
+  void* b = nullptr;
+  double best = 0;
+  if (cuda_malloc(device, bytes, &a).ok() && cuda_malloc(device, bytes, &b).ok() &&
+      cuda_copy_d2d(device, b, a, bytes).ok() && cuda_synchronize(device).ok()) {
+    for (int rep = 0; rep < 5; ++rep) {
+      const Clock::time_point t0 = Clock::now();
+      bool ok = true;
+      for (int i = 0; i < 8 && ok; ++i) ok = cuda_copy_d2d(device, i % 2 ? a : b, i % 2 ? b : a, bytes).ok();
+      if (!ok || !cuda_synchronize(device).ok()) break;
+      best = std::max(best, 2.0 * static_cast<double>(bytes) * 8 / seconds_since(t0) * 1e-9);
+    }
+  }
+  cuda_free(device, a);
+  cuda_free(device, b);
+  (void)cuda_synchronize(device);
+  return best;
 }
 
 // ---- results ----
@@ -640,7 +708,7 @@ int bench_main(int argc, char** argv) {
   const CudaProbe cp = cuda_probe();
   std::string cuda_note = "not requested (--backend cpu)";
   bool use_cuda = false;
-  double cuda_bw = 0;
+  double cuda_bw = 0, cuda_copy_gbs = 0;
   if (want_cuda) {
     if (!cp.available) {
       cuda_note = cp.reason.empty() ? "no device" : cp.reason;
@@ -651,9 +719,12 @@ int bench_main(int argc, char** argv) {
     } else {
       use_cuda = true;
       const CudaDeviceInfo& d = cp.devices[0];
-      cuda_bw = d.memory_bandwidth_gbs;
+      cuda_copy_gbs = probe_cuda_copy_gbs(d.index);
+      cuda_bw = cuda_copy_gbs > 0 ? cuda_copy_gbs : d.memory_bandwidth_gbs;
       std::printf("backend cuda: device 0 %s (sm_%d%d, %d SMs, %.0f GB/s theoretical), archs %s\n", d.name.c_str(),
                   d.cc_major, d.cc_minor, d.sm_count, d.memory_bandwidth_gbs, cp.archs.c_str());
+      std::printf("backend cuda: measured copy %.0f GB/s (read + write of a 1 GiB device copy): the roof of the cuda "
+                  "entries%s\n", cuda_copy_gbs, cuda_copy_gbs > 0 ? "" : " (probe failed: theoretical used)");
     }
   }
 
@@ -670,6 +741,7 @@ int bench_main(int argc, char** argv) {
         if ((b == Backend::cpu && !want_cpu) || (b == Backend::cuda && !use_cuda)) continue;
         const std::string suffix = b == Backend::cpu ? cpu_suffix : std::string(" device=cuda:0");
         if (!filter.empty() && (s.base + suffix).find(filter) == std::string::npos) continue;
+        if (s.cuda_only && b == Backend::cpu) continue;
         Result r;
         seed += 16;
         if (quick && s.flops > quick_max_flops) {
@@ -682,7 +754,7 @@ int bench_main(int argc, char** argv) {
         } else {
           r = run_entry(b, s, suffix, budget, seed);
           if (b == Backend::cpu) finish(r, roof.fma_gflops, roof.read_gbs);
-          else finish(r, 0, cuda_bw);  // no GPU FMA peak is measured; bandwidth is the device's theoretical one
+          else finish(r, 0, cuda_bw);  // no GPU FMA peak is measured; bandwidth is the measured copy's
         }
         results.push_back(r);
         print_result(r);
@@ -734,7 +806,9 @@ int bench_main(int argc, char** argv) {
     j.key("backends").begin_array();
     j.begin_object().kv("name", "cpu").kv("used", want_cpu).kv("threads", threads).end_object();
     j.begin_object().kv("name", "cuda").kv("used", use_cuda);
-    if (use_cuda) j.kv("device", cp.devices[0].name).kv("memory_bandwidth_gbs", cuda_bw);
+    if (use_cuda)
+      j.kv("device", cp.devices[0].name).kv("memory_bandwidth_gbs", cp.devices[0].memory_bandwidth_gbs)
+          .kv("copy_gbs", cuda_copy_gbs).kv("roof_gbs", cuda_bw);
     else j.kv("reason", cuda_note);
     j.end_object().end_array();
     j.key("entries").begin_array();
