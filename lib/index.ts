@@ -16,6 +16,7 @@ export { DTYPES, type DType, type FloatDType, type TypedArrayFor, f16ToF32, f32T
 export { add, mul, scale, cast, copy } from './ops/elementwise.js';
 export { matmul } from './ops/matmul.js';
 export { embedding, rmsNorm, addRmsNorm, rope, siluMul, silu, layerNorm, gelu, type EmbeddingOptions, type RopeOptions, type RopePairing, type GeluOptions } from './ops/nn.js';
+export { topK, TOP_K_MAX } from './ops/sampling.js';
 export { roofline, type Roofline } from './roofline.js';
 export { type QuantPath, type MatmulOptions } from './ops/matmul.js';
 export { QUANT_FORMATS, type QuantFormat, rowFormBytes, panelFormBytes, groupSize } from './quant/formats.js';

@@ -52,7 +52,6 @@ export async function generate(model: LlamaForCausalLM, cache: PagedKvCache, pro
   });
   const maxNew = checkInteger(fn, 'options.maxNewTokens', options.maxNewTokens ?? 64, 1, 1 << 20);
   const stop = new Set(options.stopIds ?? model.config.eosTokenIds);
-  const V = model.config.vocabSize;
   const samplers = prompts.map((_, i) => new Sampler({ ...options.sampling, seed: (options.sampling?.seed ?? 0x5eed) + i }));
   const base = Math.max(-1, ...cache.manager.sequences()) + 1;
   const ids = prompts.map((_, i) => base + i);
@@ -78,8 +77,14 @@ export async function generate(model: LlamaForCausalLM, cache: PagedKvCache, pro
     let decodeTokens = 0;
     let t1 = 0;
     for (let step = 0; ; step++) {
-      const data = await logits.data();
-      logits.dispose();
+      // One token per active row, row r for sequence active[r]; on the logits' device where the sampler allows it
+      // (greedy: argmax; top-k: the k + 1 candidates), else from the downloaded rows (Sampler.sampleRows).
+      let toks: number[];
+      try {
+        toks = await Sampler.sampleRows(active.map((i) => samplers[i]!), logits, active.map((i) => history[i]!));
+      } finally {
+        logits.dispose();
+      }
       if (step === 0) {
         prefillMs = performance.now() - t0;
         t1 = performance.now();
@@ -89,7 +94,7 @@ export async function generate(model: LlamaForCausalLM, cache: PagedKvCache, pro
       const newest: (number | undefined)[] = prompts.map(() => undefined);
       const next: number[] = [];
       for (const [r, i] of active.entries()) {
-        const tok = samplers[i]!.sample(data.subarray(r * V, (r + 1) * V), history[i]!);
+        const tok = toks[r]!;
         outputs[i]!.push(tok);
         history[i]!.push(tok);
         newest[i] = tok;

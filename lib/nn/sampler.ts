@@ -24,14 +24,36 @@
  * no finite value are RangeErrors. A token whose weight exp((logit - max) / T) underflows to 0 in float64 (it is
  * more than ~745 T below the max) is never drawn.
  *
+ * Logits on a device ({@link Sampler.sampleTensor}, {@link Sampler.sampleRows}): a [B, V] Tensor (any device, any
+ * float dtype) without downloading it where the result allows:
+ * - greedy (and repetition penalty 1): `argmax` on the device, B ids come back;
+ * - temperature > 0 with 0 < topK < V, topK + 1 <= 1024 and repetition penalty 1: `topK(logits, topK + 1)` on the
+ *   device, then steps 4-6 above on the topK candidates. Why the token is the one of the host path, for the same
+ *   Sampler state: (a) top-k keeps exactly the candidates the host path keeps. The host keeps every logit >= the k-th
+ *   largest; the device returns the k + 1 largest (ties by lower id). When the (k+1)-th value is below the k-th,
+ *   nothing outside the first k reaches the k-th value, so the kept set is those k; when it equals the k-th, more ties
+ *   may be kept than the device returned, and the row is downloaded and sampled on the host (rare with real logits).
+ *   (b) Values are the same numbers: the device returns the logits converted exactly to f32, the host path reads the
+ *   same f32 values. (c) Steps 4-6 only ever see the kept tokens: every other weight is exactly 0, and the host loops
+ *   skip zeros (adding 0 leaves a float sum unchanged), while every sum, the top-p ranking (weight, then lower id)
+ *   and the final draw go over ids in ascending order. So the candidates are sorted by id before steps 4-6, and
+ *   every sum is then the same sequence of the same additions; the one uniform draw is the same draw of the same Rng.
+ * - otherwise (repetition penalty != 1: it needs the penalized logits of the history's ids, and penalizing on the
+ *   device is not done yet; topK 0 or >= V; topK + 1 > 1024) the row is downloaded and sampled as an array.
+ * A row that argmax or topK rejects (id -1: NaN, +Infinity or no finite value) is downloaded and goes through the host
+ * path, which throws the same RangeError as for an array.
+ *
  * Cost, V = 152,064 on one core of the development machine: greedy ~1 ms, temperature ~2.5 ms, + top-k ~1 ms (a
  * quickselect for the k-th value, not a sort), + top-p ~3 ms (only the candidates above a power-of-two threshold that
  * already holds p of the mass are sorted; the result is that of a full sort). Tests: test/nn/sampler.test.ts (it
  * also holds the naive version of steps 1-6 that this file must match token for token).
  */
+import { isFloat } from '../dtype.js';
 import { rangeError, typeError } from '../errors.js';
+import { argmax as argmaxOp, TOP_K_MAX, topK as topKOp } from '../ops/sampling.js';
 import { Rng } from '../random.js';
-import { checkObject, expected, MAX_SAFE } from '../validate.js';
+import { Tensor } from '../tensor.js';
+import { checkObject, expected, MAX_SAFE, shapeStr } from '../validate.js';
 
 /**
  * The options of a {@link Sampler}. Every one defaults to "off"; the default is greedy decoding. Unknown keys are a
@@ -104,16 +126,45 @@ function argmaxOf(a: ArrayLike<number>): number {
 }
 
 /**
- * The index of the largest logit; the lowest index wins ties.
- * @param logits - one row of logits [V]; -Infinity marks masked tokens
- * @returns the token id
- * @throws {TypeError} if `logits` is not a Float32Array or Float64Array
- * @throws {RangeError} if `logits` is empty, holds NaN or +Infinity, or holds no finite value
+ * The index of the largest logit; the lowest index wins ties. An array is one row, on the host; a Tensor `[B, V]` is
+ * B rows, computed on its device (lib/ops/sampling.ts: a row holding NaN or +Infinity, or no finite value, gets -1).
+ * @param logits - one row of logits [V], or a Tensor `[B, V]` (f32, f16, bf16); -Infinity marks masked tokens
+ * @returns the token id, or for a Tensor an i32 Tensor `[B]` of ids
+ * @throws {TypeError} if `logits` is not a Float32Array, Float64Array or float Tensor
+ * @throws {RangeError} if the array is empty, holds NaN or +Infinity, or holds no finite value; a Tensor not [B, V]
  * @example
  * argmax(new Float32Array([0.5, 2, 2, -1])) // 1
+ * const ids = await argmax(logitsTensor).data(); // Int32Array [B]
  */
-export function argmax(logits: Float32Array | Float64Array): number {
+export function argmax(logits: Float32Array | Float64Array): number;
+export function argmax(logits: Tensor): Tensor<'i32'>;
+export function argmax(logits: Float32Array | Float64Array | Tensor): number | Tensor<'i32'> {
+  if (logits instanceof Tensor) return argmaxOp(logits);
   return argmaxOf(checkLogits('argmax', logits));
+}
+
+/**
+ * Checks `history` (undefined, or an array-like of ids in [0, V)) and, when `z` is given, applies the repetition
+ * penalty to it once per distinct id.
+ */
+function applyHistory(fn: string, history: ArrayLike<number> | undefined, V: number, z: Float64Array | null, penalty: number): void {
+  if (history !== undefined && history !== null) {
+    if (typeof history !== 'object' || typeof (history as { length?: unknown }).length !== 'number')
+      throw typeError(expected(fn, 'an array-like of token ids or undefined', 'history', history));
+    const seen = z && penalty !== 1 ? new Uint8Array(V) : null;
+    for (let i = 0; i < history.length; i++) {
+      const id = history[i];
+      if (typeof id !== 'number') throw typeError(expected(fn, 'token ids (numbers)', `history[${i}]`, id));
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw rangeError(expected(fn, `a token id in [0, ${V - 1}]`, `history[${i}]`, id));
+      if (seen && !seen[id]) {
+        seen[id] = 1;
+        const v = z![id]!;
+        z![id] = v > 0 ? v / penalty : v * penalty;
+      }
+    }
+  } else if (history === null) {
+    throw typeError(expected(fn, 'an array-like of token ids or undefined', 'history', history));
+  }
 }
 
 /**
@@ -273,35 +324,28 @@ export class Sampler {
     const z = Float64Array.from(logits);
 
     // 1. repetition penalty, once per distinct id
-    if (history !== undefined && history !== null) {
-      if (typeof history !== 'object' || typeof (history as { length?: unknown }).length !== 'number')
-        throw typeError(expected(fn, 'an array-like of token ids or undefined', 'history', history));
-      const seen = this.repetitionPenalty !== 1 ? new Uint8Array(V) : null;
-      for (let i = 0; i < history.length; i++) {
-        const id = history[i];
-        if (typeof id !== 'number') throw typeError(expected(fn, 'token ids (numbers)', `history[${i}]`, id));
-        if (!Number.isInteger(id) || id < 0 || id >= V) throw rangeError(expected(fn, `a token id in [0, ${V - 1}]`, `history[${i}]`, id));
-        if (seen && !seen[id]) {
-          seen[id] = 1;
-          const v = z[id]!;
-          z[id] = v > 0 ? v / this.repetitionPenalty : v * this.repetitionPenalty;
-        }
-      }
-    } else if (history === null) {
-      throw typeError(expected(fn, 'an array-like of token ids or undefined', 'history', history));
-    }
+    applyHistory(fn, history, V, z, this.repetitionPenalty);
 
     // 2. temperature; 0 is greedy
     const best = argmaxOf(z);
     if (this.temperature === 0) return best;
-    const max = z[best]!;
-    const T = this.temperature;
 
     // 3. top-k: keep logits >= the k-th largest
     if (this.topK > 0 && this.topK < V) {
       const kth = kthLargest(z, this.topK);
       for (let i = 0; i < V; i++) if (z[i]! < kth) z[i] = -Infinity;
     }
+    return this.draw(z, best);
+  }
+
+  /**
+   * Steps 4-6 on z (penalized, top-k masked with -Infinity), whose argmax (lowest index) is `best`: the index drawn.
+   * The tensor path calls it on the top-k candidates sorted by id (see the file header for why that is the same draw).
+   */
+  private draw(z: Float64Array, best: number): number {
+    const V = z.length;
+    const max = z[best]!;
+    const T = this.temperature;
 
     // Unnormalized probabilities exp((z - max) / T): the largest is exactly 1, masked ones exactly 0.
     const w = new Float64Array(V);
@@ -331,5 +375,139 @@ export class Sampler {
       if (acc > u) return i;
     }
     return last; // rounding: u * total can reach the summed weight
+  }
+
+  /** How a row of V logits on a device is sampled: argmax, top-k with k + 1 candidates, or downloaded ('full'). */
+  private devicePlan(V: number): 'greedy' | 'full' | number {
+    if (this.repetitionPenalty !== 1) return 'full';
+    if (this.temperature === 0) return 'greedy';
+    if (this.topK > 0 && this.topK + 1 <= Math.min(V, TOP_K_MAX)) return this.topK + 1;
+    return 'full';
+  }
+
+  /**
+   * The token from the `topK + 1` device candidates of a row (values descending, ties by lower id, at `off`), or null
+   * when the (k+1)-th value ties with the k-th (the host path may keep more tokens than were returned).
+   */
+  private fromCandidates(vals: Float32Array, ids: Int32Array, off: number): number | null {
+    const k = this.topK;
+    if (vals[off + k] === vals[off + k - 1]) return null;
+    const order = Array.from({ length: k }, (_, i) => i).sort((a, b) => ids[off + a]! - ids[off + b]!);
+    const z = new Float64Array(k);
+    const idc = new Int32Array(k);
+    for (let c = 0; c < k; c++) {
+      z[c] = vals[off + order[c]!]!;
+      idc[c] = ids[off + order[c]!]!;
+    }
+    return idc[this.draw(z, argmaxOf(z))]!;
+  }
+
+  /**
+   * The next token from logits held in a Tensor on any device: like {@link Sampler.sample}, the same token for the
+   * same state, downloading only an id (greedy) or topK + 1 candidates (top-k sampling) where it can (file header).
+   * @param logits - `[V]` or `[1, V]`, f32, f16 or bf16 (not modified)
+   * @param history - as for {@link Sampler.sample}
+   * @returns a promise of the token id
+   * @throws {TypeError} | {RangeError} as {@link Sampler.sample} (the promise rejects), and for a logits Tensor of
+   *   another shape or a non-float dtype
+   * @example
+   * const next = await sampler.sampleTensor(logits.slice(r, r + 1), history);
+   */
+  async sampleTensor(logits: Tensor, history?: ArrayLike<number>): Promise<number> {
+    const fn = 'sampleTensor';
+    if (!(logits instanceof Tensor)) throw typeError(expected(fn, 'a Tensor', 'logits', logits));
+    if (logits.shape.length === 1) {
+      using rows = logits.reshape([1, logits.shape[0]!]);
+      return (await Sampler.sampleRows([this], rows, [history]))[0]!;
+    }
+    if (logits.shape.length !== 2 || logits.shape[0] !== 1)
+      throw rangeError(expected(fn, 'logits of shape [V] or [1, V]', 'logits.shape', shapeStr(logits.shape), true));
+    return (await Sampler.sampleRows([this], logits, [history]))[0]!;
+  }
+
+  /**
+   * One token per row of a `[B, V]` logits Tensor, row b drawn by `samplers[b]` with `histories[b]`: what
+   * `samplers[b].sample(row b, histories[b])` returns, with one argmax and one topK per distinct k on the device for
+   * all rows together, and only the rows that need it downloaded (file header).
+   * @param samplers - B Samplers (one per sequence; each advances its own random generator)
+   * @param logits - `[B, V]` f32, f16 or bf16, on any device (not modified)
+   * @param histories - undefined, or B histories (each undefined or an array-like of ids)
+   * @returns a promise of B token ids
+   * @throws {TypeError} | {RangeError} for bad arguments, and as {@link Sampler.sample} for a bad row or history
+   * @example
+   * const next = await Sampler.sampleRows(samplers, logits, histories);
+   */
+  static async sampleRows(samplers: readonly Sampler[], logits: Tensor, histories?: readonly (ArrayLike<number> | undefined)[]): Promise<number[]> {
+    const fn = 'sampleRows';
+    if (!(logits instanceof Tensor)) throw typeError(expected(fn, 'a Tensor', 'logits', logits));
+    if (logits.shape.length !== 2 || logits.shape[1]! < 1)
+      throw rangeError(expected(fn, 'logits of shape [B, V] with V >= 1', 'logits.shape', shapeStr(logits.shape), true));
+    if (!isFloat(logits.dtype)) throw typeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'logits.dtype', logits.dtype));
+    const [B, V] = logits.shape as [number, number];
+    if (!Array.isArray(samplers)) throw typeError(expected(fn, 'an array of Samplers', 'samplers', samplers));
+    if (samplers.length !== B) throw rangeError(expected(fn, `${B} Samplers (one per row of logits)`, 'samplers.length', samplers.length));
+    samplers.forEach((s, i) => {
+      if (!(s instanceof Sampler)) throw typeError(expected(fn, 'a Sampler', `samplers[${i}]`, s));
+    });
+    if (histories !== undefined) {
+      if (!Array.isArray(histories)) throw typeError(expected(fn, 'an array of histories or undefined', 'histories', histories));
+      if (histories.length !== B) throw rangeError(expected(fn, `${B} histories (one per row of logits)`, 'histories.length', histories.length));
+    }
+    const plans = samplers.map((s) => s.devicePlan(V));
+    const owned: Tensor[] = [];
+    try {
+      // Enqueue every device op first, then wait for the downloads together.
+      const argmaxIds = plans.includes('greedy') ? argmaxOp(logits) : null;
+      if (argmaxIds) owned.push(argmaxIds);
+      const ks = [...new Set(plans.filter((p): p is number => typeof p === 'number'))];
+      const tops = ks.map((k) => {
+        const t = topKOp(logits, k);
+        owned.push(t.values, t.ids);
+        return t;
+      });
+      const needFull = plans.includes('full');
+      const [greedyIds, full, ...topData] = await Promise.all([
+        argmaxIds ? argmaxIds.data() : Promise.resolve(null),
+        needFull ? logits.toFloat32() : Promise.resolve(null),
+        ...tops.flatMap((t) => [t.values.data(), t.ids.data()]),
+      ]);
+      const out: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const s = samplers[b]!;
+        const history = histories?.[b];
+        const plan = plans[b]!;
+        // The host path over row b: for 'full' rows, rows the device rejected (it throws their RangeError) and
+        // top-k ties beyond the k-th.
+        const host = async (): Promise<number> => {
+          if (full) return s.sample(full.subarray(b * V, (b + 1) * V), history);
+          using row = logits.slice(b, b + 1);
+          return s.sample(await row.toFloat32(), history);
+        };
+        if (plan === 'full') {
+          out.push(await host());
+        } else if (plan === 'greedy') {
+          const id = (greedyIds as Int32Array)[b]!;
+          if (id < 0) out.push(await host());
+          else {
+            applyHistory('sample', history, V, null, 1);
+            out.push(id);
+          }
+        } else {
+          const g = ks.indexOf(plan);
+          const vals = topData[2 * g] as Float32Array;
+          const ids = topData[2 * g + 1] as Int32Array;
+          if (ids[b * plan]! < 0) {
+            out.push(await host());
+            continue;
+          }
+          applyHistory('sample', history, V, null, 1);
+          const tok = s.fromCandidates(vals, ids, b * plan);
+          out.push(tok ?? (await host()));
+        }
+      }
+      return out;
+    } finally {
+      for (const t of owned) t.dispose();
+    }
   }
 }

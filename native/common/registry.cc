@@ -382,6 +382,30 @@ Status validate_op(const OpArgs& a) {
       if (a.params.i[0] != 0 && a.params.i[0] != 1)
         return range_error(expected(op, "0 (erf) or 1 (tanh)", "approximate", std::to_string(a.params.i[0])));
       return Status::OK();
+    case OpId::argmax:
+    case OpId::top_k: {
+      const TensorView& x = in[0];
+      LK_RETURN_IF_ERROR(check_float(op, "logits.dtype", x));
+      if (x.ndim != 2 || x.shape[1] < 1 || x.shape[1] > INT32_MAX)
+        return range_error(expected(op, "logits of shape [B, V] with 1 <= V < 2^31", "logits.shape", x.shape_str()));
+      const int64_t B = x.shape[0], V = x.shape[1];
+      if (a.op == OpId::argmax) {
+        LK_RETURN_IF_ERROR(check_dtype(op, "ids.dtype", y, DType::i32));
+        if (y.ndim != 1 || y.shape[0] != B)
+          return range_error(expected(op, "ids of shape [B=" + std::to_string(B) + "]", "ids.shape", y.shape_str()));
+        return Status::OK();
+      }
+      const TensorView& ids = a.out[1];
+      LK_RETURN_IF_ERROR(check_dtype(op, "values.dtype", y, DType::f32));
+      LK_RETURN_IF_ERROR(check_dtype(op, "ids.dtype", ids, DType::i32));
+      if (y.ndim != 2 || y.shape[0] != B)
+        return range_error(expected(op, "values of shape [B=" + std::to_string(B) + ", k]", "values.shape", y.shape_str()));
+      const int64_t k = y.shape[1], kmax = V < kTopKMax ? V : kTopKMax;
+      if (k < 1 || k > kmax)
+        return range_error(expected(op, "k in [1, min(V, " + std::to_string(kTopKMax) + ")=" + std::to_string(kmax) + "]", "k", std::to_string(k)));
+      LK_RETURN_IF_ERROR(check_shape(op, "ids.shape", ids, y));
+      return Status::OK();
+    }
     default:
       return internal_error(std::string(op) + ": no validation rule");
   }

@@ -25,6 +25,9 @@ enum class Backend : int32_t { ref = 0, cpu = 1, cuda = 2, count };
 constexpr int kNumBackends = static_cast<int>(Backend::count);
 const char* backend_name(Backend b);
 
+// top_k's largest k: its CUDA kernel sorts the k candidates of a row in shared memory (2 x 4 bytes each).
+constexpr int64_t kTopKMax = 1024;
+
 struct OpParams {
   double f[4] = {0, 0, 0, 0};
   int64_t i[4] = {0, 0, 0, 0};

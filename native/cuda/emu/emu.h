@@ -52,6 +52,10 @@ inline float __int2float_rn(int v) { return static_cast<float>(v); }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 template <class T> inline T __ldg(const T* p) { return *p; }
+// Shared-memory atomics (top_k's histograms and slot counters): the threads are real std::threads, so real atomics.
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 
 namespace emu {
 inline long long launches = 0, threads_run = 0;
