@@ -34,7 +34,9 @@ const char* op_limits(const OpArgs& a) {
     // The rest of the paged KV cache runs on the CPU until its CUDA kernels land (kv_cache.cu; cache_write and
     // kv_copy_blocks have theirs).
     case OpId::rope_cache_write: return "rope_cache_write: no CUDA kernel yet; keep the KV cache on device 'cpu'";
-    case OpId::paged_attention_decode: return "paged_attention_decode: no CUDA kernel yet; keep the KV cache on device 'cpu'";
+    // paged_decode.cu: head sizes up to 256 (its shared-memory tiles).
+    case OpId::paged_attention_decode:
+      return a.in[1].shape[4] > 256 ? "paged_attention_decode: the cuda kernel takes head sizes D up to 256; use device 'cpu'" : nullptr;
     case OpId::paged_attention_prefill: return "paged_attention_prefill: no CUDA kernel yet; keep the KV cache on device 'cpu'";
     default: return nullptr;
   }

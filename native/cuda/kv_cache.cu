@@ -220,7 +220,6 @@ Status kv_copy_blocks_cuda(const OpArgs& a) {
 }
 
 Status rope_cache_write_cuda(const OpArgs&) { return unsupported("rope_cache_write: no CUDA kernel yet"); }
-Status paged_attention_decode_cuda(const OpArgs&) { return unsupported("paged_attention_decode: no CUDA kernel yet"); }
 Status paged_attention_prefill_cuda(const OpArgs&) { return unsupported("paged_attention_prefill: no CUDA kernel yet"); }
 
 }  // namespace lk

@@ -304,6 +304,13 @@ std::vector<OpCase> paged_attention_decode_cases() {
     AttnShape s6 = base; s6.H = 6; s6.Hkv = 1; s6.D = 64; s6.P = 32; cs.push_back(attention_case(s6));
     AttnShape s7 = base; s7.D = 7; s7.P = 8; s7.q_dtype = DType::bf16; cs.push_back(attention_case(s7));
   }
+  // More query heads per KV head than one CUDA block takes (G = 16: two head chunks), a group of 3 (a block of 4
+  // with one head unused), odd block sizes, a bf16 cache with every option, an i8 cache with partitions that are
+  // not multiples of 16 and an unaligned window start.
+  AttnShape e1{DType::bf16, DType::f32, 5, 32, 2, 80, {1, 23, 300, 777, 0}, {}};
+  e1.window = 100; e1.alibi = true; e1.cap = 20; cs.push_back(attention_case(e1));
+  AttnShape e2{DType::i8, DType::f16, 3, 6, 2, 96, {2, 50, 611}, {}};
+  e2.partition = 100; e2.window = 250; cs.push_back(attention_case(e2));
   return cs;
 }
 

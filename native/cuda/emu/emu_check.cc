@@ -236,8 +236,11 @@ int check_conversions() {
 // rows as NaN; the other rows are as usual and guard bytes stay untouched. Returns the number of failures.
 int check_bad_kv(OpId op);
 
+int check_bad_paged(OpId op);
+
 int check_bad_indices(OpId op) {
   if (op == OpId::cache_write || op == OpId::kv_copy_blocks) return check_bad_kv(op);
+  if (op == OpId::paged_attention_decode) return check_bad_paged(op);
   if (op != OpId::embedding && op != OpId::rope) return 0;
   const bool emb = op == OpId::embedding;
   const int64_t T = 6, E = 37, H = 2, D = 8;
@@ -381,6 +384,77 @@ int check_bad_kv(OpId op) {
       }
   }
   printf("%-7s bad-index check (%s out of range -> skipped): %s\n", op_info(op).name, cw ? "slots" : "pairs",
+         bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
+// paged_attention_decode's data-dependent errors (paged_decode.cu): a block id outside [0, numBlocks) at a position
+// the query reads, a context length beyond maxBlocks * P and a negative one must read nothing out of bounds (ids
+// far outside the cache would fault the emulation) and give NaN in every head of that sequence; a bad id past the
+// context is never read (a normal row); the other sequences equal the reference's (run with the bad sequences'
+// lengths set to 0). Each way: one partition (1 SM) and a partition size of 4 (rounded to 16: two partitions and the
+// merge), f16 cache with P = 4.
+int check_bad_paged(OpId op) {
+  const int64_t B = 6, H = 4, hkv = 2, P = 4, D = 40, nb = 8, mb = 8;
+  const int32_t lens[B] = {29, 22, 33, -3, 6, 4};
+  const bool bad_seq[B] = {false, true, true, true, false, true};
+  const int32_t tables[B][mb] = {{0, 1, 2, 3, 4, 5, 6, 7},         {3, 4, 5, 6, INT32_MAX, 1, -1, -1},
+                                 {5, 6, 7, 0, 1, 2, 3, 4},         {-1, -1, -1, -1, -1, -1, -1, -1},
+                                 {1, 2, -5, INT32_MIN, -1, -1, -1, -1}, {INT32_MIN, 0, 0, 0, 0, 0, 0, 0}};
+  const std::vector<TensorSpec> ins = {{DType::f32, {B, H, D}}, {DType::f16, {nb, hkv, 2, P, D}}, {DType::f32, {0}},
+                                       {DType::i32, {B, mb}},   {DType::i32, {B}},                  {DType::f32, {0}}};
+  int bad = 0;
+  for (int way = 0; way < 2; ++way) {
+    g_sms = 1;
+    std::vector<Buffer> in;
+    for (const TensorSpec& s : ins) {
+      in.push_back(make_buffer(s, 0));
+      fill_random(in.back().v.data, s.dtype, in.back().v.numel(), false);
+    }
+    memcpy(in[3].v.data, tables, sizeof(tables));
+    memcpy(in[4].v.data, lens, sizeof(lens));
+    const TensorSpec out = {DType::f32, {B, H, D}};
+    Buffer y = make_buffer(out, 0), want = make_buffer(out, 0);
+    std::vector<TensorView> iv;
+    for (auto& b : in) iv.push_back(b.v);
+    OpArgs a;
+    a.op = op;
+    a.in = iv.data();
+    a.n_in = static_cast<int32_t>(iv.size());
+    a.n_out = 1;
+    a.params.f[0] = 1.0 / std::sqrt(static_cast<double>(D));
+    a.params.i[1] = way ? 4 : 0;
+    a.out = &y.v;
+    const Status se = run_emulated(a);
+    int32_t* l = static_cast<int32_t*>(in[4].v.data);
+    for (int64_t b = 0; b < B; ++b)
+      if (bad_seq[b]) l[b] = 0;
+    a.out = &want.v;
+    const Status sr = kernel_table(Backend::ref)[static_cast<int>(op)].run(a);
+    if (!se.ok() || !sr.ok()) {
+      printf("FAIL %s bad-index check: emulated: %s; ref: %s\n", op_info(op).name, se.message().c_str(), sr.message().c_str());
+      return 1;
+    }
+    const float* g = static_cast<const float*>(y.v.data);
+    const float* r = static_cast<const float*>(want.v.data);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t e = 0; e < H * D; ++e) {
+        const float x = g[b * H * D + e], w = r[b * H * D + e];
+        const bool ok = bad_seq[b] ? std::isnan(x) : std::fabs(x - w) <= 1e-4f * (std::fabs(w) + 1.f);
+        if (!ok && bad++ < 3)
+          printf("  %s bad-index check (%s): sequence %lld [%lld]: got %g, want %s\n", op_info(op).name,
+                 way ? "partitions of 4" : "one partition", (long long)b, (long long)e, x,
+                 bad_seq[b] ? "NaN" : std::to_string(w).c_str());
+      }
+    const uint8_t* gb = static_cast<const uint8_t*>(y.v.data);
+    for (int i = 1; i <= kGuardBytes; ++i)
+      if (gb[-i] != kGuard || gb[y.v.nbytes() + i - 1] != kGuard) {
+        printf("  %s bad-index check: guard bytes written\n", op_info(op).name);
+        ++bad;
+        break;
+      }
+  }
+  printf("%-7s bad-index check (bad block ids / lengths -> NaN rows of the sequence): %s\n", op_info(op).name,
          bad ? "FAILED" : "OK");
   return bad ? 1 : 0;
 }
