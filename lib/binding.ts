@@ -104,8 +104,18 @@ export interface NativeBinding {
    * Opens a process group (native/addon/dist.cc): [group id, a promise settled when the rendezvous is done].
    * rank/worldSize -1: take the backend's (MPI). library: the MPI library ('' for the default).
    */
-  distOpen(backend: 'shm' | 'mpi', rank: number, worldSize: number, name: string, library: string, timeoutMs: number): [number, Promise<void>];
-  distInfo(group: number): { rank: number; worldSize: number; backend: string };
+  /** cudaDevice: register the CUDA all-reduce paths on that device (-1 or absent: a CPU-only group). */
+  distOpen(backend: 'shm' | 'mpi', rank: number, worldSize: number, name: string, library: string, timeoutMs: number, cudaDevice?: number): [number, Promise<void>];
+  distInfo(group: number): {
+    rank: number;
+    worldSize: number;
+    backend: string;
+    cuda?: { device: number; custom: boolean; customReason: string; nccl: boolean; ncclReason: string };
+  };
+  /** The CUDA all-reduce selection rule (native/dist/cuda_ar.h), a pure function. */
+  distSelectAllReduce(bytes: number, worldSize: number, custom: boolean, nccl: boolean): { algo: 'one_shot' | 'two_shot' | 'nccl' | 'none'; why: string };
+  /** Whether libnccl.so.2 loads in this process (tried once). */
+  distNcclProbe(): { loaded: boolean; version: number; reason: string };
   /** The group's failure (an LlmKernelsError), or undefined while it is healthy. */
   distFailure(group: number): Error | undefined;
   /**

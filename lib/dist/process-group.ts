@@ -18,6 +18,17 @@
  * Backends:
  * - `shm`: ranks on one host (processes, e.g. from `llm-kernels launch`) over a shared-memory segment.
  * - `mpi`: OpenMPI, loaded at run time (libmpi.so.40); for ranks started by `mpirun`, across hosts too.
+ *
+ * CUDA tensors: open the group with `{ device: 'cuda' }` (or `'cuda:N'`) and `allReduce` takes tensors on that
+ * device. Chosen explicitly at open, not on the first CUDA tensor: registering the buffers is itself a collective
+ * (every rank exchanges CUDA IPC handles and starts NCCL), which must happen at the same point on every rank and
+ * may take seconds, so it belongs to the awaited open. Per call the group picks the custom one-shot or two-shot
+ * all-reduce (small and medium messages, P2P between every pair of ranks) or NCCL (large messages, or no P2P;
+ * when libnccl.so.2 loads on every rank): see {@link selectAllReduce}. The collective is launched on the device's
+ * stream; the JS thread never waits. The custom kernels sum in rank order in f32 like the CPU backends (the same
+ * bits on every rank); NCCL uses its own order. One process per rank (worker threads cannot share CUDA IPC
+ * buffers). On a machine without a usable GPU `initProcessGroup({ device: 'cuda' })` rejects with ERR_DEVICE (or
+ * ERR_UNSUPPORTED in a build without CUDA) saying why, and a CPU-only group refuses CUDA tensors with ERR_UNSUPPORTED.
  */
 import { native } from '../binding.js';
 import { device } from '../device.js';
@@ -61,6 +72,12 @@ export interface InitProcessGroupOptions {
   debug?: boolean;
   /** mpi: the MPI library to load (default libmpi.so.40, then libmpi.so). */
   mpiLibrary?: string;
+  /**
+   * 'cpu' (default): collectives on CPU tensors only. 'cuda' (= `cuda:${localRank % number of GPUs}`) or 'cuda:N':
+   * also register the CUDA all-reduce paths on that GPU, so that {@link ProcessGroup.allReduce} takes CUDA tensors
+   * on it. Several ranks may name one GPU (separate processes).
+   */
+  device?: 'cpu' | 'cuda' | `cuda:${number}`;
   /** The environment to read (default process.env). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -76,6 +93,8 @@ export interface ResolvedProcessGroup {
   initTimeoutMs: number;
   debug: boolean;
   mpiLibrary: string;
+  /** 'cpu', or the CUDA device of the group's CUDA collectives. */
+  device: 'cpu' | `cuda:${number}`;
 }
 
 /** Options of one collective. */
@@ -161,7 +180,20 @@ export function resolveProcessGroupOptions(options: InitProcessGroupOptions = {}
     if (typeof options.mpiLibrary !== 'string') throw typeError(expected(fn, 'a string', 'options.mpiLibrary', options.mpiLibrary));
     mpiLibrary = options.mpiLibrary;
   }
-  return { backend, rank, worldSize, localRank: envLocal ?? rank, name, timeoutMs, initTimeoutMs, debug, mpiLibrary };
+  const localRank = envLocal ?? rank;
+  let dev: 'cpu' | `cuda:${number}` = 'cpu';
+  if (options.device !== undefined && options.device !== 'cpu') {
+    if (typeof options.device !== 'string') throw typeError(expected(fn, "a string ('cpu', 'cuda' or 'cuda:N')", 'options.device', options.device));
+    const m = /^cuda(?::(\d{1,4}))?$/.exec(options.device);
+    if (!m) throw rangeError(expected(fn, "'cpu', 'cuda' or 'cuda:N'", 'options.device', options.device));
+    if (m[1] !== undefined) {
+      dev = `cuda:${Number(m[1])}`;
+    } else {
+      const n = native.info().cuda.devices.length;
+      dev = `cuda:${n > 0 ? localRank % n : 0}`;  // no device: initProcessGroup says why
+    }
+  }
+  return { backend, rank, worldSize, localRank, name, timeoutMs, initTimeoutMs, debug, mpiLibrary, device: dev };
 }
 
 /**
@@ -170,7 +202,9 @@ export function resolveProcessGroupOptions(options: InitProcessGroupOptions = {}
  * @param options - see {@link InitProcessGroupOptions}
  * @throws {TypeError | RangeError} bad options or environment (named)
  * @throws {LlmKernelsError} (the promise rejects) ERR_TIMEOUT when the other ranks did not join in
- *   initTimeoutMs; ERR_PEER_LOST when one exited while joining; ERR_UNSUPPORTED when MPI cannot be loaded
+ *   initTimeoutMs; ERR_PEER_LOST when one exited while joining; ERR_UNSUPPORTED when MPI cannot be loaded;
+ *   with `device: 'cuda...'`: ERR_DEVICE when no CUDA device is usable (the reason, e.g. cudaErrorNoDevice),
+ *   ERR_UNSUPPORTED in a build without CUDA
  * @example
  * // llm-kernels launch --nproc 2 script.js
  * const pg = await initProcessGroup();
@@ -181,7 +215,8 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
   // MPI reports its own rank and size: -1 lets it, unless the caller gave them explicitly.
   const rank = r.backend === 'mpi' && options.rank === undefined ? -1 : r.rank;
   const world = r.backend === 'mpi' && options.worldSize === undefined ? -1 : r.worldSize;
-  const [id, opened] = native.distOpen(r.backend, rank, world, r.name, r.mpiLibrary, r.initTimeoutMs);
+  const cudaDevice = r.device === 'cpu' ? -1 : Number(r.device.slice(5));
+  const [id, opened] = native.distOpen(r.backend, rank, world, r.name, r.mpiLibrary, r.initTimeoutMs, cudaDevice);
   try {
     await opened;
   } catch (e) {
@@ -239,6 +274,8 @@ export class ProcessGroup implements Disposable {
   readonly debug: boolean;
   /** The default deadline of a collective, in ms. */
   readonly timeoutMs: number;
+  /** 'cpu', or the CUDA device whose tensors {@link allReduce} takes (see {@link InitProcessGroupOptions.device}). */
+  readonly device: 'cpu' | `cuda:${number}`;
 
   /** @internal Use {@link initProcessGroup}. */
   constructor(id: number, r: ResolvedProcessGroup) {
@@ -249,6 +286,17 @@ export class ProcessGroup implements Disposable {
     this.backend = r.backend;
     this.debug = r.debug;
     this.timeoutMs = r.timeoutMs;
+    this.device = r.device;
+  }
+
+  /**
+   * The CUDA all-reduce paths this group registered (undefined for a CPU-only group): `custom` (the one-/two-shot
+   * kernels over CUDA IPC; false with `customReason` when a pair of ranks has no P2P access, ...) and `nccl` (false
+   * with `ncclReason`, e.g. "libnccl.so.2 not found", when NCCL did not load on every rank).
+   * @throws {LlmKernelsError} ERR_DISPOSED for a closed group
+   */
+  get cuda(): { device: number; custom: boolean; customReason: string; nccl: boolean; ncclReason: string } | undefined {
+    return native.distInfo(this.#live('cuda')).cuda;
   }
 
   #live(fn: string): number {
@@ -270,16 +318,27 @@ export class ProcessGroup implements Disposable {
     liveHandle(fn, 'x', x);
     const t = x as Tensor;
     if (!isFloat(t.dtype)) throw typeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'x.dtype', t.dtype));
-    if (t.device.kind !== 'cpu')
-      throw new LlmKernelsError('ERR_UNSUPPORTED', expected(fn, 'a CPU tensor (CUDA collectives come with the CUDA backend)', 'x.device', t.device.name, true));
+    if (t.device.kind !== 'cpu') {
+      if (fn !== 'allReduce')
+        throw new LlmKernelsError('ERR_UNSUPPORTED', expected(fn, 'a CPU tensor (on CUDA only allReduce is implemented)', 'x.device', t.device.name, true));
+      if (this.device === 'cpu')
+        throw new LlmKernelsError(
+          'ERR_UNSUPPORTED',
+          expected(fn, `a CPU tensor (this group was opened without a CUDA device; use initProcessGroup({ device: '${t.device.name}' }))`, 'x.device', t.device.name, true),
+        );
+      if (t.device.name !== this.device) throw rangeError(expected(fn, `a tensor on the group's device ${this.device}`, 'x.device', t.device.name, true));
+    }
     return t;
   }
 
   #out<D extends DType>(fn: string, x: Tensor<D>, o: CollectiveOptions<D>, shape: readonly number[]): Tensor<D> {
-    if (o.out === undefined) return Tensor.empty(shape, { dtype: x.dtype, device: 'cpu' });
+    if (o.out === undefined) return Tensor.empty(shape, { dtype: x.dtype, device: x.device });
     liveHandle(fn, 'options.out', o.out);
     if (o.out.dtype !== x.dtype) throw typeError(expected(fn, `dtype ${x.dtype} (x's)`, 'options.out.dtype', o.out.dtype));
-    if (o.out.device.kind !== 'cpu') throw new LlmKernelsError('ERR_UNSUPPORTED', expected(fn, 'a CPU tensor', 'options.out.device', o.out.device.name, true));
+    if (o.out.device.name !== x.device.name) {
+      const msg = expected(fn, `a tensor on x's device ${x.device.name}`, 'options.out.device', o.out.device.name, true);
+      throw x.device.kind === 'cpu' ? new LlmKernelsError('ERR_UNSUPPORTED', msg) : rangeError(msg);
+    }
     if (o.out.shape.length !== shape.length || o.out.shape.some((d, i) => d !== shape[i]))
       throw rangeError(expected(fn, `shape ${shapeStr(shape)}`, 'options.out.shape', shapeStr(o.out.shape), true));
     return o.out;
@@ -301,7 +360,11 @@ export class ProcessGroup implements Disposable {
    * @returns a tensor of x's shape and dtype (options.out when given)
    * @throws {TypeError} x not a Tensor, not a float dtype, out of another dtype
    * @throws {RangeError} out of another shape, a bad op or timeoutMs
-   * @throws {LlmKernelsError} ERR_DISPOSED (closed group or tensor), ERR_UNSUPPORTED (a CUDA tensor), and the
+   * CUDA tensors (a group opened with `device: 'cuda...'`): launched on the device's stream by the custom one-/two-shot
+   * kernels or NCCL ({@link selectAllReduce}); a failure (ERR_TIMEOUT: a peer did not arrive before timeoutMs on the
+   * device; ERR_COLLECTIVE_MISMATCH; ERR_PEER_LOST) poisons out and fails the group like on the CPU.
+   * @throws {LlmKernelsError} ERR_DISPOSED (closed group or tensor), ERR_UNSUPPORTED (a CUDA tensor in a group
+   *   opened without a CUDA device, or no CUDA path usable: the reasons are in the message), and the
    *   group's failure when it has failed (ERR_PEER_LOST, ERR_TIMEOUT, ERR_COLLECTIVE_MISMATCH). A failure of this
    *   call itself surfaces at the next read or synchronize.
    * @example const y = pg.allReduce(partial); // sum of every rank's partial
@@ -423,4 +486,41 @@ export class ProcessGroup implements Disposable {
   toString(): string {
     return `ProcessGroup(rank ${this.rank} of ${this.worldSize}, ${this.backend}${this.#id === null ? ', closed' : ''})`;
   }
+}
+
+/** What {@link selectAllReduce} returns: the algorithm and why. */
+export interface AllReduceChoice {
+  algo: 'one_shot' | 'two_shot' | 'nccl' | 'none';
+  why: string;
+}
+
+/**
+ * The rule that picks the algorithm of an allReduce of CUDA tensors (native/dist/cuda_ar.h; a pure function, the
+ * same on every rank): the custom one-shot kernel while R x bytes <= 2 MiB, two-shot up to 16 MiB per rank, NCCL
+ * above, or whenever the custom kernels are not registered (no P2P between every pair of ranks, more than 8 ranks);
+ * two-shot in chunks when NCCL is missing; 'none' when neither path exists. The thresholds are untuned guesses
+ * until measured on a GPU.
+ * @param bytes - the message per rank
+ * @param worldSize - R
+ * @param paths - which paths every rank registered (see {@link ProcessGroup.cuda})
+ * @throws {TypeError | RangeError} bad arguments
+ * @example selectAllReduce(8192, 2, { custom: true, nccl: true }).algo // 'one_shot'
+ */
+export function selectAllReduce(bytes: number, worldSize: number, paths: { custom: boolean; nccl: boolean }): AllReduceChoice {
+  const fn = 'selectAllReduce';
+  checkInteger(fn, 'bytes', bytes, 0, Number.MAX_SAFE_INTEGER);
+  checkInteger(fn, 'worldSize', worldSize, 1, 1024);
+  checkObject(fn, 'paths', paths);
+  if (typeof paths.custom !== 'boolean') throw typeError(expected(fn, 'a boolean', 'paths.custom', paths.custom));
+  if (typeof paths.nccl !== 'boolean') throw typeError(expected(fn, 'a boolean', 'paths.nccl', paths.nccl));
+  return native.distSelectAllReduce(bytes, worldSize, paths.custom, paths.nccl);
+}
+
+/**
+ * Whether NCCL (libnccl.so.2, 2.18 or newer) loads in this process, its version code (e.g. 22105), or why not.
+ * Loading is tried once per process.
+ * @example if (!ncclStatus().loaded) console.log(ncclStatus().reason);
+ */
+export function ncclStatus(): { loaded: boolean; version: number; reason: string } {
+  return native.distNcclProbe();
 }

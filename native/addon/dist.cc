@@ -7,13 +7,24 @@
 // ERR_PEER_LOST or ERR_COLLECTIVE_MISMATCH; the group is failed from then on, and every later call throws at once.
 //
 // Opening a group (the rendezvous, MPI_Init) can take seconds: it runs on its own thread and settles a promise.
+//
+// CUDA tensors (allReduce only): a group opened with a CUDA device (distOpen's cudaDevice >= 0) also registers the
+// custom all-reduce (native/dist/cuda_ar.h) and, when libnccl.so.2 loads on every rank, an NCCL communicator, both
+// through the group's CPU communicator while it opens. An allReduce of CUDA tensors picks one of them per call
+// (select_all_reduce: a pure function of the size, R and what every rank registered) and launches it on the
+// device's CUDA stream from the JS thread (launching never waits); a host task queued behind it on the same stream
+// reads the device-side outcome, poisons the output on failure and fails the whole group (the CPU communicator is
+// aborted with the same Status, so the other ranks learn it too on shm). Worker threads cannot be the ranks of a
+// CUDA group: they share one CUDA stream per device, and CUDA IPC does not open handles of the own process.
 #include <chrono>
 #include <thread>
 #include <unordered_map>
 
 #include "addon.h"
 #include "settle.h"
+#include "../cuda/cuda_backend.h"
 #include "../dist/comm.h"
+#include "../dist/cuda_ar.h"
 
 namespace lk {
 
@@ -27,6 +38,17 @@ struct DistGroup {
   Status open_status = Status(Code::internal, "process group: still opening");
   bool opening = true;
   std::string backend;
+  // CUDA (set by the open thread before `opening` is cleared; then read-only, the objects themselves thread-safe
+  // for enqueue on the JS thread + check on the completion thread).
+  int cuda_device = -1;                          // -1: a CPU-only group
+  std::unique_ptr<dist::CudaAllReduce> car;      // the custom all-reduce (usable() says whether registered)
+  std::unique_ptr<dist::NcclComm> nccl;          // null when NCCL is not loaded on every rank
+  std::string nccl_why;                          // why nccl is null
+  ~DistGroup() {
+    // The CUDA objects wait for their queued kernels (bounded by the device-side timeouts) before freeing.
+    nccl.reset();
+    car.reset();
+  }
 };
 
 struct DistGroups {
@@ -37,9 +59,13 @@ struct DistGroups {
     // collective still waiting on the executor returns now, and tell the other ranks.
     for (auto& g : groups) {
       std::lock_guard<std::mutex> lock(g.second->mu);
-      if (g.second->comm)
-        g.second->comm->abort(Status(Code::peer_lost, "rank " + std::to_string(g.second->comm->rank()) +
-                                                          " closed the process group (its environment exited)"));
+      if (g.second->comm) {
+        const Status why(Code::peer_lost, "rank " + std::to_string(g.second->comm->rank()) +
+                                              " closed the process group (its environment exited)");
+        if (g.second->car) g.second->car->abort(why);
+        if (g.second->nccl) g.second->nccl->abort(why);
+        g.second->comm->abort(why);
+      }
     }
   }
 };
@@ -77,7 +103,43 @@ std::string string_arg(Napi::Env env, const Napi::Value& v, const char* fn, cons
 
 dist::Clock::time_point deadline_in(int64_t ms) { return dist::Clock::now() + std::chrono::milliseconds(ms); }
 
-// distOpen(backend, rank, world, name, library, timeoutMs): [id, Promise<void>]. The promise settles when the
+// The CUDA part of an open (a collective over `c`, on the open thread): the custom all-reduce, then NCCL if every
+// rank loads it. Only a failure of the CPU communicator (or OOM) fails the open; a path that cannot be used is
+// recorded with its reason (distInfo) and the selection avoids it.
+Status open_cuda(DistGroup& g, Communicator* c, int device, dist::Clock::time_point deadline) {
+  g.cuda_device = device;
+  LK_RETURN_IF_ERROR(dist::CudaAllReduce::open(c, device, dist::kArDefaultCapacity, deadline, &g.car));
+  // NCCL: every rank must load it, or none uses it (a rank on NCCL and one on the custom kernels would wait forever).
+  const Status loaded = dist::nccl_load();
+  float mine = loaded.ok() ? 1.0f : 0.0f;
+  std::vector<float> all(static_cast<size_t>(c->world()));
+  dist::CallDesc d;
+  d.kind = Collective::all_gather;
+  d.dtype = DType::f32;
+  d.count = 1;
+  LK_RETURN_IF_ERROR(c->call(&mine, all.data(), d, deadline));
+  int missing = -1;
+  for (int r = 0; r < c->world(); ++r)
+    if (all[r] == 0.0f && missing < 0) missing = r;
+  if (missing >= 0) {
+    g.nccl_why = missing == c->rank() ? loaded.message() : "rank " + std::to_string(missing) + " could not load libnccl.so.2";
+    return Status::OK();
+  }
+  Status s = dist::NcclComm::open(c, device, deadline, &g.nccl);
+  if (!s.ok() && (s.code() == Code::timeout || s.code() == Code::peer_lost)) return s;  // the CPU group failed too
+  // Agree that every rank has a communicator.
+  mine = s.ok() ? 1.0f : 0.0f;
+  LK_RETURN_IF_ERROR(c->call(&mine, all.data(), d, deadline));
+  for (int r = 0; r < c->world(); ++r)
+    if (all[r] == 0.0f) {
+      g.nccl_why = s.ok() ? "NCCL could not open on rank " + std::to_string(r) : s.message();
+      g.nccl.reset();
+      break;
+    }
+  return Status::OK();
+}
+
+// distOpen(backend, rank, world, name, library, timeoutMs, cudaDevice?): [id, Promise<void>]. The promise settles when the
 // rendezvous is done (or failed); until then the group refuses collectives.
 Napi::Value dist_open(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
@@ -93,6 +155,18 @@ Napi::Value dist_open(const Napi::CallbackInfo& info) {
     const std::string library = string_arg(env, info[4], fn, "library");
     const int64_t timeout_ms = parse_int(env, info[5], fn, "timeoutMs", 1, int64_t(1) << 40);
     o.deadline = deadline_in(timeout_ms);
+    const int cuda_device = info[6].IsUndefined() ? -1 : static_cast<int>(parse_int(env, info[6], fn, "cudaDevice", -1, 1 << 20));
+    if (cuda_device >= 0) {
+      const CudaProbe probe = cuda_probe();
+      if (!probe.available)
+        throw_status(env, Status(probe.compiled ? Code::device : Code::unsupported,
+                                 std::string(fn) + ": expected an available CUDA device for options.device 'cuda:" +
+                                     std::to_string(cuda_device) + "', got none: " + probe.reason +
+                                     ". Omit options.device for a group of CPU tensors"));
+      if (cuda_device >= static_cast<int>(probe.devices.size()))
+        throw_status(env, range_error(std::string(fn) + ": expected a CUDA device index in [0, " + std::to_string(probe.devices.size()) +
+                                      ") for options.device, got " + std::to_string(cuda_device)));
+    }
 
     auto g = std::make_shared<DistGroup>();
     g->backend = backend;
@@ -101,11 +175,12 @@ Napi::Value dist_open(const Napi::CallbackInfo& info) {
     gs.groups[id] = g;
     std::shared_ptr<Settler> settler;
     Napi::Promise promise = Settler::create(env, &settler);
-    std::thread([g, settler, o, name, library, backend]() {
+    std::thread([g, settler, o, name, library, backend, cuda_device]() {
       std::unique_ptr<Communicator> c;
       Status s;
       try {
         s = backend == "shm" ? dist::open_shm(o, name, &c) : dist::open_mpi(o, library, &c);
+        if (s.ok() && cuda_device >= 0) s = open_cuda(*g, c.get(), cuda_device, o.deadline);
       } catch (const std::bad_alloc&) {
         s = Status(Code::oom, "initProcessGroup: out of memory");
       } catch (const std::exception& e) {
@@ -115,7 +190,12 @@ Napi::Value dist_open(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lock(g->mu);
         g->opening = false;
         g->open_status = s;
-        if (s.ok()) g->comm = std::move(c);
+        if (s.ok()) {
+          g->comm = std::move(c);
+        } else {
+          g->nccl.reset();
+          g->car.reset();
+        }
       }
       std::unique_ptr<Completion> done(new Completion());
       done->status = s;
@@ -139,6 +219,15 @@ Napi::Value dist_info(const Napi::CallbackInfo& info) {
     o.Set("rank", g->comm->rank());
     o.Set("worldSize", g->comm->world());
     o.Set("backend", g->comm->backend());
+    if (g->cuda_device >= 0) {
+      Napi::Object cu = Napi::Object::New(env);
+      cu.Set("device", g->cuda_device);
+      cu.Set("custom", g->car != nullptr && g->car->usable());
+      cu.Set("customReason", g->car != nullptr ? g->car->why_not() : std::string("not registered"));
+      cu.Set("nccl", g->nccl != nullptr);
+      cu.Set("ncclReason", g->nccl_why);
+      o.Set("cuda", cu);
+    }
     return o;
   });
 }
@@ -152,6 +241,109 @@ Napi::Value dist_failure(const Napi::CallbackInfo& info) {
     if (!g->comm) return g->opening ? env.Undefined() : status_to_error(env, g->open_status);
     Status f = g->comm->failure();
     return f.ok() ? env.Undefined() : status_to_error(env, f);
+  });
+}
+
+// allReduce of CUDA tensors (see the file header): validate, select, launch on the device's stream, and queue the
+// host task that reports the outcome.
+void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communicator* comm, Collective kind, ReduceOp op,
+                     TensorSlot& in, TensorSlot& out, int64_t timeout_ms) {
+  const char* fn = dist::collective_name(kind);
+  if (kind != Collective::all_reduce)
+    throw_status(env, unsupported(std::string(fn) + ": expected CPU tensors, got " + in.meta.device.name() + " and " + out.meta.device.name() +
+                                  " (on CUDA only allReduce is implemented; copy to the CPU with .to('cpu'))"));
+  if (in.meta.device != out.meta.device)
+    throw_status(env, range_error(std::string(fn) + ": expected x and out on one device, got " + in.meta.device.name() + " and " +
+                                  out.meta.device.name()));
+  if (g->cuda_device < 0)
+    throw_status(env, unsupported(std::string(fn) + ": expected a process group opened with { device: '" + in.meta.device.name() +
+                                  "' } for CUDA tensors, got a CPU-only group"));
+  if (in.meta.device.index != g->cuda_device)
+    throw_status(env, range_error(std::string(fn) + ": expected tensors on the group's device cuda:" + std::to_string(g->cuda_device) +
+                                  ", got " + in.meta.device.name()));
+  const DType dt = in.meta.dtype;
+  if ((dt != DType::f32 && dt != DType::f16 && dt != DType::bf16) || out.meta.dtype != dt)
+    throw_status(env, type_error(std::string(fn) + ": expected x and out of one dtype f32, f16 or bf16, got " + dtype_name(dt) + " and " +
+                                 dtype_name(out.meta.dtype)));
+  const uint64_t count = static_cast<uint64_t>(in.meta.numel());
+  if (static_cast<uint64_t>(out.meta.numel()) != count)
+    throw_status(env, range_error(std::string(fn) + ": expected out of " + std::to_string(count) + " elements, got " +
+                                  std::to_string(out.meta.numel())));
+  dist::ArSelectInput sel;
+  sel.bytes = count * dtype_size(dt);
+  sel.world = comm->world();
+  sel.custom = g->car != nullptr && g->car->usable();
+  sel.nccl = g->nccl != nullptr;
+  std::string why;
+  const dist::ArAlgo algo = dist::select_all_reduce(sel, &why);
+  if (algo == dist::ArAlgo::none)
+    throw_status(env, unsupported(std::string(fn) + "(cuda): " + why + " (custom: " + (g->car ? g->car->why_not() : std::string("-")) +
+                                  "; nccl: " + g->nccl_why + ")"));
+  for (Status f : {g->car ? g->car->check() : Status::OK(), g->nccl ? g->nccl->check() : Status::OK()})
+    if (!f.ok()) throw_status(env, Status(f.code(), std::string(fn) + ": the process group failed earlier: " + f.message()));
+  Stream* stream = nullptr;
+  check(env, stream_for(in.meta.device, &stream, owner_of(env)));
+  void* cs = nullptr;
+  check(env, cuda_stream(g->cuda_device, &cs));
+  std::shared_ptr<Storage> in_st = in.storage, out_st = out.storage;
+  const void* src = static_cast<const char*>(in_st->data()) + in.offset;
+  void* dst = static_cast<char*>(out_st->data()) + out.offset;
+  Status s = algo == dist::ArAlgo::nccl ? g->nccl->all_reduce(src, dst, count, dt, op, cs, timeout_ms)
+                                        : g->car->enqueue(src, dst, count, dt, op, algo, cs, timeout_ms);
+  if (!s.ok()) {
+    out_st->poison(s);
+    comm->abort(s);
+    throw_status(env, s);
+  }
+  const bool use_nccl = algo == dist::ArAlgo::nccl;
+  stream->submit_host(
+      [g, in_st, out_st, use_nccl](Status prior) -> Status {
+        Status r = use_nccl ? g->nccl->check() : g->car->check();
+        if (!r.ok()) {
+          out_st->poison(r);
+          std::lock_guard<std::mutex> lock(g->mu);
+          if (g->comm) g->comm->abort(r);  // the whole group is failed, and shm tells the other ranks
+          return r;
+        }
+        if (in_st != out_st && in_st->poisoned()) out_st->poison(in_st->poison_status());
+        return prior;
+      },
+      owner_of(env));
+}
+
+// distSelectAllReduce(bytes, world, custom, nccl): { algo, why }: the selection rule (a pure function), for tests
+// and for tools that print the plan.
+Napi::Value dist_select_all_reduce(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* fn = "selectAllReduce";
+    dist::ArSelectInput in;
+    in.bytes = static_cast<uint64_t>(parse_int(env, info[0], fn, "bytes", 0, int64_t(1) << 53));
+    in.world = static_cast<int>(parse_int(env, info[1], fn, "worldSize", 1, 1 << 20));
+    if (!info[2].IsBoolean() || !info[3].IsBoolean())
+      throw_status(env, type_error(std::string(fn) + ": expected booleans for custom and nccl"));
+    in.custom = info[2].As<Napi::Boolean>().Value();
+    in.nccl = info[3].As<Napi::Boolean>().Value();
+    std::string why;
+    const dist::ArAlgo a = dist::select_all_reduce(in, &why);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("algo", dist::ar_algo_name(a));
+    o.Set("why", why);
+    return o;
+  });
+}
+
+// distNcclProbe(): { loaded, version, reason }: whether libnccl.so.2 loads in this process (loads it once).
+Napi::Value dist_nccl_probe(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    int version = 0;
+    const Status s = dist::nccl_load(&version);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loaded", s.ok());
+    o.Set("version", version);
+    o.Set("reason", s.message());
+    return o;
   });
 }
 
@@ -171,9 +363,10 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
     const int64_t timeout_ms = parse_int(env, info[6], fn, "timeoutMs", 1, int64_t(1) << 40);
     const auto site = static_cast<uint64_t>(parse_int(env, info[7], fn, "site", 0, (int64_t(1) << 53)));
     const auto inner = static_cast<uint64_t>(info[8].IsUndefined() ? 0 : parse_int(env, info[8], fn, "inner", 0, (int64_t(1) << 53)));
-    if (in.meta.device.kind != DeviceKind::cpu || out.meta.device.kind != DeviceKind::cpu)
-      throw_status(env, unsupported(std::string(fn) + ": expected CPU tensors, got " + in.meta.device.name() + " and " +
-                                    out.meta.device.name() + " (CUDA collectives come with the CUDA backend)"));
+    if (in.meta.device.kind == DeviceKind::cuda || out.meta.device.kind == DeviceKind::cuda) {
+      cuda_all_reduce(env, g, comm, kind, op, in, out, timeout_ms);
+      return env.Undefined();
+    }
     if (!dtype_is_float(in.meta.dtype) || out.meta.dtype != in.meta.dtype)
       throw_status(env, type_error(std::string(fn) + ": expected x and out of one float dtype, got " + dtype_name(in.meta.dtype) +
                                    " and " + dtype_name(out.meta.dtype)));
@@ -282,10 +475,29 @@ Napi::Value dist_close(const Napi::CallbackInfo& info) {
     check(env, stream_for(Device{}, &stream, owner_of(env)));
     stream->drain();  // the queued tasks drop their references to g as they finish
     std::unique_ptr<Communicator> comm;
+    std::unique_ptr<dist::CudaAllReduce> car;
+    std::unique_ptr<dist::NcclComm> nccl;
+    int cuda_device = -1;
     {
       std::lock_guard<std::mutex> lock(g->mu);
-      if (!g->opening) comm = std::move(g->comm);  // still opening: its thread finishes, and g goes with it
+      if (!g->opening) cuda_device = g->cuda_device;
     }
+    if (cuda_device >= 0) {
+      // The CUDA collectives' host tasks hold g until the device has run them: wait for them here, so that the
+      // CUDA objects are freed on this thread and not on the stream's completion thread.
+      Stream* cs = nullptr;
+      if (stream_for(Device{DeviceKind::cuda, cuda_device}, &cs, owner_of(env)).ok()) cs->drain();
+    }
+    {
+      std::lock_guard<std::mutex> lock(g->mu);
+      if (!g->opening) {  // still opening: its thread finishes, and g goes with it
+        comm = std::move(g->comm);
+        car = std::move(g->car);
+        nccl = std::move(g->nccl);
+      }
+    }
+    nccl.reset();
+    car.reset();
     comm.reset();
     return env.Undefined();
   });
@@ -300,6 +512,8 @@ void init_dist(Napi::Env env, Napi::Object exports) {
   exports.Set("distCollective", Napi::Function::New(env, dist_collective, "distCollective"));
   exports.Set("distBarrier", Napi::Function::New(env, dist_barrier, "distBarrier"));
   exports.Set("distClose", Napi::Function::New(env, dist_close, "distClose"));
+  exports.Set("distSelectAllReduce", Napi::Function::New(env, dist_select_all_reduce, "distSelectAllReduce"));
+  exports.Set("distNcclProbe", Napi::Function::New(env, dist_nccl_probe, "distNcclProbe"));
 }
 
 }  // namespace lk
