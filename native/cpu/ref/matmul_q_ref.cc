@@ -74,7 +74,8 @@ Status matmul_q_ref(const OpArgs& a) {
 }
 
 std::vector<OpCase> matmul_q_cases() {
-  // The matrix for f32 x and both paths; f16/bf16 x on a smaller set.
+  // The matrix for f32 x and both paths; f16/bf16 x on a smaller set (M > 8 reaches the CUDA tensor-core
+  // path).
   const DType formats[] = {DType::q8_0, DType::q4_0, DType::q4_g32, DType::q4_g64, DType::q4_g128, DType::i8_pc};
   std::vector<OpCase> cs;
   auto add = [&](DType f, DType t, int64_t M, int64_t N, int64_t K, int path) {
@@ -93,7 +94,7 @@ std::vector<OpCase> matmul_q_cases() {
         for (int64_t N : {1, 17, 256})
           for (int64_t K : {32, 96, 688, 4096}) add(f, DType::f32, M, N, K, path);
       for (DType t : {DType::f16, DType::bf16})
-        for (int64_t M : {1, 5, 33})
+        for (int64_t M : {1, 5, 9, 16, 33, 64})  // 9 .. 64: the tensor-core path's small and large tiles
           for (int64_t K : {96, 688}) add(f, t, M, 17, K, path);
     }
   return cs;

@@ -19,6 +19,9 @@
 #include <vector>
 #include <cstdint>
 
+// mma.cuh (and any kernel that must tell the emulation apart) tests this.
+#define LK_CUDA_EMU 1
+
 #undef __shared__
 #define __shared__ static
 #ifndef __launch_bounds__
@@ -31,6 +34,11 @@ inline thread_local dim3 bDim, gDim;
 inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline float warp_slots[64][32];
+// The tensor-core wrappers of mma.cuh: each lane's A / B fragments (mma) or row address (ldmatrix), exchanged
+// between two warp barriers like warp_slots.
+inline uint32_t mma_a[64][32][4];
+inline uint32_t mma_b[64][32][2];
+inline const void* ld_addr[64][32];
 }
 #define threadIdx ::emu::tIdx
 #define blockIdx ::emu::bIdx
@@ -46,6 +54,9 @@ inline float __shfl_xor_sync(unsigned, float v, int off) {
   emu::warp_barriers[w]->arrive_and_wait();
   return r;
 }
+namespace emu {
+inline void warp_sync() { warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+}
 inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline float __int2float_rn(int v) { return static_cast<float>(v); }
@@ -56,6 +67,20 @@ template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+// f32 atomic add (matmul_q's split-K partial sums): a compare-and-swap loop on the bits, a real atomic like the
+// ones above, so the emulation stays right even if two threads of a block ever add to one element.
+inline float atomicAdd(float* p, float v) {
+  uint32_t* u = reinterpret_cast<uint32_t*>(p);
+  uint32_t old = __atomic_load_n(u, __ATOMIC_SEQ_CST);
+  for (;;) {
+    float o;
+    memcpy(&o, &old, 4);
+    const float n = o + v;
+    uint32_t nb;
+    memcpy(&nb, &n, 4);
+    if (__atomic_compare_exchange_n(u, &old, nb, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return o;
+  }
+}
 
 namespace emu {
 inline long long launches = 0, threads_run = 0;

@@ -7,6 +7,10 @@
 // answers unsupported (refused by backend.cu's supports()) are reported as skipped.
 //   emu_check                 all ops
 //   emu_check OP              one op
+//   emu_check --mma           the tensor-core wrappers of mma.cuh against plain matrix products (fragments built
+//                             from the PTX ISA layouts), then matmul_q_mma_cuda (matmul_q_mma.cu) on every matmul_q
+//                             case with M > 8 and some extra shapes, against matmul_q_ref with matmul_q's tolerance
+//   emu_check --mma quick [S]  the same without the K = 4096 cases, only the cases whose name contains S
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
 //                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s; the f8e4m3
 //                             stores call dtype.h's f32_to_f8e4m3 itself)
@@ -23,10 +27,16 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+
 #include "common/cases.h"
+#include "common/quant.h"
+#include "common/quant_rows.h"
 #include "cpu/ref/ref.h"
 #include "cuda/kernels.h"
 #include "elementwise.cuh"  // the launch-rewritten copy (run.sh puts it first on the include path)
+#include "matmul_q.cuh"
+#include "mma.cuh"
 
 // The runtime calls the kernels' host code makes (cuda_enter, cuda_status): no device, all fine.
 extern "C" {
@@ -459,10 +469,242 @@ int check_bad_paged(OpId op) {
   return bad ? 1 : 0;
 }
 
+// ---- --mma: the wrappers of mma.cuh, then matmul_q_mma_cuda ----
+
+// One warp: fragments of A (16 x K), B (K x 8, given as Bt[n][k]) and C (16 x 8) built from plain row-major
+// matrices by the PTX ISA's layout formulas (mma.cuh's header), one mma, D written back by the C layout.
+// kind 0: f16, 1: bf16 (K = 16, 16-bit elements); 2: s8 (K = 32).
+void mma_selftest_warp(const void* A, const void* Bt, const float* C, const int32_t* Ci, float* D, int32_t* Di, int kind) {
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  if (kind < 2) {
+    const uint16_t* a16 = static_cast<const uint16_t*>(A);
+    const uint16_t* b16 = static_cast<const uint16_t*>(Bt);
+    for (int i = 0; i < 8; ++i) {
+      const int row = g + 8 * ((i / 2) & 1), col = 2 * t + (i & 1) + 8 * (i >= 4);
+      a[i / 2] |= static_cast<uint32_t>(a16[row * 16 + col]) << (16 * (i & 1));
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int k = 2 * t + (i & 1) + 8 * (i >= 2);
+      b[i / 2] |= static_cast<uint32_t>(b16[g * 16 + k]) << (16 * (i & 1));
+    }
+  } else {
+    const uint8_t* a8 = static_cast<const uint8_t*>(A);
+    const uint8_t* b8 = static_cast<const uint8_t*>(Bt);
+    for (int i = 0; i < 16; ++i) {
+      const int row = g + 8 * ((i / 4) & 1), col = 4 * t + (i & 3) + 16 * (i >= 8);
+      a[i / 4] |= static_cast<uint32_t>(a8[row * 32 + col]) << (8 * (i % 4));
+    }
+    for (int i = 0; i < 8; ++i) {
+      const int k = 4 * t + (i & 3) + 16 * (i >= 4);
+      b[i / 4] |= static_cast<uint32_t>(b8[g * 32 + k]) << (8 * (i % 4));
+    }
+  }
+  float d[4];
+  int32_t di[4];
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i >= 2), col = 2 * t + (i & 1);
+    d[i] = C[row * 8 + col];
+    di[i] = Ci[row * 8 + col];
+  }
+  if (kind == 0) lk::mma::mma_f16(d, a, b);
+  if (kind == 1) lk::mma::mma_bf16(d, a, b);
+  if (kind == 2) lk::mma::mma_s8(di, a, b);
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i >= 2), col = 2 * t + (i & 1);
+    D[row * 8 + col] = d[i];
+    Di[row * 8 + col] = di[i];
+  }
+}
+
+std::atomic<int> g_ld_bad{0};
+
+// ldmatrix x4 / x2, plain and .trans, on a 32 x 8 matrix of b16 (row r at src + 16 r): lane l gives the address of
+// row l (x4; x2 uses lanes 0..15, the others give row l % 16). cp.async: a partial copy zero-fills the rest.
+void ldmatrix_selftest_warp(const uint16_t* src) {
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  uint32_t r4[4], r2[2], r4t[4], r2t[2];
+  lk::mma::ldmatrix_x4(r4, src + 8 * lane);
+  lk::mma::ldmatrix_x2(r2, src + 8 * (lane % 16));
+  lk::mma::ldmatrix_x4_trans(r4t, src + 8 * lane);
+  lk::mma::ldmatrix_x2_trans(r2t, src + 8 * (lane % 16));
+  auto el = [&](int row, int col) { return static_cast<uint32_t>(src[row * 8 + col]); };
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t plain = el(8 * j + g, 2 * t) | el(8 * j + g, 2 * t + 1) << 16;
+    const uint32_t trans = el(8 * j + 2 * t, g) | el(8 * j + 2 * t + 1, g) << 16;
+    if (r4[j] != plain || r4t[j] != trans) ++g_ld_bad;
+    if (j < 2 && (r2[j] != plain || r2t[j] != trans)) ++g_ld_bad;
+  }
+  alignas(16) uint8_t dst[16];
+  memset(dst, 0xff, 16);
+  lk::mma::cp_async<16>(dst, src, 5);
+  lk::mma::cp_async_commit();
+  lk::mma::cp_async_wait<0>();
+  for (int i = 0; i < 16; ++i)
+    if (dst[i] != (i < 5 ? reinterpret_cast<const uint8_t*>(src)[i] : 0)) ++g_ld_bad;
+}
+
+int check_mma_wrappers() {
+  int bad = 0;
+  std::uniform_real_distribution<float> uni(-4.f, 4.f);
+  for (int kind = 0; kind < 3; ++kind)
+    for (int rep = 0; rep < 20; ++rep) {
+      const int K = kind == 2 ? 32 : 16;
+      std::vector<uint16_t> A16(16 * 16), B16(8 * 16);
+      std::vector<int8_t> A8(16 * 32), B8(8 * 32);
+      std::vector<float> Af(16 * K), Bf(8 * K), C(16 * 8), D(16 * 8);
+      std::vector<int32_t> Ci(16 * 8), Di(16 * 8);
+      for (int i = 0; i < 16 * K; ++i) {
+        if (kind == 2) {
+          A8[i] = static_cast<int8_t>(rng());
+          Af[i] = A8[i];
+        } else {
+          A16[i] = kind == 0 ? f32_to_f16(uni(rng)) : f32_to_bf16(uni(rng));
+          Af[i] = kind == 0 ? f16_to_f32(A16[i]) : bf16_to_f32(A16[i]);
+        }
+      }
+      for (int i = 0; i < 8 * K; ++i) {
+        if (kind == 2) {
+          B8[i] = static_cast<int8_t>(rng());
+          Bf[i] = B8[i];
+        } else {
+          B16[i] = kind == 0 ? f32_to_f16(uni(rng)) : f32_to_bf16(uni(rng));
+          Bf[i] = kind == 0 ? f16_to_f32(B16[i]) : bf16_to_f32(B16[i]);
+        }
+      }
+      for (int i = 0; i < 16 * 8; ++i) {
+        C[i] = uni(rng);
+        Ci[i] = static_cast<int32_t>(rng() % 2000001) - 1000000;
+      }
+      const void* A = kind == 2 ? static_cast<const void*>(A8.data()) : A16.data();
+      const void* B = kind == 2 ? static_cast<const void*>(B8.data()) : B16.data();
+      ::emu::launch(dim3(1), dim3(32)).run(mma_selftest_warp, A, B, static_cast<const float*>(C.data()),
+                                           static_cast<const int32_t*>(Ci.data()), D.data(), Di.data(), kind);
+      for (int m = 0; m < 16; ++m)
+        for (int n = 0; n < 8; ++n) {
+          double want = kind == 2 ? Ci[m * 8 + n] : C[m * 8 + n], mag = std::fabs(want);
+          for (int k = 0; k < K; ++k) {
+            want += static_cast<double>(Af[m * K + k]) * Bf[n * K + k];
+            mag += std::fabs(static_cast<double>(Af[m * K + k]) * Bf[n * K + k]);
+          }
+          const double got = kind == 2 ? Di[m * 8 + n] : D[m * 8 + n];
+          // Products are exact in f32; only the f32 sum order differs: 17 roundings of at most 2^-24 * mag each.
+          const bool ok = kind == 2 ? got == want : std::fabs(got - want) <= 17 * 0x1p-24 * mag;
+          if (!ok && bad++ < 5)
+            printf("  mma %s rep %d [%d][%d]: got %.9g, want %.9g\n", kind == 0 ? "f16" : kind == 1 ? "bf16" : "s8", rep,
+                   m, n, got, want);
+        }
+    }
+  alignas(16) uint16_t mat[32 * 8];
+  for (auto& v : mat) v = static_cast<uint16_t>(rng());
+  ::emu::launch(dim3(1), dim3(32)).run(ldmatrix_selftest_warp, static_cast<const uint16_t*>(mat));
+  bad += g_ld_bad.load();
+  printf("mma wrappers (m16n8k16 f16/bf16, m16n8k32 s8, ldmatrix x4/x2/.trans, cp.async zero-fill): %s\n",
+         bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
+// matmul_q_mma_cuda on the matmul_q cases with M > 8 and extra shapes (several N tiles and warps, K % 8 != 0, M
+// past a 64-row tile), two ways: aligned buffers and x / y one element off (x by plain loads on path 1). Weights are
+// random normal floats through the reference quantizer (valid scales). The second way also claims 132 SMs, so that
+// small-M calls split K (split-K). Returns the number of failures.
+int check_mma_matmul_q(bool quick, const char* filter) {
+  std::vector<OpCase> cs;
+  for (const OpCase& c : op_cases(OpId::matmul_q))
+    if (c.in[0].shape[0] > 8) cs.push_back(c);
+  const DType formats[] = {DType::q8_0, DType::q4_0, DType::q4_g32, DType::q4_g64, DType::q4_g128, DType::i8_pc};
+  struct S { int64_t M, N, K; DType t; };
+  const S extra[] = {{20, 200, 160, DType::f16}, {70, 136, 100, DType::bf16}, {12, 130, 200, DType::bf16},
+                     {65, 72, 264, DType::f16}, {9, 300, 33, DType::f32}};
+  for (DType f : formats)
+    for (const S& e : extra)
+      for (int path : {0, 1}) {
+        OpCase c;
+        c.name = std::string("matmul_q-mma(") + dtype_name(f) + ",M=" + std::to_string(e.M) + ",N=" +
+                 std::to_string(e.N) + ",K=" + std::to_string(e.K) + "," + dtype_name(e.t) + (path ? ",dequant" : ",int8") + ")";
+        c.in = {{e.t, {e.M, e.K}}, {f, {e.N, e.K}}};
+        c.out = {{e.t, {e.M, e.N}}};
+        c.params.i[0] = path;
+        cs.push_back(c);
+      }
+  int failures = 0, runs = 0, declined = 0;
+  for (const OpCase& c : cs) {
+    const int64_t K = c.in[0].shape[1];
+    if (quick && K > 1000) continue;
+    if (filter && c.name.find(filter) == std::string::npos) continue;
+    for (int variant = 0; variant < 2; ++variant) {
+      if (variant == 1 && K > 1000) continue;  // the long-K cases once
+      g_sms = variant == 1 ? 132 : 1;  // 132 "SMs": small-M calls split K as far as they can
+      Buffer x = make_buffer(c.in[0], variant), w = make_buffer(c.in[1], 0);
+      Buffer yr = make_buffer(c.out[0], variant), ye = make_buffer(c.out[0], variant);
+      fill_random(x.v.data, c.in[0].dtype, x.v.numel(), false);
+      {
+        std::vector<float> src(static_cast<size_t>(c.in[1].shape[0] * K));
+        std::normal_distribution<float> normal(0.f, 1.f);
+        for (auto& v : src) v = normal(rng);
+        TensorView sv;
+        sv.dtype = DType::f32;
+        sv.ndim = 2;
+        sv.shape[0] = c.in[1].shape[0];
+        sv.shape[1] = K;
+        set_contiguous_strides(sv);
+        sv.data = src.data();
+        const Status sq = quantize_panels(sv, w.v, 0, qceil(c.in[1].shape[0], kQPanel));
+        if (!sq.ok()) {
+          printf("FAIL %s: quantize_panels: %s\n", c.name.c_str(), sq.message().c_str());
+          ++failures;
+          continue;
+        }
+      }
+      TensorView iv[2] = {x.v, w.v};
+      OpArgs a;
+      a.op = OpId::matmul_q;
+      a.in = iv;
+      a.n_in = 2;
+      a.n_out = 1;
+      a.params = c.params;
+      a.out = &yr.v;
+      const Status sr = matmul_q_ref(a);
+      a.out = &ye.v;
+      Status se = Status::OK();
+      const bool taken = matmul_q_mma_cuda(a, 0, &se);
+      const bool expect = !(c.params.i[0] == 1 && c.in[0].dtype == DType::f32);
+      if (taken != expect) {
+        printf("FAIL %s v%d: matmul_q_mma_cuda %s the call\n", c.name.c_str(), variant, taken ? "took" : "declined");
+        ++failures;
+        continue;
+      }
+      if (!taken) {
+        ++declined;
+        continue;
+      }
+      ++runs;
+      if (!sr.ok() || !se.ok()) {
+        printf("FAIL %s v%d: ref: %s; emulated: %s\n", c.name.c_str(), variant, sr.message().c_str(), se.message().c_str());
+        ++failures;
+        continue;
+      }
+      const int bad = compare(c, variant, OpId::matmul_q, yr.v, ye.v);
+      if (bad) {
+        ++failures;
+        printf("FAIL %s v%d (%d bad)\n", c.name.c_str(), variant, bad);
+      }
+    }
+  }
+  printf("matmul_q tensor-core path: %d runs, %d declined as expected (f32 x on path 1), %d failures\n", runs, declined,
+         failures);
+  return failures;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--conversions") return check_conversions();
+  if (argc > 1 && std::string(argv[1]) == "--mma") {
+    const bool quick = argc > 2 && std::string(argv[2]) == "quick";  // K <= 1000 only
+    const int f = check_mma_wrappers() + check_mma_matmul_q(quick, argc > 3 ? argv[3] : nullptr);  // name filter
+    printf("emu_check --mma: %s\n", f ? "FAILED" : "OK");
+    return f ? 1 : 0;
+  }
   const char* only = argc > 1 ? argv[1] : nullptr;
   int failures = 0, runs = 0;
   for (int oi = 0; oi < kNumOps; ++oi) {
