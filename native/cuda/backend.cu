@@ -9,6 +9,7 @@
 namespace lk {
 
 const char* matmul_cuda_limits(const OpArgs& a);  // matmul.cu
+const char* paged_attention_prefill_cuda_limits(const OpArgs& a);  // paged_prefill.cu
 
 namespace {
 
@@ -31,13 +32,10 @@ const char* op_limits(const OpArgs& a) {
     case OpId::quant_import: return "quant_import: no CUDA kernel yet; import on the CPU and move the weight with .to()";
     case OpId::quant_export: return "quant_export: no CUDA kernel yet; move the weight to the CPU first";
     case OpId::matmul_q: return "matmul_q: no CUDA kernel yet; use device 'cpu' for quantized weights";
-    // The rest of the paged KV cache runs on the CPU until its CUDA kernels land (kv_cache.cu; cache_write and
-    // kv_copy_blocks have theirs).
-    case OpId::rope_cache_write: return "rope_cache_write: no CUDA kernel yet; keep the KV cache on device 'cpu'";
-    // paged_decode.cu: head sizes up to 256 (its shared-memory tiles).
+    // Paged attention: head sizes up to 256 (the kernels' shared-memory tiles); larger ones stay on the CPU.
     case OpId::paged_attention_decode:
       return a.in[1].shape[4] > 256 ? "paged_attention_decode: the cuda kernel takes head sizes D up to 256; use device 'cpu'" : nullptr;
-    case OpId::paged_attention_prefill: return "paged_attention_prefill: no CUDA kernel yet; keep the KV cache on device 'cpu'";
+    case OpId::paged_attention_prefill: return paged_attention_prefill_cuda_limits(a);
     default: return nullptr;
   }
 }

@@ -1,6 +1,5 @@
-// The paged KV cache on CUDA: cache_write and kv_copy_blocks (spec: cpu/ref/kv_cache_ref.cc; layout and
-// quantization: common/kv.h). rope_cache_write and paged attention are not implemented yet: backend.cu's supports()
-// refuses them before anything is enqueued, so their bodies here only answer a direct call.
+// The paged KV cache on CUDA: cache_write, rope_cache_write and kv_copy_blocks (spec: cpu/ref/kv_cache_ref.cc;
+// layout and quantization: common/kv.h). Paged attention is in paged_decode.cu (decode) and paged_prefill.cu (prefill).
 //
 // Math, exact (tolerance() compares these ops bit for bit):
 //  - cache_write, f32/f16/bf16 cache: each element to_f32 then from_f32 of elementwise.cuh (dtype.h's rounding and
@@ -14,6 +13,8 @@
 //    without --use_fast_math / -prec-div=false), rintf is round half to even like nearbyint, and f8e4m3 goes
 //    through dtype.h's f32_to_f8e4m3 itself (a host-and-device function; sm_80 has no f8 cvt instruction), so q
 //    and s are the reference's bits.
+//  - rope_cache_write: cache_write of rope(k) (see rope_cache_write_kernel for the rotation's bits and the one
+//    residual risk, the device's double cos/sin).
 //  - kv_copy_blocks: raw bytes.
 //
 // Data-dependent errors: a slot >= numBlocks * P (cache_write) or a block id outside [0, numBlocks)
@@ -78,6 +79,37 @@ __device__ __forceinline__ f8e4m3_t quant_q(f8e4m3_t*, float y) { return f8e4m3_
 
 // ---- cache_write ----
 
+// Stores one row of D values into the cache row dst (and, for the quantized dtypes, its scale into *scale_dst),
+// called by all 32 lanes of a warp: lane j handles elements j, j + 32, ... (coalesced). load(j) gives element j as
+// f32; quantized caches call it twice per element (amax, then q), so it must return the same bits both times.
+// Shared by cache_write and rope_cache_write, so that both write the same bytes for the same row.
+template <class Kv, class Load>
+__device__ __forceinline__ void store_row(Kv* dst, float* scale_dst, int lane, int64_t D, const Load& load) {
+  if constexpr (!KvTraits<Kv>::kQuantized) {
+    for (int64_t j = lane; j < D; j += 32) kv_store(dst + j, load(j));
+  } else {
+    // amax with non-finite values folded in as +Inf (a NaN compares false with everything, so it is caught by
+    // !(a <= max finite) before the reduction, and fmaxf never sees it).
+    float amax = 0.0f;
+    for (int64_t j = lane; j < D; j += 32) {
+      const float a = fabsf(load(j));
+      amax = a <= 3.40282347e+38f ? fmaxf(amax, a) : __uint_as_float(0x7f800000u);
+    }
+    amax = warp_max(amax);
+    const bool finite = amax <= 3.40282347e+38f;
+    float scale;
+    if (!finite || amax == 0.0f) {
+      for (int64_t j = lane; j < D; j += 32) dst[j] = quant_q(dst, 0.0f);
+      scale = finite ? 0.0f : __uint_as_float(0x7fc00000u);
+    } else {
+      const float inv = KvTraits<Kv>::kMax / amax;
+      for (int64_t j = lane; j < D; j += 32) dst[j] = quant_q(dst, __fmul_rn(load(j), inv));
+      scale = amax / KvTraits<Kv>::kMax;
+    }
+    if (lane == 0) *scale_dst = scale;
+  }
+}
+
 // k, v [T, Hkv, D] (In), slot_mapping [T] i32; kv [numBlocks, Hkv, 2, P, D] (Kv), kv_scale [numBlocks, Hkv, 2, P]
 // f32 (quantized Kv only). Row r = (t * Hkv + h) * 2 + which is the K (which = 0) or V (1) row of token t, head h;
 // its destination is row `offset` of tile (block, h, which), block = slot / P, offset = slot % P.
@@ -104,30 +136,8 @@ __global__ void __launch_bounds__(kKvThreads) cache_write_kernel(const In* __res
     const int64_t blk = s / P, off = s - blk * P;
     const int64_t tile = (blk * hkv + h) * 2 + which;
     const In* src = (which ? v : k) + th * D;
-    Kv* dst = kv + (tile * P + off) * D;
-    if constexpr (!KvTraits<Kv>::kQuantized) {
-      for (int64_t j = lane; j < D; j += 32) kv_store(dst + j, to_f32(src[j]));
-    } else {
-      // amax with non-finite values folded in as +Inf (a NaN compares false with everything, so it is caught by
-      // !(a <= max finite) before the reduction, and fmaxf never sees it).
-      float amax = 0.0f;
-      for (int64_t j = lane; j < D; j += 32) {
-        const float a = fabsf(to_f32(src[j]));
-        amax = a <= 3.40282347e+38f ? fmaxf(amax, a) : __uint_as_float(0x7f800000u);
-      }
-      amax = warp_max(amax);
-      const bool finite = amax <= 3.40282347e+38f;
-      float scale;
-      if (!finite || amax == 0.0f) {
-        for (int64_t j = lane; j < D; j += 32) dst[j] = quant_q(dst, 0.0f);
-        scale = finite ? 0.0f : __uint_as_float(0x7fc00000u);
-      } else {
-        const float inv = KvTraits<Kv>::kMax / amax;
-        for (int64_t j = lane; j < D; j += 32) dst[j] = quant_q(dst, __fmul_rn(to_f32(src[j]), inv));
-        scale = amax / KvTraits<Kv>::kMax;
-      }
-      if (lane == 0) kv_scale[tile * P + off] = scale;
-    }
+    store_row(kv + (tile * P + off) * D, kv_scale + tile * P + off, lane, D,
+              [src](int64_t j) { return to_f32(src[j]); });
   }
 }
 
@@ -138,6 +148,82 @@ void launch_cache_write(const OpArgs& a, const KvGeom& g, int dev) {
   cache_write_kernel<In, Kv><<<grid_for(rows * 32, kKvThreads, dev), kKvThreads, 0, stream_of(a)>>>(
       static_cast<const In*>(k.data), static_cast<const In*>(v.data), static_cast<const int32_t*>(slots.data),
       static_cast<Kv*>(kv.data), static_cast<float*>(kv_scale.data), rows, g.hkv, g.p, g.d, g.slots());
+}
+
+// ---- rope_cache_write ----
+
+// cache_write(rope(k), v), bit for bit with rope_cache_write_ref: the same rows, grid and store path as
+// cache_write_kernel (store_row), with the K row's element j computed on the fly as rope's f32 rotation rounded to
+// k's dtype (In). Per pair i < half: angle = f32(f32(pos) * inv_freq[i]) (__fmul_rn: never fused into anything),
+// c = f32(cos(double(angle))), s = f32(sin(double(angle))) as common/rope.cc (double cos/sin of the same f32 angle,
+// each rounded once to f32), then a' = a c - b s, b' = b c + a s with each product and sum rounded on its own
+// (__fmul_rn / __fadd_rn; -x is exact, so a c + (-(b s)) is a c - b s), the order of rope_rotate_row. Dims
+// >= 2 half pass unchanged. Each lane computes the rotated value of its own element (the pair's two elements come
+// from two lanes, each reading both inputs), and a quantized cache evaluates every element twice (amax, then q):
+// four double sin/cos per pair instead of one, cheap next to the row's memory traffic on sm_80/sm_90 (full-rate
+// FP64 units), and it keeps the row in registers with no shared memory for any D.
+// Residual risk of "bit for bit": CUDA's double sin/cos are within 1-2 ulp of double (CUDA C Programming Guide,
+// double-precision functions), glibc's within 1 ulp; they round to the same f32 unless the exact value lies within
+// ~2 double ulps of an f32 rounding boundary (a tie point between two floats), about 2^-28 of angles. When that
+// happens c or s differs by 1 f32 ulp, the rotated k by ~1 ulp, and an i8/f8e4m3 row can round one element (or
+// its amax, hence every element) differently. The emulation cannot show it (it calls the host's libm).
+// Bad data: a bad slot skips the token (as cache_write). A negative position with a good slot is a range error in
+// the reference; here the token's K rows are written as NaN (a float cache holds NaN, a quantized one q = 0 with
+// scale NaN, what cache_write stores for a NaN row), the policy of rope on CUDA (NaN rows: attention over the
+// token gives NaN, so the error shows), and its V rows as usual.
+template <class In, class Kv>
+__global__ void __launch_bounds__(kKvThreads) rope_cache_write_kernel(
+    const In* __restrict__ k, const In* __restrict__ v, const int32_t* __restrict__ slots,
+    const int32_t* __restrict__ positions, const float* __restrict__ inv_freq, Kv* __restrict__ kv,
+    float* __restrict__ kv_scale, int64_t rows, int64_t hkv, int64_t P, int64_t D, int64_t half, bool interleaved,
+    int64_t nslots) {
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+    const int64_t th = r >> 1;  // t * hkv + h
+    const int which = static_cast<int>(r & 1);
+    const int64_t t = th / hkv, h = th - t * hkv;
+    const int64_t s = slots[t];
+    if (s < 0 || s >= nslots) continue;
+    const int64_t blk = s / P, off = s - blk * P;
+    const int64_t tile = (blk * hkv + h) * 2 + which;
+    Kv* dst = kv + (tile * P + off) * D;
+    float* sdst = kv_scale + tile * P + off;
+    if (which) {
+      const In* src = v + th * D;
+      store_row(dst, sdst, lane, D, [src](int64_t j) { return to_f32(src[j]); });
+      continue;
+    }
+    const In* src = k + th * D;
+    const int32_t p = positions[t];
+    if (p < 0) {
+      store_row(dst, sdst, lane, D, [](int64_t) { return __uint_as_float(0x7fc00000u); });
+      continue;
+    }
+    const float fp = static_cast<float>(p);
+    store_row(dst, sdst, lane, D, [=](int64_t j) {
+      if (j >= 2 * half) return to_f32(src[j]);
+      const int64_t i = interleaved ? (j >> 1) : (j < half ? j : j - half);
+      const bool first = interleaved ? (j & 1) == 0 : j < half;
+      const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+      const double ang = static_cast<double>(__fmul_rn(fp, inv_freq[i]));
+      const float c = static_cast<float>(cos(ang)), sn = static_cast<float>(sin(ang));
+      const float a = to_f32(src[ia]), b = to_f32(src[ib]);
+      const float x = first ? __fadd_rn(__fmul_rn(a, c), -__fmul_rn(b, sn)) : __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, sn));
+      return to_f32(from_f32<In>(x));  // rope's output is rounded to k's dtype before the cache sees it
+    });
+  }
+}
+
+template <class In, class Kv>
+void launch_rope_cache_write(const OpArgs& a, const KvGeom& g, int dev) {
+  const TensorView &k = a.in[0], &v = a.in[1], &slots = a.in[2], &pos = a.in[3], &freq = a.in[4];
+  const TensorView &kv = a.out[0], &kv_scale = a.out[1];
+  const int64_t rows = k.shape[0] * g.hkv * 2;
+  rope_cache_write_kernel<In, Kv><<<grid_for(rows * 32, kKvThreads, dev), kKvThreads, 0, stream_of(a)>>>(
+      static_cast<const In*>(k.data), static_cast<const In*>(v.data), static_cast<const int32_t*>(slots.data),
+      static_cast<const int32_t*>(pos.data), static_cast<const float*>(freq.data), static_cast<Kv*>(kv.data),
+      static_cast<float*>(kv_scale.data), rows, g.hkv, g.p, g.d, freq.numel(), a.params.i[0] == 1, g.slots());
 }
 
 // ---- kv_copy_blocks ----
@@ -219,7 +305,27 @@ Status kv_copy_blocks_cuda(const OpArgs& a) {
   return cuda_last_error("kv_copy_blocks");
 }
 
-Status rope_cache_write_cuda(const OpArgs&) { return unsupported("rope_cache_write: no CUDA kernel yet"); }
-Status paged_attention_prefill_cuda(const OpArgs&) { return unsupported("paged_attention_prefill: no CUDA kernel yet"); }
+Status rope_cache_write_cuda(const OpArgs& a) {
+  int dev = 0;
+  LK_RETURN_IF_ERROR(cuda_enter(a, "rope_cache_write", &dev));
+  const KvGeom g(a.out[0]);
+  if (a.in[0].shape[0] == 0 || g.hkv == 0 || g.d == 0) return cuda_last_error("rope_cache_write");
+  bool kv_ok = true;
+  const bool ok = dispatch_float(a.in[0].dtype, [&](auto ti) {
+    using In = decltype(ti);
+    switch (g.dtype) {
+      case DType::f32: launch_rope_cache_write<In, float>(a, g, dev); break;
+      case DType::f16: launch_rope_cache_write<In, f16_t>(a, g, dev); break;
+      case DType::bf16: launch_rope_cache_write<In, bf16_t>(a, g, dev); break;
+      case DType::i8: launch_rope_cache_write<In, int8_t>(a, g, dev); break;
+      case DType::f8e4m3: launch_rope_cache_write<In, f8e4m3_t>(a, g, dev); break;
+      default: kv_ok = false; break;
+    }
+  });
+  if (!ok || !kv_ok)
+    return internal_error(std::string("rope_cache_write: cuda kernel got dtypes ") + dtype_name(a.in[0].dtype) + " / " +
+                          dtype_name(g.dtype));
+  return cuda_last_error("rope_cache_write");
+}
 
 }  // namespace lk

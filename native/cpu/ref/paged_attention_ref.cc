@@ -365,6 +365,9 @@ std::vector<OpCase> paged_attention_prefill_cases() {
     AttnShape s4 = base; s4.window = 7; s4.alibi = true; s4.cap = 30; cs.push_back(attention_case(s4));
     AttnShape s5 = base; s5.H = 6; s5.Hkv = 1; s5.D = 64; s5.P = 32; cs.push_back(attention_case(s5));
     AttnShape s6 = base; s6.D = 7; s6.P = 8; s6.q_dtype = DType::f16; cs.push_back(attention_case(s6));
+    // Sequences without queries (an empty context, and a cached one with no new token) between ragged ones: they
+    // own no rows of y, and the rows around them must find their own sequences.
+    AttnShape s7 = base; s7.lens = {0, 17, 50, 97, 300}; s7.nq = {0, 17, 0, 40, 33}; s7.window = 33; cs.push_back(attention_case(s7));
   }
   return cs;
 }

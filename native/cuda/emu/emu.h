@@ -62,6 +62,7 @@ inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f;
 inline float __int2float_rn(int v) { return static_cast<float>(v); }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline float __fdividef(float a, float b) { return a / b; }  // the device form is within 2 ulp of this
 template <class T> inline T __ldg(const T* p) { return *p; }
 // Shared-memory atomics (top_k's histograms and slot counters): the threads are real std::threads, so real atomics.
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }

@@ -247,10 +247,12 @@ int check_conversions() {
 int check_bad_kv(OpId op);
 
 int check_bad_paged(OpId op);
+int check_bad_prefill();
 
 int check_bad_indices(OpId op) {
-  if (op == OpId::cache_write || op == OpId::kv_copy_blocks) return check_bad_kv(op);
+  if (op == OpId::cache_write || op == OpId::kv_copy_blocks || op == OpId::rope_cache_write) return check_bad_kv(op);
   if (op == OpId::paged_attention_decode) return check_bad_paged(op);
+  if (op == OpId::paged_attention_prefill) return check_bad_prefill();
   if (op != OpId::embedding && op != OpId::rope) return 0;
   const bool emb = op == OpId::embedding;
   const int64_t T = 6, E = 37, H = 2, D = 8;
@@ -318,13 +320,20 @@ int check_bad_indices(OpId op) {
 // skipped: the result equals the reference's with those slots set to -1 (skip) and those pairs made no-ops
 // (0 -> 0), byte for byte, kv and kv_scale (an f8e4m3 cache), guard bytes untouched. The pairs also chain
 // (0 -> 1, then 1 -> 3), which must give the in-order result. Returns the number of failures.
+// rope_cache_write: the same slots (skipped), and negative positions on good slots, whose K rows must hold q = 0
+// with scale NaN (a NaN row, kv_cache.cu) and whose V rows are written as usual.
 int check_bad_kv(OpId op) {
-  const bool cw = op == OpId::cache_write;
+  const bool rope = op == OpId::rope_cache_write;
+  const bool cw = op == OpId::cache_write || rope;
   const int64_t nb = 4, hkv = 2, P = 4, D = 40, T = 8, npairs = 6;
   const std::vector<TensorSpec> outs = {{DType::f8e4m3, {nb, hkv, 2, P, D}}, {DType::f32, {nb, hkv, 2, P}}};
-  const std::vector<TensorSpec> ins = cw ? std::vector<TensorSpec>{{DType::f32, {T, hkv, D}}, {DType::f32, {T, hkv, D}},
-                                                                   {DType::i32, {T}}}
-                                         : std::vector<TensorSpec>{{DType::i32, {npairs, 2}}};
+  std::vector<TensorSpec> ins = cw ? std::vector<TensorSpec>{{DType::f32, {T, hkv, D}}, {DType::f32, {T, hkv, D}},
+                                                             {DType::i32, {T}}}
+                                   : std::vector<TensorSpec>{{DType::i32, {npairs, 2}}};
+  if (rope) {
+    ins.push_back({DType::i32, {T}});      // positions
+    ins.push_back({DType::f32, {D / 2}});  // inv_freq
+  }
   std::vector<Buffer> in;
   for (const TensorSpec& s : ins) {
     in.push_back(make_buffer(s, 0));
@@ -332,7 +341,12 @@ int check_bad_kv(OpId op) {
   }
   const int32_t bad_slots[T] = {0, 16, -1, INT32_MAX, 15, INT32_MIN, 3, 17};  // nb * P = 16
   const int32_t bad_pairs[2 * npairs] = {0, 1, 4, 2, 1, -1, INT32_MIN, 3, 1, 3, INT32_MAX, 0};
-  int32_t* ids = static_cast<int32_t*>(in.back().v.data);
+  const int32_t bad_pos[T] = {-1, 5, 9, 0, -7, 3, INT32_MIN, 2};  // tokens 0, 4 and 6: good slots, bad positions
+  if (rope) {
+    memcpy(in[3].v.data, bad_pos, sizeof(bad_pos));
+    for (int64_t i = 0; i < D / 2; ++i) static_cast<float*>(in[4].v.data)[i] = std::pow(10000.f, -2.f * i / D);
+  }
+  int32_t* ids = static_cast<int32_t*>(in[cw ? 2 : 0].v.data);
   if (cw)
     memcpy(ids, bad_slots, sizeof(bad_slots));
   else
@@ -362,6 +376,7 @@ int check_bad_kv(OpId op) {
   a.in = iv.data();
   a.n_in = static_cast<int32_t>(iv.size());
   a.n_out = 2;
+  a.params.i[0] = 0;
   a.out = gv.data();
   const Status se = run_emulated(a);
   // The reference with every bad slot skipped / bad pair made a no-op.
@@ -372,12 +387,24 @@ int check_bad_kv(OpId op) {
     for (int64_t p = 0; p < npairs; ++p)
       if (ids[2 * p] < 0 || ids[2 * p] >= nb || ids[2 * p + 1] < 0 || ids[2 * p + 1] >= nb) ids[2 * p] = ids[2 * p + 1] = 0;
   }
+  if (rope)
+    for (int64_t t = 0; t < T; ++t)
+      if (bad_pos[t] < 0) static_cast<int32_t*>(in[3].v.data)[t] = 0;
   a.out = wv.data();
   const Status sr = kernel_table(Backend::ref)[static_cast<int>(op)].run(a);
   if (!se.ok() || !sr.ok()) {
     printf("FAIL %s bad-index check: emulated: %s; ref: %s\n", op_info(op).name, se.message().c_str(), sr.message().c_str());
     return 1;
   }
+  if (rope)  // the K rows of good slots with bad positions: f8e4m3 q = 0, scale NaN
+    for (int64_t t = 0; t < T; ++t) {
+      if (bad_pos[t] >= 0 || ids[t] < 0) continue;
+      const int64_t blk = ids[t] / P, off = ids[t] % P;
+      for (int64_t h = 0; h < hkv; ++h) {
+        memset(static_cast<uint8_t*>(wv[0].data) + (((blk * hkv + h) * 2 + 0) * P + off) * D, 0, D);
+        static_cast<float*>(wv[1].data)[((blk * hkv + h) * 2 + 0) * P + off] = std::nanf("");
+      }
+    }
   int bad = 0;
   for (size_t k = 0; k < got.size(); ++k) {
     const uint8_t* g = static_cast<const uint8_t*>(gv[k].data);
@@ -393,7 +420,8 @@ int check_bad_kv(OpId op) {
         break;
       }
   }
-  printf("%-7s bad-index check (%s out of range -> skipped): %s\n", op_info(op).name, cw ? "slots" : "pairs",
+  printf("%-7s bad-index check (%s out of range -> skipped%s): %s\n", op_info(op).name, cw ? "slots" : "pairs",
+         rope ? "; negative positions -> NaN K rows" : "",
          bad ? "FAILED" : "OK");
   return bad ? 1 : 0;
 }
@@ -695,6 +723,83 @@ int check_mma_matmul_q(bool quick, const char* filter) {
          failures);
   return failures;
 }
+
+// paged_attention_prefill's data-dependent errors (paged_prefill.cu): block ids outside [0, numBlocks) in the
+// block table (far outside: reading one would fault the emulation) must read nothing, turn exactly the rows that
+// see those positions into NaN, and leave every other row as the reference computes it with valid ids there.
+// The first registered case: f32 KV, P = 1 (one table entry per position), no window.
+int check_bad_prefill() {
+  const OpId op = OpId::paged_attention_prefill;
+  const std::vector<OpCase> cs = op_cases(op);
+  const OpCase& c = cs[0];
+  std::vector<Buffer> in;
+  for (const TensorSpec& s : c.in) {
+    in.push_back(make_buffer(s, 0));
+    fill_random(in.back().v.data, s.dtype, in.back().v.numel(), false);
+  }
+  Buffer got = make_buffer(c.out[0], 0), want = make_buffer(c.out[0], 0);
+  std::vector<TensorView> iv;
+  for (auto& b : in) iv.push_back(b.v);
+  c.init_inputs(iv, 77);
+  const int64_t mb = iv[3].shape[1], P = iv[1].shape[3], H = iv[0].shape[1], D = iv[0].shape[2];
+  const int64_t B = iv[4].shape[0];
+  int32_t* tables = static_cast<int32_t*>(iv[3].data);
+  const int32_t* lens = static_cast<const int32_t*>(iv[4].data);
+  const int32_t* qs = static_cast<const int32_t*>(iv[5].data);
+  // (sequence, table entry, bad id): the last two sequences, entries inside their contexts.
+  const int64_t bad_b[2] = {B - 2, B - 1};
+  const int64_t bad_j[2] = {(lens[B - 2] - 20) / P, (lens[B - 1] - 60) / P};
+  const int32_t bad_id[2] = {1 << 30, INT32_MIN};
+  int32_t saved[2];
+  for (int k = 0; k < 2; ++k) {
+    saved[k] = tables[bad_b[k] * mb + bad_j[k]];
+    tables[bad_b[k] * mb + bad_j[k]] = bad_id[k];
+  }
+  OpArgs a;
+  a.op = op;
+  a.in = iv.data();
+  a.n_in = static_cast<int32_t>(iv.size());
+  a.n_out = 1;
+  a.params = c.params;
+  a.out = &got.v;
+  const Status se = run_emulated(a);
+  for (int k = 0; k < 2; ++k) tables[bad_b[k] * mb + bad_j[k]] = saved[k];
+  a.out = &want.v;
+  const Status sr = kernel_table(Backend::ref)[static_cast<int>(op)].run(a);
+  if (!se.ok() || !sr.ok()) {
+    printf("FAIL %s bad-index check: emulated: %s; ref: %s\n", op_info(op).name, se.message().c_str(), sr.message().c_str());
+    return 1;
+  }
+  int bad = 0, nan_rows = 0;
+  const float* g = static_cast<const float*>(got.v.data);
+  const float* w = static_cast<const float*>(want.v.data);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t r = qs[b]; r < qs[b + 1]; ++r) {
+      const int64_t pos = lens[b] - (qs[b + 1] - qs[b]) + (r - qs[b]);
+      bool sees_bad = false;
+      for (int k = 0; k < 2; ++k) sees_bad = sees_bad || (b == bad_b[k] && pos >= bad_j[k] * P);
+      nan_rows += sees_bad;
+      for (int64_t e = 0; e < H * D; ++e) {
+        const float x = g[r * H * D + e], wv = w[r * H * D + e];
+        const bool ok = sees_bad ? std::isnan(x) : std::fabs(x - wv) <= 1e-4f * (std::fabs(wv) + 1.f);
+        if (!ok && bad++ < 3)
+          printf("  %s bad-index check: query %lld (sequence %lld, position %lld) [%lld]: got %g, want %s\n",
+                 op_info(op).name, (long long)r, (long long)b, (long long)pos, (long long)e, x,
+                 sees_bad ? "NaN" : std::to_string(wv).c_str());
+      }
+    }
+  const uint8_t* gb = static_cast<const uint8_t*>(got.v.data);
+  for (int i = 1; i <= kGuardBytes; ++i)
+    if (gb[-i] != kGuard || gb[got.v.nbytes() + i - 1] != kGuard) {
+      printf("  %s bad-index check: guard bytes written\n", op_info(op).name);
+      ++bad;
+      break;
+    }
+  printf("%-7s bad-index check (block ids out of range -> NaN rows for the %d queries that see them): %s\n",
+         op_info(op).name, nan_rows, bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
