@@ -93,9 +93,13 @@ std::vector<OpCase> matmul_q_cases() {
       for (int64_t M : {1, 2, 7, 33, 128})
         for (int64_t N : {1, 17, 256})
           for (int64_t K : {32, 96, 688, 4096}) add(f, DType::f32, M, N, K, path);
-      for (DType t : {DType::f16, DType::bf16})
+      for (DType t : {DType::f16, DType::bf16}) {
         for (int64_t M : {1, 5, 9, 16, 33, 64})  // 9 .. 64: the tensor-core path's small and large tiles
           for (int64_t K : {96, 688}) add(f, t, M, 17, K, path);
+        // Around the CUDA GEMV's chunks of 8 rows of x (7, 8; 9 is above).
+        for (int64_t M : {7, 8}) add(f, t, M, 17, 688, path);
+      }
+      for (int64_t M : {8, 9}) add(f, DType::f32, M, 17, 688, path);
     }
   return cs;
 }

@@ -11,6 +11,7 @@
 //                             from the PTX ISA layouts), then matmul_q_mma_cuda (matmul_q_mma.cu) on every matmul_q
 //                             case with M > 8 and some extra shapes, against matmul_q_ref with matmul_q's tolerance
 //   emu_check --mma quick [S]  the same without the K = 4096 cases, only the cases whose name contains S
+//   emu_check OP SUBSTRING    the cases of one op whose name contains SUBSTRING (e.g. matmul_q ",dequant)")
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
 //                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s; the f8e4m3
 //                             stores call dtype.h's f32_to_f8e4m3 itself)
@@ -92,6 +93,25 @@ void fill_random(void* p, DType t, int64_t n, bool special) {
       case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(rng()); break;
     }
   }
+}
+
+// A quantized weight [N, K]: random floats through the reference quantizer, so that scales are finite, zero points
+// in range and the padding past K and past N is what quant.h says (as lk_check's fill_random_spec does).
+void fill_quant(void* p, DType t, int64_t N, int64_t K) {
+  std::uniform_real_distribution<float> uniform(-2.f, 2.f);
+  std::vector<float> src(static_cast<size_t>(N * K));
+  for (float& v : src) v = uniform(rng);
+  TensorView x, w;
+  x.dtype = DType::f32;
+  w.dtype = t;
+  x.ndim = w.ndim = 2;
+  x.shape[0] = w.shape[0] = N;
+  x.shape[1] = w.shape[1] = K;
+  set_contiguous_strides(x);
+  set_contiguous_strides(w);
+  x.data = src.data();
+  w.data = p;
+  (void)quantize_panels(x, w, 0, qceil(N, kQPanel));
 }
 
 constexpr uint8_t kGuard = 0xcd;
@@ -804,6 +824,7 @@ int check_bad_prefill() {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--conversions") return check_conversions();
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress visible when redirected to a file
   if (argc > 1 && std::string(argv[1]) == "--mma") {
     const bool quick = argc > 2 && std::string(argv[2]) == "quick";  // K <= 1000 only
     const int f = check_mma_wrappers() + check_mma_matmul_q(quick, argc > 3 ? argv[3] : nullptr);  // name filter
@@ -811,6 +832,7 @@ int main(int argc, char** argv) {
     return f ? 1 : 0;
   }
   const char* only = argc > 1 ? argv[1] : nullptr;
+  const char* filter = argc > 2 ? argv[2] : nullptr;  // only the cases whose name contains this
   int failures = 0, runs = 0;
   for (int oi = 0; oi < kNumOps; ++oi) {
     const OpId op = static_cast<OpId>(oi);
@@ -820,12 +842,16 @@ int main(int argc, char** argv) {
     int skipped = 0;
     for (const OpCase& c : cs)
       for (int variant = 0; variant < 3; ++variant) {
+        if (filter && c.name.find(filter) == std::string::npos) continue;
         g_sms = variant == 1 ? 132 : 1;
         const int offset = variant == 2 ? 1 : 0;
         std::vector<Buffer> in, out_ref, out_emu;
         for (const TensorSpec& s : c.in) {
           in.push_back(make_buffer(s, offset));
-          fill_random(in.back().v.data, s.dtype, in.back().v.numel(), c.special_values);
+          if (dtype_is_quant(s.dtype))
+            fill_quant(in.back().v.data, s.dtype, s.shape[0], s.shape[1]);
+          else
+            fill_random(in.back().v.data, s.dtype, in.back().v.numel(), c.special_values);
         }
         for (const TensorSpec& s : c.out) {
           out_ref.push_back(make_buffer(s, offset));
