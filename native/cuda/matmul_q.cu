@@ -432,22 +432,24 @@ Status matmul_q_cuda(const OpArgs& a) {
   p.M = M;
   p.N = N;
   p.Kp = Kp;
-  Status st;
-  if (path == 0) {
-    p.qx = static_cast<const int8_t*>(buf);
-    p.dx = reinterpret_cast<const float*>(static_cast<uint8_t*>(buf) + qx_bytes);
-    st = quantize_act_cuda(x.data, x.dtype, M, K, w.dtype == DType::i8_pc, static_cast<int8_t*>(buf),
-                           reinterpret_cast<float*>(static_cast<uint8_t*>(buf) + qx_bytes), s);
-  } else {
+  // x first (int8 blocks for path 0, f32 rows padded to Kp for path 1), then the GEMV; each a Status of its own
+  // (Status is [[nodiscard]], so no assignments to a shared one).
+  auto prepare = [&]() -> Status {
+    if (path == 0) {
+      p.qx = static_cast<const int8_t*>(buf);
+      p.dx = reinterpret_cast<const float*>(static_cast<uint8_t*>(buf) + qx_bytes);
+      return quantize_act_cuda(x.data, x.dtype, M, K, w.dtype == DType::i8_pc, static_cast<int8_t*>(buf),
+                               reinterpret_cast<float*>(static_cast<uint8_t*>(buf) + qx_bytes), s);
+    }
     p.xf = static_cast<const float*>(buf);
     switch (x.dtype) {
       case DType::f32: launch_widen<float>(x.data, static_cast<float*>(buf), M, K, Kp, device, s); break;
       case DType::f16: launch_widen<f16_t>(x.data, static_cast<float*>(buf), M, K, Kp, device, s); break;
       default: launch_widen<bf16_t>(x.data, static_cast<float*>(buf), M, K, Kp, device, s); break;
     }
-    st = cuda_last_error("matmul_q: widening x to f32");
-  }
-  if (st.ok()) {
+    return cuda_last_error("matmul_q: widening x to f32");
+  };
+  auto gemv = [&]() -> Status {
     const int bpu = quant_is_q4(w.dtype) ? 4 : 2;
     const int64_t units = qceil(L.nb, bpu);
     const int W = static_cast<int>(units < kMaxWarps ? units : kMaxWarps);
@@ -456,8 +458,10 @@ Status matmul_q_cuda(const OpArgs& a) {
       case DType::f16: launch_fmt<f16_t>(w.dtype, path, p, panels, W, device, s); break;
       default: launch_fmt<bf16_t>(w.dtype, path, p, panels, W, device, s); break;
     }
-    st = cuda_last_error("matmul_q: GEMV kernel");
-  }
+    return cuda_last_error("matmul_q: GEMV kernel");
+  };
+  const Status prep = prepare();
+  const Status st = prep.ok() ? gemv() : prep;
   cuda_free(device, buf);  // stream-ordered: after the kernels that read it
   return st;
 }
