@@ -66,8 +66,9 @@ static_assert(sizeof(float) == 4, "f32 must be 4 bytes");
 static_assert(dtype_size(DType::f16) == sizeof(uint16_t) && dtype_size(DType::bf16) == sizeof(uint16_t), "half types are 2 bytes");
 static_assert(dtype_size(DType::i32) == sizeof(int32_t), "i32 is 4 bytes");
 
-// Functions marked LK_HOST_DEVICE are also the device code of the CUDA kernels (kv_cache.cu's f8e4m3 stores): one
-// definition of the conversion for every backend, instead of a copy to keep in step.
+// Functions marked LK_HOST_DEVICE are also the device code of the CUDA kernels (kv_cache.cu's f8e4m3 stores, the
+// paged attention kernels' f8e4m3 loads; kv.h's kv_exp): one definition for every backend, instead of copies to keep
+// in step.
 #if defined(__CUDACC__)
 #define LK_HOST_DEVICE __host__ __device__
 #else
@@ -153,7 +154,7 @@ LK_HOST_DEVICE inline uint8_t f32_to_f8e4m3(float f) {
   return static_cast<uint8_t>(sign | r);
 }
 
-inline float f8e4m3_to_f32(uint8_t b) {
+LK_HOST_DEVICE inline float f8e4m3_to_f32(uint8_t b) {
   const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
   const uint32_t e = (b >> 3) & 0xfu;
   const uint32_t m = b & 7u;

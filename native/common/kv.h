@@ -84,8 +84,8 @@ inline float kv_quantize_query(const float* x, int64_t d, int8_t* q) {
 // exp(x) for x <= 0 as the CPU kernels compute it (simd/paged_attention_kernel.inc's exp8, lane by lane): 2^n e^r,
 // n = round(x log2 e) (ties to even), r = x - n ln 2 in two fused steps, Cephes' degree-6 polynomial with fused
 // multiply-adds; x clamped at -87.3. Relative error ~2e-7. Part of the i8 caches' spec (below), so every backend
-// and the reference compute it bit for bit alike.
-inline float kv_exp(float x) {
+// and the reference compute it bit for bit alike; the CUDA kernels call this same function (host and device).
+LK_HOST_DEVICE inline float kv_exp(float x) {
   x = x > -87.3f ? x : -87.3f;
   const float n = std::nearbyint(x * 1.44269504088896341f);
   float r = std::fma(-n, 0.693359375f, x);
@@ -97,7 +97,12 @@ inline float kv_exp(float x) {
   p = std::fma(p, r, 1.6666665459e-1f);
   p = std::fma(p, r, 5.0000001201e-1f);
   p = std::fma(p, r * r, r + 1.0f);
-  return p * f32_from_bits(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  const float scale = f32_from_bits(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(p, scale);  // nvcc would otherwise fuse this product into the caller's next add
+#else
+  return p * scale;
+#endif
 }
 
 // i8 caches take p . v in integers too. For one query row and one aligned chunk of kKvChunk positions (positions

@@ -127,17 +127,7 @@ struct DecodeArgs {
 
 __device__ __forceinline__ float nan_f32() { return __uint_as_float(0x7fc00000u); }
 
-// ---- element decoding ----
-__device__ __forceinline__ float f8_to_f32(uint32_t b) {  // dtype.h's f8e4m3_to_f32
-  const uint32_t sign = (b & 0x80u) << 24, e = (b >> 3) & 0xfu, m = b & 7u;
-  if (e == 0xf && m == 7) return __uint_as_float(sign | 0x7fc00000u);
-  if (e == 0) {
-    const float v = static_cast<float>(m) * 0.001953125f;  // m * 2^-9
-    return sign ? -v : v;
-  }
-  return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
-}
-
+// ---- element decoding (f8e4m3: dtype.h's f8e4m3_to_f32, a host-and-device function) ----
 // Element i of a little-endian run of words w (Kv-typed).
 template <class Kv>
 __device__ __forceinline__ float decode(const uint32_t* w, int i);
@@ -159,7 +149,7 @@ __device__ __forceinline__ float decode<int8_t>(const uint32_t* w, int i) {
 }
 template <>
 __device__ __forceinline__ float decode<f8_kv>(const uint32_t* w, int i) {
-  return f8_to_f32((w[i >> 2] >> ((i & 3) * 8)) & 0xffu);
+  return f8e4m3_to_f32((w[i >> 2] >> ((i & 3) * 8)) & 0xffu);
 }
 
 template <int Bytes>
@@ -212,23 +202,7 @@ __device__ __forceinline__ void store_y(void* p, int32_t dt, int64_t i, float v)
     static_cast<float*>(p)[i] = v;
 }
 
-// ---- kv.h's i8 spec on the device (same operations, same order) ----
-__device__ __forceinline__ float kv_exp_dev(float x) {
-  x = x > -87.3f ? x : -87.3f;
-  const float n = rintf(x * 1.44269504088896341f);
-  float r = fmaf(-n, 0.693359375f, x);
-  r = fmaf(-n, -2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  const float r2 = __fmul_rn(r, r), r1 = __fadd_rn(r, 1.0f);
-  p = fmaf(p, r2, r1);
-  return __fmul_rn(p, __uint_as_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23));
-}
-
+// ---- kv.h's i8 spec on the device (same operations, same order; kv_exp is kv.h's own, host and device) ----
 __device__ __forceinline__ float score_i8(float dot, float k_scale, float q_scale, float cap, float slope, int64_t t,
                                           int64_t pos) {
   float v = __fmul_rn(dot, k_scale);
@@ -470,7 +444,7 @@ __global__ void __launch_bounds__(kThreads, kResidentBlocks) paged_decode_kernel
           sS[g][r] = 0.0f;
           continue;
         }
-        const float e = kI8 ? kv_exp_dev(sS[g][r] - m) : expf(sS[g][r] - m);
+        const float e = kI8 ? kv_exp(sS[g][r] - m) : expf(sS[g][r] - m);
         esum += e;
         const float w = kScaled ? __fmul_rn(e, sVs[r]) : e;
         finite = finite && w <= 3.40282347e+38f && w >= 0.0f;

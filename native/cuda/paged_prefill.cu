@@ -90,41 +90,15 @@ struct f8_t {
 __device__ __forceinline__ float neg_inf() { return __uint_as_float(0xff800000u); }
 __device__ __forceinline__ float qnan() { return __uint_as_float(0x7fc00000u); }
 
-// dtype.h's f8e4m3_to_f32 (host only there): exact, every pattern; 0x7f / 0xff are NaN, no infinities.
-__device__ __forceinline__ float f8_to_f32(uint8_t b) {
-  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
-  const uint32_t e = (b >> 3) & 0xfu, m = b & 7u;
-  if (e == 0xf && m == 7) return __uint_as_float(sign | 0x7fc00000u);
-  if (e == 0) {
-    const float v = static_cast<float>(m) * 0.001953125f;  // m * 2^-9, exact
-    return sign ? -v : v;
-  }
-  return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
-}
-
-// kv.h's kv_exp (part of the i8 spec) with the same operations: nearest-even n, two fused reduction steps, the
-// fused Horner polynomial, the scaling by 2^n as a product.
-__device__ __forceinline__ float kv_exp_dev(float x) {
-  x = x > -87.3f ? x : -87.3f;
-  const float n = rintf(__fmul_rn(x, 1.44269504088896341f));
-  float r = fmaf(-n, 0.693359375f, x);
-  r = fmaf(-n, -2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  p = fmaf(p, __fmul_rn(r, r), __fadd_rn(r, 1.0f));
-  return __fmul_rn(p, __uint_as_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23));
-}
+// f8e4m3 elements decode through dtype.h's f8e4m3_to_f32 and the i8 spec's exp is kv.h's kv_exp: both are
+// host-and-device functions, the references' own code.
 
 // Element j of a cache row as f32 without its scale (i8: the integer; f8e4m3: the decoded value).
 __device__ __forceinline__ float kv_raw(const float* p, int64_t j) { return p[j]; }
 __device__ __forceinline__ float kv_raw(const f16_t* p, int64_t j) { return to_f32(p[j]); }
 __device__ __forceinline__ float kv_raw(const bf16_t* p, int64_t j) { return to_f32(p[j]); }
 __device__ __forceinline__ float kv_raw(const int8_t* p, int64_t j) { return static_cast<float>(p[j]); }
-__device__ __forceinline__ float kv_raw(const f8_t* p, int64_t j) { return f8_to_f32(p[j].bits); }
+__device__ __forceinline__ float kv_raw(const f8_t* p, int64_t j) { return f8e4m3_to_f32(p[j].bits); }
 
 template <class Kv>
 struct KvKind {
@@ -413,7 +387,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
                 const float s = Ps[row][t];
                 float wv = 0.0f;
                 if (s != neg_inf()) {  // visible (NaN included)
-                  const float e = kv_exp_dev(s - m);
+                  const float e = kv_exp(s - m);
                   ek[c] += e;
                   wv = __fmul_rn(e, vsc[t]);
                 }
