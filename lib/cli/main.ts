@@ -40,7 +40,7 @@ const program = new Command('llm-kernels')
 const modelOpt = () => new Option('--model <path>', 'a model folder (config.json + safetensors)').default(BUNDLED_MODEL, 'the bundled tiny-py');
 const quantOpt = () => new Option('--quantize <format>', 'quantize the Linear weights on load: q8_0, q4_0, q4_g32, q4_g64, q4_g128, i8_pc');
 const tpOpt = () => new Option('--tp <n>', 'tensor parallelism: run as n ranks on this host (llm-kernels launch), each holding 1/n of the model').default('1');
-const deviceOpt = () => new Option('--device <device>', 'cpu or auto (the model ops run on the CPU for now)').default('cpu');
+const deviceOpt = () => new Option('--device <device>', 'cpu, cuda, cuda:N or auto (auto: a GPU when there is one)').default('cpu');
 
 program
   .command('demo')
@@ -102,7 +102,7 @@ program
 program
   .command('kernels')
   .description('matmul, quantized matmul and paged attention checked against float64 references and timed')
-  .option('--device <device>', 'auto, cpu or cuda (matmul only)', 'auto')
+  .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
   .option('--size <n>', 'matmul size M = N = K', '1024')
   .action((o) => kernelsDemo(o));
 

@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
-import { device, info, LlmKernelsError, roofline, setThreads } from '../index.js';
+import { type Device, device, info, LlmKernelsError, roofline, setThreads } from '../index.js';
 import { launch } from '../dist/launch.js';
 import { initProcessGroup, type ProcessGroup } from '../dist/process-group.js';
 import { loadTokenizer, type Tokenizer } from '../io/tokenizer.js';
@@ -78,16 +78,19 @@ function checkFormat(q: string | undefined): QuantFormat | undefined {
   return q as QuantFormat;
 }
 
-function checkDevice(spec: string): void {
+// --device: cpu, cuda, cuda:N or auto. Every model op has a CUDA kernel, but tensor parallelism gathers the vocabulary
+// slices of the logits with allGather, which the process groups do only on CPU tensors so far.
+function checkDevice(spec: string, tpArg: string | undefined): Device {
   const d = device(spec as 'auto');
-  if (d.kind !== 'cpu')
-    throw new LlmKernelsError('ERR_UNSUPPORTED', `the model ops (rms_norm, rope, embedding, silu_mul, paged attention) have no CUDA kernels yet: use --device cpu`);
+  if (d.kind !== 'cpu' && (num(tpArg, '--tp', 1, 256, true) ?? 1) > 1)
+    throw new LlmKernelsError('ERR_UNSUPPORTED', `--tp ${tpArg} with --device ${spec}: tensor parallelism runs on the CPU only (allGather of CUDA tensors is not implemented yet); use --device cpu or --tp 1`);
+  return d;
 }
 
-async function load(path: string, quantize: QuantFormat | undefined, label = 'loading', group: ProcessGroup | null = null): Promise<LlamaForCausalLM> {
-  const bar = quiet ? { onProgress: () => {}, stop: () => {} } : progressBar(`${label}${quantize ? ` (${quantize})` : ''}${group ? ` (rank 0 of ${group.worldSize})` : ''}`);
+async function load(path: string, quantize: QuantFormat | undefined, label = 'loading', group: ProcessGroup | null = null, dev: Device = device('cpu')): Promise<LlamaForCausalLM> {
+  const bar = quiet ? { onProgress: () => {}, stop: () => {} } : progressBar(`${label}${quantize ? ` (${quantize})` : ''}${dev.kind !== 'cpu' ? ` on ${dev.name}` : ''}${group ? ` (rank 0 of ${group.worldSize})` : ''}`);
   try {
-    return await loadModel(path, { ...(quantize ? { quantize } : {}), ...(group ? { group } : {}), onProgress: bar.onProgress });
+    return await loadModel(path, { ...(quantize ? { quantize } : {}), ...(group ? { group } : {}), device: dev, onProgress: bar.onProgress });
   } finally {
     bar.stop();
   }
@@ -126,7 +129,7 @@ export interface GenerateCliOptions {
 
 /** `llm-kernels generate` */
 export async function generateCommand(o: GenerateCliOptions): Promise<void> {
-  checkDevice(o.device);
+  const dev = checkDevice(o.device, o.tp);
   const group = await tensorParallel(o.tp);
   if (group === 'done') return;
   const q = checkFormat(o.quantize);
@@ -143,7 +146,7 @@ export async function generateCommand(o: GenerateCliOptions): Promise<void> {
   if (s !== undefined) sampling.seed = s;
   const tok: Tokenizer | null = o.prompt !== undefined ? loadTokenizer(o.model) : tryTokenizer(o.model);
   const prompt = o.prompt !== undefined ? tok!.encode(o.prompt) : parseTokens(o.tokens!);
-  using model = await load(o.model, q, 'loading', group);
+  using model = await load(o.model, q, 'loading', group, dev);
   using cache = model.createCache({ maxTokens: prompt.length + n + 64 });
   const r = await generate(model, cache, [prompt], { maxNewTokens: n, sampling });
   const ids = r.outputs[0]!;
@@ -175,14 +178,14 @@ export interface LogitsCliOptions {
 
 /** `llm-kernels logits`: every --tokens list is one sequence; all run in one batched forward over the paged cache. */
 export async function logitsCommand(o: LogitsCliOptions): Promise<void> {
-  checkDevice(o.device);
+  const dev = checkDevice(o.device, o.tp);
   const group = await tensorParallel(o.tp);
   if (group === 'done') return;
   const q = checkFormat(o.quantize);
   if (!(KV_DTYPES as readonly string[]).includes(o.kvDtype)) throw new RangeError(`expected one of ${KV_DTYPES.join(', ')} for --kv-dtype, got '${o.kvDtype}'`);
   if (!o.tokens || o.tokens.length === 0) throw new RangeError('logits: expected at least one --tokens list');
   const seqs = o.tokens.map((t) => parseTokens(t));
-  using model = await load(o.model, q, 'loading', group);
+  using model = await load(o.model, q, 'loading', group, dev);
   using cache = model.createCache({ maxTokens: seqs.reduce((a, s) => a + s.length + 32, 0), dtype: o.kvDtype as KvDType, prefixCaching: false });
   const step = seqs.map((toks, i) => {
     const r = cache.addSequence(i, toks);
@@ -214,7 +217,7 @@ export interface EvalCliOptions {
 
 /** `llm-kernels eval`: perplexity (and bits per byte for byte-level models), KL and top-1 against a reference format. */
 export async function evalCommand(o: EvalCliOptions): Promise<void> {
-  checkDevice(o.device);
+  const dev = checkDevice(o.device, o.tp);
   const group = await tensorParallel(o.tp);
   if (group === 'done') return;
   const q = checkFormat(o.quantize);
@@ -223,10 +226,10 @@ export async function evalCommand(o: EvalCliOptions): Promise<void> {
   const maxBytes = num(o.bytes, '--bytes', 1, 2 ** 31, true);
   if (maxBytes !== undefined) text = text.subarray(0, maxBytes);
   const tokens = tok.encode(text.toString('utf8'));
-  using model = await load(o.model, q, 'loading', group);
+  using model = await load(o.model, q, 'loading', group, dev);
   let ref: LlamaForCausalLM | null = null;
   try {
-    if (o.reference !== undefined) ref = await load(o.model, checkFormat(o.reference), 'loading reference', group);
+    if (o.reference !== undefined) ref = await load(o.model, checkFormat(o.reference), 'loading reference', group, dev);
     const bar = quiet ? { onProgress: () => {}, stop: () => {} } : progressBar('evaluating');
     let r: EvaluateResult;
     try {

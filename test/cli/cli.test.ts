@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BUNDLED_MODEL, demoCommand, evalCommand, generateCommand, logitsCommand } from '../../lib/cli/model-commands.js';
 import { loadModel } from '../../lib/nn/load.js';
 import { packageRoot } from '../../lib/binding.js';
+import { cudaAvailable } from '../helpers/check.js';
 
 function captureStdout(): { text: () => string } {
   let buf = '';
@@ -41,6 +42,28 @@ describe('llm-kernels logits', () => {
     await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cpu', kvDtype: 'f64', tokens: ['1'], out: '/dev/null' })).rejects.toThrow(/--kv-dtype/);
     await expect(logitsCommand({ model: BUNDLED_MODEL, quantize: 'q3_k', device: 'cpu', kvDtype: 'f32', tokens: ['1'], out: '/dev/null' })).rejects.toThrow(/--quantize/);
     await expect(logitsCommand({ model: '/nonexistent', device: 'cpu', kvDtype: 'f32', tokens: ['1'], out: '/dev/null' })).rejects.toMatchObject({ code: 'ERR_MODEL_FORMAT' });
+  });
+});
+
+describe('llm-kernels --device', () => {
+  it.skipIf(cudaAvailable)('cuda on a machine without a GPU: ERR_DEVICE saying why (this machine has none)', async () => {
+    await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f32', tokens: ['1'], out: '/dev/null' })).rejects.toMatchObject({ code: 'ERR_DEVICE', message: expect.stringMatching(/CUDA unavailable/) });
+  });
+  it.skipIf(!cudaAvailable)('cuda with --tp 2 is refused before anything runs (allGather is CPU-only) (needs a GPU)', async () => {
+    await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f32', tokens: ['1'], out: '/dev/null', tp: '2' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringMatching(/--tp 2 with --device cuda/) });
+  });
+  it.skipIf(!cudaAvailable)('logits --device cuda writes the CPU logits (max abs diff < 1e-4) (needs a GPU)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lk-cli-'));
+    captureStdout();
+    const tokens = ['1,104,105,106', '1,50'];
+    await logitsCommand({ model: BUNDLED_MODEL, device: 'cpu', kvDtype: 'f16', tokens, out: join(dir, 'cpu.json') });
+    await logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f16', tokens, out: join(dir, 'cuda.json') });
+    const flat = (f: string) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { sequences: { logits: number[][] }[] }).sequences.flatMap((s) => s.logits.flat());
+    const a = flat('cpu.json'), b = flat('cuda.json');
+    expect(b.length).toBe(a.length);
+    let worst = 0;
+    a.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[i]!))));
+    expect(worst).toBeLessThan(1e-4);
   });
 });
 

@@ -8,8 +8,9 @@ import { generate } from '../../lib/nn/generate.js';
 import { LlamaForCausalLM, type WeightSource } from '../../lib/nn/llama.js';
 import { LlmKernelsError } from '../../lib/index.js';
 import { greedyRef, llamaRefConfigFromHf, llamaRefForward, randomLlamaWeights, type LlamaRefWeights } from '../helpers/llama-ref.js';
-import { expectThrows } from '../helpers/check.js';
+import { cudaAvailable, expectThrows } from '../helpers/check.js';
 import { allLogits, relSq } from '../helpers/model.js';
+import type { KvDType } from '../../lib/ops/attention.js';
 
 const BASE = {
   model_type: 'llama',
@@ -49,7 +50,7 @@ function f32Weights(w: LlamaRefWeights): LlamaRefWeights {
   return new Map([...w].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]));
 }
 
-async function build(json: Record<string, unknown>, seed: number, quantize?: 'q8_0' | 'q4_0', weightDtype?: 'bf16' | 'f16') {
+async function build(json: Record<string, unknown>, seed: number, quantize?: 'q8_0' | 'q4_0', weightDtype?: 'bf16' | 'f16', device: 'cpu' | 'cuda' = 'cpu') {
   const rc = llamaRefConfigFromHf(json);
   const w = f32Weights(randomLlamaWeights(rc, seed));
   const cfg = parseLlamaConfig(json);
@@ -67,7 +68,7 @@ async function build(json: Record<string, unknown>, seed: number, quantize?: 'q8
     shapes.set(k, s);
   }
   const src = source(w);
-  const model = await LlamaForCausalLM.fromWeights(cfg, { ...src, info: (n) => ({ dtype: 'F32', shape: shapes.get(n)! }) }, quantize ? { quantize } : weightDtype ? { weightDtype } : {});
+  const model = await LlamaForCausalLM.fromWeights(cfg, { ...src, info: (n) => ({ dtype: 'F32', shape: shapes.get(n)! }) }, { ...(quantize ? { quantize } : weightDtype ? { weightDtype } : {}), device });
   return { model, rc, w };
 }
 
@@ -82,71 +83,134 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
 describe.each(Object.entries(VARIANTS))('LlamaForCausalLM vs the float64 reference: %s', (_, variant) => {
   const json = { ...BASE, ...variant };
   it('prefill chunks, mixed batches and decodes give the reference logits (f32, max abs diff <= 1e-3)', async () => {
-    const { model, rc, w } = await build(json, 7);
-    using _m = model;
-    using cache = model.createCache({ maxTokens: 256, blockSize: 8, dtype: 'f32' });
-    const V = rc.vocabSize;
-    const seqTokens = [
-      Array.from({ length: 23 }, (_, i) => (i * 31 + 5) % V),
-      Array.from({ length: 9 }, (_, i) => (i * 17 + 3) % V),
-      [11],
-    ];
-    const want = seqTokens.map((t) => llamaRefForward(rc, w, t));
-    let worst = 0;
-    const check = async (logits: { data(): Promise<Float32Array>; dispose(): void }, rows: { seqId: number; index: number }[], offsets: number[]) => {
-      const d = await logits.data();
-      logits.dispose();
-      rows.forEach((r, i) => {
-        worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), want[r.seqId]![offsets[r.seqId]! + r.index]!));
-      });
-    };
-    // step 1: seq 0 tokens 0..12 (all logits), seq 1 whole (last), seq 2 whole
-    const r0 = cache.addSequence(0, seqTokens[0]!.slice(0, 13));
-    const r1 = cache.addSequence(1, seqTokens[1]!);
-    const r2 = cache.addSequence(2, seqTokens[2]!);
-    if (!r0.ok || !r1.ok || !r2.ok) throw new Error('cache full');
-    let s = model.forward(cache, [
-      { seqId: 0, tokens: seqTokens[0]!.slice(0, 13), slots: r0.slots, logits: 'all' },
-      { seqId: 1, tokens: seqTokens[1]!, slots: r1.slots },
-      { seqId: 2, tokens: seqTokens[2]!, slots: r2.slots },
-    ]);
-    await check(s.logits, s.rows, [0, 0, 0]);
-    // step 2: seq 0's second chunk (13..22) next to a decode of seq 2 (its token 1 = 42)
-    seqTokens[2]!.push(42);
-    want[2] = llamaRefForward(rc, w, seqTokens[2]!);
-    s = model.forward(cache, [
-      { seqId: 0, tokens: seqTokens[0]!.slice(13), slots: cache.appendOrThrow(0, seqTokens[0]!.slice(13)), logits: 'all' },
-      { seqId: 2, tokens: [42], slots: cache.appendOrThrow(2, [42]) },
-    ]);
-    await check(s.logits, s.rows, [13, 0, 1]);
-    // steps 3-8: pure decode of all three
-    for (let step = 0; step < 6; step++) {
-      const next = [(step * 13 + 1) % V, (step * 7 + 2) % V, (step * 5 + 3) % V];
-      next.forEach((t, i) => seqTokens[i]!.push(t));
-      const decs = next.map((t, i) => ({ seqId: i, tokens: [t], slots: cache.appendOrThrow(i, [t]) }));
-      s = model.forward(cache, decs);
-      const ws = seqTokens.map((t) => llamaRefForward(rc, w, t));
-      const d = await s.logits.data();
-      s.logits.dispose();
-      s.rows.forEach((r, i) => {
-        const wr = ws[r.seqId]!;
-        worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), wr[wr.length - 1]!));
-      });
-    }
+    const worst = await mixedBatchWorst(json, 'cpu');
     expect(worst).toBeLessThanOrEqual(1e-3);
     expect(worst).toBeGreaterThan(0); // the comparison ran on real numbers
   }, 120_000);
 
   it('greedy generation gives the reference transcript', async () => {
-    const { model, rc, w } = await build(json, 11);
-    using _m = model;
-    using cache = model.createCache({ maxTokens: 128, dtype: 'f32' });
-    const prompt = [1, 5, 9, 33, 2, 71];
-    const r = await generate(model, cache, [prompt, prompt.slice(0, 3)], { maxNewTokens: 12, stopIds: [] });
-    expect(r.outputs[0]).toEqual(greedyRef(rc, w, prompt, 12));
-    expect(r.outputs[1]).toEqual(greedyRef(rc, w, prompt.slice(0, 3), 12));
-    expect(cache.manager.stats().used).toBe(0); // generate frees its sequences
+    await greedyMatches(json, 'cpu');
   }, 120_000);
+});
+
+// The largest |logit - reference| over the steps of the mixed-batch scenario above, on `device`.
+async function mixedBatchWorst(json: Record<string, unknown>, device: 'cpu' | 'cuda'): Promise<number> {
+  const { model, rc, w } = await build(json, 7, undefined, undefined, device);
+  using _m = model;
+  using cache = model.createCache({ maxTokens: 256, blockSize: 8, dtype: 'f32' });
+  const V = rc.vocabSize;
+  const seqTokens = [
+    Array.from({ length: 23 }, (_, i) => (i * 31 + 5) % V),
+    Array.from({ length: 9 }, (_, i) => (i * 17 + 3) % V),
+    [11],
+  ];
+  const want = seqTokens.map((t) => llamaRefForward(rc, w, t));
+  let worst = 0;
+  const check = async (logits: { data(): Promise<Float32Array>; dispose(): void }, rows: { seqId: number; index: number }[], offsets: number[]) => {
+    const d = await logits.data();
+    logits.dispose();
+    rows.forEach((r, i) => {
+      worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), want[r.seqId]![offsets[r.seqId]! + r.index]!));
+    });
+  };
+  // step 1: seq 0 tokens 0..12 (all logits), seq 1 whole (last), seq 2 whole
+  const r0 = cache.addSequence(0, seqTokens[0]!.slice(0, 13));
+  const r1 = cache.addSequence(1, seqTokens[1]!);
+  const r2 = cache.addSequence(2, seqTokens[2]!);
+  if (!r0.ok || !r1.ok || !r2.ok) throw new Error('cache full');
+  let s = model.forward(cache, [
+    { seqId: 0, tokens: seqTokens[0]!.slice(0, 13), slots: r0.slots, logits: 'all' },
+    { seqId: 1, tokens: seqTokens[1]!, slots: r1.slots },
+    { seqId: 2, tokens: seqTokens[2]!, slots: r2.slots },
+  ]);
+  await check(s.logits, s.rows, [0, 0, 0]);
+  // step 2: seq 0's second chunk (13..22) next to a decode of seq 2 (its token 1 = 42)
+  seqTokens[2]!.push(42);
+  want[2] = llamaRefForward(rc, w, seqTokens[2]!);
+  s = model.forward(cache, [
+    { seqId: 0, tokens: seqTokens[0]!.slice(13), slots: cache.appendOrThrow(0, seqTokens[0]!.slice(13)), logits: 'all' },
+    { seqId: 2, tokens: [42], slots: cache.appendOrThrow(2, [42]) },
+  ]);
+  await check(s.logits, s.rows, [13, 0, 1]);
+  // steps 3-8: pure decode of all three
+  for (let step = 0; step < 6; step++) {
+    const next = [(step * 13 + 1) % V, (step * 7 + 2) % V, (step * 5 + 3) % V];
+    next.forEach((t, i) => seqTokens[i]!.push(t));
+    const decs = next.map((t, i) => ({ seqId: i, tokens: [t], slots: cache.appendOrThrow(i, [t]) }));
+    s = model.forward(cache, decs);
+    const ws = seqTokens.map((t) => llamaRefForward(rc, w, t));
+    const d = await s.logits.data();
+    s.logits.dispose();
+    s.rows.forEach((r, i) => {
+      const wr = ws[r.seqId]!;
+      worst = Math.max(worst, maxAbs(d.subarray(i * V, (i + 1) * V), wr[wr.length - 1]!));
+    });
+  }
+  return worst;
+}
+
+async function greedyMatches(json: Record<string, unknown>, device: 'cpu' | 'cuda'): Promise<void> {
+  const { model, rc, w } = await build(json, 11, undefined, undefined, device);
+  using _m = model;
+  using cache = model.createCache({ maxTokens: 128, dtype: 'f32' });
+  const prompt = [1, 5, 9, 33, 2, 71];
+  const r = await generate(model, cache, [prompt, prompt.slice(0, 3)], { maxNewTokens: 12, stopIds: [] });
+  expect(r.outputs[0]).toEqual(greedyRef(rc, w, prompt, 12));
+  expect(r.outputs[1]).toEqual(greedyRef(rc, w, prompt.slice(0, 3), 12));
+  expect(cache.manager.stats().used).toBe(0); // generate frees its sequences
+}
+
+// The whole model on a GPU: every op of a step runs there (the embedding gather, RMSNorm with the residual add,
+// RoPE fused with the cache write, paged prefill and decode, SiLU·mul, the matmuls, the sampling ops of generate).
+// f32 against the float64 reference like the CPU; the other weight and cache formats against the CPU model with the
+// same options, which follows the same rounding rules step for step (bound: a few times the f32 summation-order
+// noise of 2 layers, about 1e-6; 2e-3 leaves room for an activation quantized across a rounding boundary).
+describe.skipIf(!cudaAvailable)('LlamaForCausalLM on CUDA (needs a GPU)', () => {
+  for (const [name, variant] of Object.entries(VARIANTS))
+    it(`${name}: mixed batches give the reference logits (f32, max abs diff <= 1e-3)`, async () => {
+      const worst = await mixedBatchWorst({ ...BASE, ...variant }, 'cuda');
+      expect(worst).toBeLessThanOrEqual(1e-3);
+      expect(worst).toBeGreaterThan(0);
+    }, 120_000);
+
+  it('greedy generation gives the reference transcript', async () => {
+    await greedyMatches(BASE, 'cuda');
+  }, 120_000);
+
+  const cases: [string, 'q8_0' | 'q4_0' | undefined, 'bf16' | 'f16' | undefined, KvDType][] = [
+    ['q4_0 weights, f16 cache', 'q4_0', undefined, 'f16'],
+    ['q8_0 weights, i8 cache', 'q8_0', undefined, 'i8'],
+    ['f16 weights, f8e4m3 cache', undefined, 'f16', 'f8e4m3'],
+    ['bf16 weights, bf16 cache', undefined, 'bf16', 'bf16'],
+  ];
+  for (const [name, q, wdt, kv] of cases)
+    it(`${name}: logits within 2e-3 relative RMS of the CPU model`, async () => {
+      const toks = Array.from({ length: 40 }, (_, i) => (i * 29 + 7) % 97);
+      const run = async (device: 'cpu' | 'cuda') => {
+        const { model } = await build(BASE, 5, q, wdt, device);
+        using _m = model;
+        using cache = model.createCache({ maxTokens: 64, dtype: kv });
+        const r = cache.addSequence(0, toks.slice(0, 33));
+        if (!r.ok) throw new Error('cache full');
+        const out: Float32Array[] = [];
+        const first = model.forward(cache, [{ seqId: 0, tokens: toks.slice(0, 33), slots: r.slots, logits: 'all' }]);
+        out.push(await first.logits.data());
+        first.logits.dispose();
+        for (const t of toks.slice(33)) {
+          const s = model.forward(cache, [{ seqId: 0, tokens: [t], slots: cache.appendOrThrow(0, [t]) }]);
+          out.push(await s.logits.data());
+          s.logits.dispose();
+        }
+        const all = new Float32Array(out.reduce((a, o) => a + o.length, 0));
+        out.reduce((o, d) => (all.set(d, o), o + d.length), 0);
+        return all;
+      };
+      const want = await run('cpu');
+      const got = await run('cuda');
+      const rel = Math.sqrt(relSq(want, got));
+      expect(rel).toBeLessThan(2e-3);
+      expect(want.some((v) => v !== 0)).toBe(true);
+    }, 120_000);
 });
 
 describe('quantized weights', () => {
