@@ -264,6 +264,27 @@ void launch_copy_blocks(const OpArgs& a, const KvGeom& g, int64_t region_bytes, 
       static_cast<uint32_t*>(kv_scale.data), words, swords, g.nblocks);
 }
 
+// Runs launch(In{}, Kv{}) for the write's input dtype (a.in[0]) and the cache's dtype: the one dispatch of
+// cache_write and rope_cache_write. validate_op admits no other pair, so a miss is an internal error.
+template <class F>
+Status with_write_dtypes(const OpArgs& a, const KvGeom& g, const char* name, F&& launch) {
+  bool kv_ok = true;
+  const bool ok = dispatch_float(a.in[0].dtype, [&](auto ti) {
+    switch (g.dtype) {
+      case DType::f32: launch(ti, float{}); break;
+      case DType::f16: launch(ti, f16_t{}); break;
+      case DType::bf16: launch(ti, bf16_t{}); break;
+      case DType::i8: launch(ti, int8_t{}); break;
+      case DType::f8e4m3: launch(ti, f8e4m3_t{}); break;
+      default: kv_ok = false; break;
+    }
+  });
+  if (!ok || !kv_ok)
+    return internal_error(std::string(name) + ": cuda kernel got dtypes " + dtype_name(a.in[0].dtype) + " / " +
+                          dtype_name(g.dtype));
+  return cuda_last_error(name);
+}
+
 }  // namespace
 
 Status cache_write_cuda(const OpArgs& a) {
@@ -271,22 +292,9 @@ Status cache_write_cuda(const OpArgs& a) {
   LK_RETURN_IF_ERROR(cuda_enter(a, "cache_write", &dev));
   const KvGeom g(a.out[0]);
   if (a.in[0].shape[0] == 0 || g.hkv == 0 || g.d == 0) return cuda_last_error("cache_write");
-  bool kv_ok = true;
-  const bool ok = dispatch_float(a.in[0].dtype, [&](auto ti) {
-    using In = decltype(ti);
-    switch (g.dtype) {
-      case DType::f32: launch_cache_write<In, float>(a, g, dev); break;
-      case DType::f16: launch_cache_write<In, f16_t>(a, g, dev); break;
-      case DType::bf16: launch_cache_write<In, bf16_t>(a, g, dev); break;
-      case DType::i8: launch_cache_write<In, int8_t>(a, g, dev); break;
-      case DType::f8e4m3: launch_cache_write<In, f8e4m3_t>(a, g, dev); break;
-      default: kv_ok = false; break;
-    }
+  return with_write_dtypes(a, g, "cache_write", [&](auto ti, auto ki) {
+    launch_cache_write<decltype(ti), decltype(ki)>(a, g, dev);
   });
-  if (!ok || !kv_ok)
-    return internal_error(std::string("cache_write: cuda kernel got dtypes ") + dtype_name(a.in[0].dtype) + " / " +
-                          dtype_name(g.dtype));
-  return cuda_last_error("cache_write");
 }
 
 Status kv_copy_blocks_cuda(const OpArgs& a) {
@@ -310,22 +318,9 @@ Status rope_cache_write_cuda(const OpArgs& a) {
   LK_RETURN_IF_ERROR(cuda_enter(a, "rope_cache_write", &dev));
   const KvGeom g(a.out[0]);
   if (a.in[0].shape[0] == 0 || g.hkv == 0 || g.d == 0) return cuda_last_error("rope_cache_write");
-  bool kv_ok = true;
-  const bool ok = dispatch_float(a.in[0].dtype, [&](auto ti) {
-    using In = decltype(ti);
-    switch (g.dtype) {
-      case DType::f32: launch_rope_cache_write<In, float>(a, g, dev); break;
-      case DType::f16: launch_rope_cache_write<In, f16_t>(a, g, dev); break;
-      case DType::bf16: launch_rope_cache_write<In, bf16_t>(a, g, dev); break;
-      case DType::i8: launch_rope_cache_write<In, int8_t>(a, g, dev); break;
-      case DType::f8e4m3: launch_rope_cache_write<In, f8e4m3_t>(a, g, dev); break;
-      default: kv_ok = false; break;
-    }
+  return with_write_dtypes(a, g, "rope_cache_write", [&](auto ti, auto ki) {
+    launch_rope_cache_write<decltype(ti), decltype(ki)>(a, g, dev);
   });
-  if (!ok || !kv_ok)
-    return internal_error(std::string("rope_cache_write: cuda kernel got dtypes ") + dtype_name(a.in[0].dtype) + " / " +
-                          dtype_name(g.dtype));
-  return cuda_last_error("rope_cache_write");
 }
 
 }  // namespace lk

@@ -208,22 +208,20 @@ __global__ void __launch_bounds__(WM * WN * 32) qmm_kernel(QmmArgs p) {
       }
       mma::cp_async<Tr::vw>(dst, ok ? src : p.w, ok ? Tr::vw : 0);
     }
+    // Rows of A in 16-byte chunks of `per` elements each (chunks past M or kmax read nothing: zeros).
+    auto rows_16b = [&](const auto* a, int per, int64_t kmax) {
+      const int chunks = kBK / per;
+      for (int c = tid; c < BM * chunks; c += kThreads) {
+        const int r = c / chunks, cc = c % chunks;
+        const int64_t m = m0 + r, k = kt * kBK + per * cc;
+        const bool ok = m < p.M && k < kmax;
+        mma::cp_async<16>(as[s] + r * kAStride + 16 * cc, ok ? a + m * p.lda + k : a, ok ? 16 : 0);
+      }
+    };
     if constexpr (kPath == 0) {  // qx rows: 64 bytes = 4 chunks; lda = Kp is a multiple of 32
-      const int8_t* qx = static_cast<const int8_t*>(p.x);
-      for (int c = tid; c < BM * 4; c += kThreads) {
-        const int r = c / 4, cc = c % 4;
-        const int64_t m = m0 + r, k = kt * kBK + 16 * cc;
-        const bool ok = m < p.M && k < p.lda;
-        mma::cp_async<16>(as[s] + r * kAStride + 16 * cc, ok ? qx + m * p.lda + k : qx, ok ? 16 : 0);
-      }
+      rows_16b(static_cast<const int8_t*>(p.x), 16, p.lda);
     } else if constexpr (kAVec) {  // x rows: 64 halves = 8 chunks of 16 bytes; K % 8 == 0
-      const TX* x = static_cast<const TX*>(p.x);
-      for (int c = tid; c < BM * 8; c += kThreads) {
-        const int r = c / 8, cc = c % 8;
-        const int64_t m = m0 + r, k = kt * kBK + 8 * cc;
-        const bool ok = m < p.M && k < p.K;
-        mma::cp_async<16>(as[s] + r * kAStride + 16 * cc, ok ? x + m * p.lda + k : x, ok ? 16 : 0);
-      }
+      rows_16b(static_cast<const TX*>(p.x), 8, p.K);
     } else {  // any K or alignment: element by element, zeros outside
       const uint16_t* x = static_cast<const uint16_t*>(p.x);
       for (int c = tid; c < BM * kBK; c += kThreads) {
