@@ -13,13 +13,19 @@
 #   3. lk_check: every op on every backend against the CPU reference          -> $OUT/check.log, $OUT/check.json
 #   4. lk_bench --backend cuda                                                -> $OUT/bench.log, $OUT/bench.json
 #   5. PyTorch peers at lk_bench's shapes (if torch is there): torch.matmul fp16, torch._int_mm, sdpa -> $OUT/peer.json
-#   6. lk_check --backend cuda under compute-sanitizer memcheck (if present)  -> appended to $OUT/check.log
-#   7. the summary table, printed last                                        -> $OUT/summary.txt
+#   6. when a Node binary was carried (.gpu/node.xz from ../shared/gpu/pack-node.sh, with dist/ built by `npm run
+#      build` before the call; carry [".gpu", "dist", "node_modules/node-gyp-build", "node_modules/@huggingface"]):
+#      the addon is built too (same build folder) and `node --test bench/gpu-smoke.mjs` checks the JS layer, the
+#      model and the GPU all-reduce on CUDA against the CPU (NCCL from PyTorch's wheel when there is one)
+#                                                                             -> appended to $OUT/check.log
+#   7. lk_check --backend cuda under compute-sanitizer memcheck (if present)  -> appended to $OUT/check.log
+#   8. the summary table, printed last                                        -> $OUT/summary.txt
 # At most 8 files in $OUT (what the device tool brings back). Exit status: 0 when the build and lk_check passed
 # (CUDA included), 1 otherwise.
 # Knobs (environment): LK_ARCHS (default 90a), LK_BENCH_ARGS (default "--backend cuda"), LK_CHECK_ARGS (default
 # none: all backends), LK_MEMCHECK=0 (skip the sanitizer), LK_T_TOTAL and LK_T_CONFIGURE / LK_T_BUILD / LK_T_CHECK /
-# LK_T_BENCH / LK_T_PEER / LK_T_MEMCHECK (seconds per step).
+# LK_T_BENCH / LK_T_PEER / LK_T_SMOKE / LK_T_MEMCHECK (seconds per step). LK_DRY_CPU=1: a dry run of this script on a
+# machine without a GPU (CPU-only build, the smoke test on the CPU, lk_bench on the CPU).
 set -u
 
 OUT="${OUT:-./gpu-out}"
@@ -34,6 +40,7 @@ T_BUILD="${LK_T_BUILD:-240}"
 T_CHECK="${LK_T_CHECK:-120}"
 T_BENCH="${LK_T_BENCH:-150}"
 T_PEER="${LK_T_PEER:-60}"
+T_SMOKE="${LK_T_SMOKE:-150}"
 T_MEMCHECK="${LK_T_MEMCHECK:-120}"
 T_TOTAL="${LK_T_TOTAL:-540}"
 JOBS="$(nproc 2>/dev/null || echo 4)"
@@ -82,6 +89,26 @@ status_word() {  # rc -> ok / timed out / skipped / failed (rc)
   esac
 }
 
+DRY="${LK_DRY_CPU:-0}"
+CUDA_FLAG=ON
+if [ "$DRY" = 1 ]; then CUDA_FLAG=OFF; BENCH_ARGS="${LK_BENCH_ARGS:---backend cpu --quick}"; fi
+
+# ---- 0. Node, when carried: the addon is built beside the tools, where node-gyp-build finds it (build/Release) ----
+NODE_BIN=""
+NODE_NOTE="skipped: no Node carried (.gpu/node.xz and dist/)"
+if [ -f .gpu/node.xz ] && [ -f dist/index.js ]; then
+  mkdir -p /tmp/lk-node
+  if xz -dc .gpu/node.xz > /tmp/lk-node/node && chmod +x /tmp/lk-node/node && /tmp/lk-node/node --version >/dev/null 2>&1; then
+    NODE_BIN=/tmp/lk-node/node
+    BUILD=build
+    export PATH="/tmp/lk-node:$PATH"
+  else
+    NODE_NOTE="skipped: the carried node does not start here (it needs glibc 2.34+)"
+  fi
+fi
+ADDON_FLAGS=(-DLLMK_ADDON=OFF)
+if [ -n "$NODE_BIN" ]; then ADDON_FLAGS=(-DLLMK_ADDON=ON "-DCMAKE_JS_INC=$PWD/.gpu/include"); fi
+
 # ---- 1. the machine ----
 GPU_TXT="$OUT/gpu.txt"
 : > "$GPU_TXT"
@@ -110,12 +137,13 @@ if [ -f "$BUILD/CMakeCache.txt" ]; then
   want_gen="Unix Makefiles"
   if [ ${#GEN[@]} -gt 0 ]; then want_gen=Ninja; fi
   if ! grep -qx "LLMK_CUDA_ARCHS:STRING=$ARCHS" "$BUILD/CMakeCache.txt" ||
+     ! grep -qx "LLMK_CUDA:BOOL=$CUDA_FLAG" "$BUILD/CMakeCache.txt" ||
      ! grep -qx "CMAKE_GENERATOR:INTERNAL=$want_gen" "$BUILD/CMakeCache.txt"; then
     rm -rf "$BUILD"  # configured before for other architectures or another generator
   fi
 fi
 run_step configure "$T_CONFIGURE" "$BUILD_LOG" cmake -S . -B "$BUILD" ${GEN[@]+"${GEN[@]}"} -DCMAKE_BUILD_TYPE=Release \
-  -DLLMK_ADDON=OFF -DLLMK_CUDA=ON -DLLMK_CUDA_ARCHS="$ARCHS" -DLLMK_PTXAS_VERBOSE=ON
+  "${ADDON_FLAGS[@]}" -DLLMK_CUDA="$CUDA_FLAG" -DLLMK_CUDA_ARCHS="$ARCHS" -DLLMK_PTXAS_VERBOSE=ON
 CONFIGURE_RC=$STEP_RC
 BUILD_RC=1
 BUILD_S=0
@@ -125,7 +153,9 @@ if [ "$CONFIGURE_RC" -eq 0 ]; then
   run_step build "$T_BUILD" "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS" --target llmk_core
   BUILD_RC=$STEP_RC
   BUILD_S=$STEP_S
-  for tool in lk_check lk_bench; do
+  TARGETS="lk_check lk_bench"
+  if [ -n "$NODE_BIN" ]; then TARGETS="$TARGETS llm_kernels"; fi
+  for tool in $TARGETS; do
     if [ "$BUILD_RC" -eq 0 ]; then
       run_step "build $tool" 120 "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS" --target "$tool"
       BUILD_S=$(( BUILD_S + STEP_S ))
@@ -266,7 +296,22 @@ PY
 fi
 [ -f "$OUT/peer.json" ] || echo "{\"peer\": \"torch\", \"skipped\": \"$PEER_NOTE\"}" > "$OUT/peer.json"
 
-# ---- 6. compute-sanitizer memcheck of the cuda checks (out-of-bounds reads are invisible to lk_check's guards) ----
+# ---- 6. the Node-level smoke test (bench/gpu-smoke.mjs) ----
+SMOKE_NOTE="$NODE_NOTE"
+if [ -n "$NODE_BIN" ] && [ -f "$BUILD/Release/llm_kernels.node" ]; then
+  # NCCL: PyTorch's wheel ships libnccl.so.2 (the nvidia-nccl package); nccl.cc dlopens it by that name.
+  NCCL_DIR="$(timeout 30 python3 -c 'import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)"
+  SMOKE_DEV=cuda
+  if [ "$DRY" = 1 ]; then SMOKE_DEV=cpu; fi
+  run_step node-smoke "$T_SMOKE" "$CHECK_LOG" env LK_SMOKE_DEVICE="$SMOKE_DEV" \
+    LD_LIBRARY_PATH="${NCCL_DIR:+$NCCL_DIR:}${LD_LIBRARY_PATH:-}" "$NODE_BIN" --test bench/gpu-smoke.mjs
+  SMOKE_NOTE="$(status_word "$STEP_RC"): $(grep -E '^# (pass|fail|skipped) ' "$CHECK_LOG" | tail -n 3 | sed 's/^# //' | paste -sd ',' -)"
+  SMOKE_NOTE="$SMOKE_NOTE; NCCL dir: ${NCCL_DIR:-none}"
+elif [ -n "$NODE_BIN" ]; then
+  SMOKE_NOTE="skipped: the addon was not built (see build.log)"
+fi
+
+# ---- 7. compute-sanitizer memcheck of the cuda checks (out-of-bounds reads are invisible to lk_check's guards) ----
 MEMCHECK_NOTE="skipped: no compute-sanitizer"
 if [ "${LK_MEMCHECK:-1}" = 0 ]; then
   MEMCHECK_NOTE="skipped: LK_MEMCHECK=0"
@@ -280,7 +325,7 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
   MEMCHECK_NOTE="$MEMCHECK_NOTE; $(grep -E 'ERROR SUMMARY' "$CHECK_LOG" | tail -n 1)"
 fi
 
-# ---- 7. summary (last) ----
+# ---- 8. summary (last) ----
 SUMMARY="$OUT/summary.txt"
 {
   echo "================ gpu-check summary ================"
@@ -291,6 +336,7 @@ SUMMARY="$OUT/summary.txt"
   echo "           ${CUDA_LINE:-cuda: no line} (cuda checked: $CUDA_CHECKED)"
   echo "lk_bench:  $(status_word "$BENCH_RC") (args: $BENCH_ARGS)"
   echo "peer:      torch (matmul fp16, _int_mm, sdpa): $PEER_NOTE"
+  echo "node:      $SMOKE_NOTE"
   echo "memcheck:  $MEMCHECK_NOTE"
   if command -v python3 >/dev/null 2>&1; then
     OUT="$OUT" python3 - <<'PY' 2>&1
