@@ -12,6 +12,9 @@
 #   2. configure for sm_90a only (fast) with the ptxas resource report, build with every core -> $OUT/build.log
 #   3. lk_check: every op on every backend against the CPU reference          -> $OUT/check.log, $OUT/check.json
 #   4. lk_bench --backend cuda                                                -> $OUT/bench.log, $OUT/bench.json
+#   4b. the opt-in wgmma path (LLMK_WGMMA=1, matmul_q_wgmma.cu): lk_check --op matmul_q --backend cuda and the
+#      int8 8192^3 GEMM again, and the GMMA count in its SASS       -> appended to check.log / bench.log; the
+#      bench entry goes to $BUILD/bench-wgmma.json (not $OUT: 8 files at most) and into the summary table
 #   5. PyTorch peers at lk_bench's shapes (if torch is there): torch.matmul fp16, torch._int_mm, sdpa -> $OUT/peer.json
 #   6. when a Node binary was carried (.gpu/node.xz from ../shared/gpu/pack-node.sh, with dist/ built by `npm run
 #      build` before the call; carry [".gpu", "dist", "node_modules/node-gyp-build", "node_modules/@huggingface"]):
@@ -24,8 +27,8 @@
 # (CUDA included), 1 otherwise.
 # Knobs (environment): LK_ARCHS (default 90a), LK_BENCH_ARGS (default "--backend cuda"), LK_CHECK_ARGS (default
 # none: all backends), LK_MEMCHECK=0 (skip the sanitizer), LK_T_TOTAL and LK_T_CONFIGURE / LK_T_BUILD / LK_T_CHECK /
-# LK_T_BENCH / LK_T_PEER / LK_T_SMOKE / LK_T_MEMCHECK (seconds per step). LK_DRY_CPU=1: a dry run of this script on a
-# machine without a GPU (CPU-only build, the smoke test on the CPU, lk_bench on the CPU).
+# LK_T_BENCH / LK_T_WGMMA / LK_T_PEER / LK_T_SMOKE / LK_T_MEMCHECK (seconds per step). LK_DRY_CPU=1: a dry run of
+# this script on a machine without a GPU (CPU-only build, the smoke test on the CPU, lk_bench on the CPU).
 set -u
 
 OUT="${OUT:-./gpu-out}"
@@ -41,6 +44,7 @@ T_CHECK="${LK_T_CHECK:-120}"
 T_BENCH="${LK_T_BENCH:-150}"
 T_PEER="${LK_T_PEER:-60}"
 T_SMOKE="${LK_T_SMOKE:-150}"
+T_WGMMA="${LK_T_WGMMA:-90}"
 T_MEMCHECK="${LK_T_MEMCHECK:-120}"
 T_TOTAL="${LK_T_TOTAL:-540}"
 JOBS="$(nproc 2>/dev/null || echo 4)"
@@ -196,6 +200,31 @@ else
   echo "lk_bench was not built (see build.log)" >> "$BENCH_LOG"
 fi
 
+# ---- 4b. the opt-in wgmma path: the same checks and the W8A8 GEMM with LLMK_WGMMA=1 ----
+# (matmul_q_wgmma.cu has never run on a GPU, so it is off by default; this run decides whether to flip that.)
+WG_JSON="$(pwd)/$BUILD/bench-wgmma.json"
+rm -f "$WG_JSON"
+WGMMA_NOTE="skipped: lk_check not built"
+if [ "$DRY" = 1 ]; then WGMMA_NOTE="skipped: dry run on the CPU"; fi
+if [ "$DRY" != 1 ] && [ -x "$BUILD/tools/lk_check" ]; then
+  run_step "lk_check matmul_q LLMK_WGMMA=1" "$T_WGMMA" "$CHECK_LOG" env LLMK_WGMMA=1 "$BUILD/tools/lk_check" \
+    --op matmul_q --backend cuda
+  WGMMA_NOTE="lk_check matmul_q $(status_word "$STEP_RC"): $(grep -E '^lk_check: ' "$CHECK_LOG" | tail -n 1)"
+  # The library says once whether the variable took effect (compute capability 9.0 and an sm_90a kernel needed).
+  WGMMA_NOTE="$WGMMA_NOTE; $(grep -oE 'wgmma path is [A-Z]+[^)]*\)' "$CHECK_LOG" | tail -n 1)"
+fi
+if [ "$DRY" != 1 ] && [ -x "$BUILD/tools/lk_bench" ]; then
+  run_step "lk_bench int8 8192^3 LLMK_WGMMA=1" "$T_WGMMA" "$BENCH_LOG" env LLMK_WGMMA=1 "$BUILD/tools/lk_bench" \
+    --backend cuda --filter "matmul_q_i8_pc_f16 M=8192" --json "$WG_JSON"
+fi
+# The kernel's SASS must hold GMMA instructions (HGMMA/IGMMA; only HMMA/IMMA would mean a slower path).
+WG_OBJ="$(find "$BUILD" -name 'matmul_q_wgmma.cu.o' 2>/dev/null | head -n 1)"
+GMMA_NOTE="no cuobjdump or no object"
+if [ -n "$WG_OBJ" ] && command -v cuobjdump >/dev/null 2>&1; then
+  GMMA_NOTE="$(cuobjdump -sass "$WG_OBJ" 2>/dev/null | grep -c 'GMMA') GMMA instructions in $(basename "$WG_OBJ")"
+  echo "### SASS: $GMMA_NOTE" >> "$BUILD_LOG"
+fi
+
 # ---- 5. peers: torch.matmul fp16, torch._int_mm, sdpa at lk_bench's shapes ----
 PEER_NOTE="skipped: no python3"
 if command -v python3 >/dev/null 2>&1; then
@@ -338,9 +367,10 @@ SUMMARY="$OUT/summary.txt"
   echo "peer:      torch (matmul fp16, _int_mm, sdpa): $PEER_NOTE"
   echo "node:      $SMOKE_NOTE"
   echo "memcheck:  $MEMCHECK_NOTE"
+  echo "wgmma:     LLMK_WGMMA=1: $WGMMA_NOTE; SASS: $GMMA_NOTE"
   if command -v python3 >/dev/null 2>&1; then
-    OUT="$OUT" python3 - <<'PY' 2>&1
-# One table: each cuda entry of lk_bench (time, GFLOP/s or GB/s, fraction of the measured copy bandwidth) and its
+    OUT="$OUT" WG_JSON="$WG_JSON" python3 - <<'PY' 2>&1
+# One table (the LLMK_WGMMA=1 run of step 4b adds its rows, marked [LLMK_WGMMA=1]): each cuda entry of lk_bench (time, GFLOP/s or GB/s, fraction of the measured copy bandwidth) and its
 # PyTorch peer where there is one, with peer time / our time (> 1: we are faster):
 #   matmul_f16 and matmul_q (f16 x) entries: torch.matmul fp16 at the same M, N, K;
 #   matmul_q i8_pc int8 entries with M > 16: torch._int_mm;  paged_attention_decode_f16: sdpa on the gathered KV.
@@ -362,7 +392,10 @@ for b in (bench or {}).get("backends", []):
 rows = []
 def num(v):
     return isinstance(v, (int, float)) and v == v
-for e in (bench or {}).get("entries", []):
+wg = load(os.environ.get("WG_JSON", "")) if os.environ.get("WG_JSON") else None
+entries = list((bench or {}).get("entries", []))
+entries += [dict(e, name=str(e.get("name", "")) + " [LLMK_WGMMA=1]") for e in (wg or {}).get("entries", [])]
+for e in entries:
     if e.get("backend") != "cuda": continue
     name = str(e.get("name", ""))
     if e.get("skipped"):

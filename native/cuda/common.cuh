@@ -61,6 +61,8 @@ inline Status cuda_status(cudaError_t e, const std::string& what) {
 
 // The SM count of a device, from the cached probe (0 if unknown). Defined in runtime.cu.
 int cuda_sm_count(int device);
+// The compute capability of a device as 10 * major + minor (90 for Hopper), from the cached probe (0 if unknown).
+int cuda_cc(int device);
 
 // Makes the device of the call's output current (the calling thread may differ from the one that made the stream,
 // and a launch on another device's stream fails). Tensors that are not marked as CUDA tensors keep the current

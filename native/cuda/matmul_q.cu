@@ -7,7 +7,8 @@
 //       y[m,n] = dx[m] * s(n) * sum_k qx[m,k] * q(n,k)                                    (i8_pc)
 //   path 1 (dequantize): y[m,n] = sum_k x[m,k] * f32(s * (q - z)), x first widened to f32 into scratch xf [M, Kp]
 //     (zeros past K, so the hot loop has no K guard and every x read is an aligned float4).
-// First matmul_q_mma_cuda (the tensor-core path, matmul_q_mma.cu) is offered the call; when it declines, the GEMV
+// First matmul_q_wgmma_cuda (Hopper wgmma, int8 path with i8_pc; opt-in by LLMK_WGMMA=1 until it has run on a GPU:
+// matmul_q_wgmma.cu), then matmul_q_mma_cuda (the tensor-core path, matmul_q_mma.cu) is offered the call; when both decline, the GEMV
 // kernel below runs, for every M (it is also the fallback for shapes and dtypes the mma path does not take).
 //
 // GEMV design (decode, M <= 8; memory-bound: the weight is read exactly once, so speed = bandwidth of streaming the
@@ -386,6 +387,7 @@ Status matmul_q_cuda(const OpArgs& a) {
   int device = 0;
   LK_RETURN_IF_ERROR(cuda_enter(a, "matmul_q", &device));
   Status mma_st;
+  if (matmul_q_wgmma_cuda(a, device, &mma_st)) return mma_st;  // opt-in (LLMK_WGMMA=1), Hopper only
   if (matmul_q_mma_cuda(a, device, &mma_st)) return mma_st;
 
   const TensorView& x = a.in[0];

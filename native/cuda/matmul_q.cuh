@@ -32,4 +32,11 @@ Status quantize_act_cuda(const void* x, DType xt, int64_t M, int64_t K, bool per
 // a's stream and returns true with *st set.
 bool matmul_q_mma_cuda(const OpArgs& a, int device, Status* st);
 
+// The Hopper wgmma path of the int8 path for i8_pc weights (matmul_q_wgmma.cu), offered the call before
+// matmul_q_mma_cuda. Declines (false, touching nothing) unless LLMK_WGMMA=1 and the device is compute capability
+// 9.0 running the sm_90a kernel (matmul_q_wgmma_enabled), or `force` (the CPU emulation's check), and the call
+// fits (path 0, i8_pc, M >= 64, K <= 131072, a 16-byte aligned weight). Otherwise enqueues the op and sets *st.
+bool matmul_q_wgmma_cuda(const OpArgs& a, int device, Status* st, bool force = false);
+bool matmul_q_wgmma_enabled(int device);
+
 }  // namespace lk

@@ -80,7 +80,8 @@
 //   int8 8192^3 (path 0, i8_pc): 64 x 128 tiles, 2 stages, ldmatrix A, 32-bit B words. On sm_90 mma.sync reaches
 //     only about half of the wgmma rate, and cuBLASLt (torch._int_mm) uses wgmma with TMA and 128 x 256 tiles:
 //     expect ~0.3-0.5x torch._int_mm, short of 0.9x. Block formats also pay 4 FMA per mma for the block scales.
-//   wgmma (sm_90a) is not done: it is what the int8 goal needs (warpgroup 64 x 256 tiles, TMA-fed, 3-4 stages).
+//   wgmma (sm_90a): matmul_q_wgmma.cu (i8_pc on the int8 path, opt-in by LLMK_WGMMA=1 until it has run on a GPU)
+//   is offered the call first; this kernel remains the path for every other format, small M, and K > 131072.
 //
 // Resources (ptxas -v, sm_80 / sm_90a, no spills, 0-byte stack frames): BM 64 tiles 117-131 registers (path 0
 // i8_pc: 166-169, its int64 run accumulators), 20-38 KB static shared memory (38912 for q8_0 / i8_pc on path 1);

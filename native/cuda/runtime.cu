@@ -200,6 +200,12 @@ int cuda_sm_count(int device) {
   return p.devices[device].sm_count;
 }
 
+int cuda_cc(int device) {
+  const CudaProbe& p = probe_cached();
+  if (device < 0 || device >= static_cast<int>(p.devices.size())) return 0;
+  return 10 * p.devices[device].cc_major + p.devices[device].cc_minor;
+}
+
 CudaProbe cuda_probe() {
   CudaProbe p = probe_cached();
   if (!p.available) return p;

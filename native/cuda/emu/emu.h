@@ -91,6 +91,8 @@ struct Barrier {
 };
 inline Barrier* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<Barrier>> warp_barriers;
+// One per warpgroup (4 consecutive warps: threads 128 j .. 128 j + 127): wgmma.cuh's collective mma_async.
+inline std::vector<std::unique_ptr<Barrier>> warpgroup_barriers;
 inline uint64_t warp_slots[64][32];
 // The tensor-core wrappers of mma.cuh: each lane's A / B fragments (mma) or row address (ldmatrix), exchanged
 // between two warp barriers like warp_slots.
@@ -186,6 +188,9 @@ struct Launch {
       block_barrier = &bb;
       warp_barriers.clear();
       for (unsigned w = 0; w < (nt + 31) / 32; ++w) warp_barriers.emplace_back(new Barrier(32));
+      warpgroup_barriers.clear();
+      for (unsigned w = 0; w < (nt + 127) / 128; ++w)
+        warpgroup_barriers.emplace_back(new Barrier(static_cast<int>(nt - 128 * w < 128 ? nt - 128 * w : 128)));
       fibers.assign(nt, Fiber{});
       fiber_jb.assign(nt, {});
       started.assign(nt, 0);

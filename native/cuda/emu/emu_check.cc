@@ -11,6 +11,8 @@
 //                             from the PTX ISA layouts), then matmul_q_mma_cuda (matmul_q_mma.cu) on every matmul_q
 //                             case with M > 8 and some extra shapes, against matmul_q_ref with matmul_q's tolerance
 //   emu_check --mma quick [S]  the same without the K = 4096 cases, only the cases whose name contains S
+//                             (both then also run wgmma.cuh's wrappers against plain products, and
+//                             matmul_q_wgmma_cuda, force-enabled, on the int8 i8_pc cases with M >= 64, bit for bit)
 //   emu_check OP SUBSTRING    the cases of one op whose name contains SUBSTRING (e.g. matmul_q ",dequant)")
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
 //                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s; the f8e4m3
@@ -38,6 +40,7 @@
 #include "elementwise.cuh"  // the launch-rewritten copy (run.sh puts it first on the include path)
 #include "matmul_q.cuh"
 #include "mma.cuh"
+#include "wgmma.cuh"
 
 // The runtime calls the kernels' host code makes (cuda_enter, cuda_status): no device, all fine.
 extern "C" {
@@ -51,6 +54,7 @@ const char* cudaGetErrorString(cudaError_t) { return "emu"; }
 namespace lk {
 int g_sms = 1;
 int cuda_sm_count(int) { return g_sms; }
+int cuda_cc(int) { return 0; }  // no device: the wgmma path runs here only when forced (emu_check --mma)
 Status cuda_last_error(const char*) { return Status::OK(); }  // wins over no_cuda.cc's (linked after us)
 // Scratch memory of the kernels that need it (matmul_q's int8 activations, split-K partials): host memory here.
 Status cuda_malloc(int, size_t bytes, void** ptr) {
@@ -744,6 +748,233 @@ int check_mma_matmul_q(bool quick, const char* filter) {
   return failures;
 }
 
+// ---- --mma: the wgmma wrappers of wgmma.cuh, then matmul_q_wgmma_cuda ----
+
+// One warpgroup test of mma_s8<N>: A [64 x 64] and B [N x 64] (int8, K-major) are written into shared memory in
+// the unswizzled canonical layout with the given LBO / SBO (wgmma.cuh's header: byte (r, kk) at (r / 8) * SBO +
+// (kk / 16) * LBO + (r % 8) * 16 + kk % 16; every other byte holds 0x5a, so a wrong address reads garbage), and
+// multiplied as two chained k32 mma_asyncs in one group: D = C + A[:, 0:32] B[:, 0:32]^T + A[:, 32:64] B[:, 32:64]^T
+// (accumulate) or without C (the first with scale-d = 0). C and D go through the ISA's accumulator layout, which
+// the caller checks to be a bijection onto the 64 x N tile. mode 1: shared memory is overwritten between the
+// commit and the wait (the emulation must report it); mode 2: no wgmma.fence before the mma_async (likewise).
+struct WgTest {
+  const int8_t* A;   // [64][64]
+  const int8_t* B;   // [N][64]
+  const int32_t* C;  // [64][N]
+  int32_t* D;        // [64][N]
+  uint32_t lbo, sbo;
+  bool accumulate;
+  int mode;
+};
+constexpr int kWgTestSmem = 96 * 1024;
+
+template <int N>
+void wgmma_selftest_block(WgTest tc) {
+  LK_WGMMA_SHARED(sm, kWgTestSmem);
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32 % 4, lane = tid % 32, g = lane / 4, t = lane % 4;
+  // Operand h (k32 half) of A at h * 8192, of B at 16384 + h * 32768 (the spans, (rows / 8 - 1) * SBO + LBO + 128,
+  // are at most 7424 and 32000 bytes for the layouts tested).
+  auto place = [&](uint8_t* base, const int8_t* src, int rows, int h) {
+    for (int r = 0; r < rows; ++r)
+      for (int kk = 0; kk < 32; ++kk)
+        base[(r / 8) * tc.sbo + (kk / 16) * tc.lbo + (r % 8) * 16 + kk % 16] = static_cast<uint8_t>(src[r * 64 + 32 * h + kk]);
+  };
+  if (tid == 0) {
+    memset(sm, 0x5a, kWgTestSmem);
+    for (int h = 0; h < 2; ++h) {
+      place(sm + h * 8192, tc.A, 64, h);
+      place(sm + 16384 + h * 32768, tc.B, N, h);
+    }
+  }
+  wgmma::fence_proxy_async();
+  __syncthreads();
+  int32_t d[N / 2];
+  for (int i = 0; i < N / 2; ++i) {
+    const int row = 16 * warp + g + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * t + (i % 2);
+    d[i] = tc.C[row * N + col];
+  }
+  if (tc.mode != 2) wgmma::fence();
+  for (int h = 0; h < 2; ++h)
+    wgmma::mma_s8<N>(d, wgmma::smem_desc(sm + h * 8192, tc.lbo, tc.sbo),
+                     wgmma::smem_desc(sm + 16384 + h * 32768, tc.lbo, tc.sbo), h == 1 || tc.accumulate);
+  wgmma::commit_group();
+  if (tc.mode == 1 && tid == 0) sm[16384] ^= 1;  // B(0, 0) changes while the group is pending
+  wgmma::wait_group<0>();
+  for (int i = 0; i < N / 2; ++i) {
+    const int row = 16 * warp + g + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * t + (i % 2);
+    tc.D[row * N + col] = d[i];
+  }
+}
+
+int check_wgmma_wrappers() {
+  int bad = 0, runs = 0;
+  // The accumulator layout is a bijection: every (row, col) of 64 x 256 exactly once over threads x registers.
+  {
+    std::vector<int> seen(64 * 256, 0);
+    for (int tid = 0; tid < 128; ++tid)
+      for (int i = 0; i < 128; ++i) {
+        const int warp = tid / 32, g = tid % 32 / 4, t = tid % 4;
+        ++seen[(16 * warp + g + 8 * ((i / 2) % 2)) * 256 + 8 * (i / 4) + 2 * t + (i % 2)];
+      }
+    for (int v : seen) bad += v != 1;
+  }
+  struct L { uint32_t lbo, sbo; };
+  // k groups adjacent, row groups adjacent (LBO past B's 32 row groups), padded, the kernel's.
+  const L layouts[] = {{128, 256}, {4096, 128}, {176, 400}, {128, 1024}};
+  for (int n : {128, 256})
+    for (const L& l : layouts)
+      for (int acc = 0; acc < 2; ++acc)
+        for (int mode = 0; mode < 3; ++mode) {
+          if (mode && (acc == 0 || l.lbo != 128 || l.sbo != 256)) continue;  // the negative tests once per N
+          std::vector<int8_t> A(64 * 64), B(static_cast<size_t>(n) * 64);
+          std::vector<int32_t> C(64 * static_cast<size_t>(n)), D(C.size(), 0);
+          for (auto& v : A) v = static_cast<int8_t>(rng());
+          for (auto& v : B) v = static_cast<int8_t>(rng());
+          for (auto& v : C) v = static_cast<int32_t>(rng() % 2000001) - 1000000;
+          WgTest tc{A.data(), B.data(), C.data(), D.data(), l.lbo, l.sbo, acc == 1, mode};
+          const long long before = wgmma::emu_detail::errors;
+          wgmma::emu_detail::quiet = mode != 0;  // the negative tests' expected reports are not printed
+          if (n == 128)
+            ::emu::launch(dim3(1), dim3(128)).run(wgmma_selftest_block<128>, tc);
+          else
+            ::emu::launch(dim3(1), dim3(128)).run(wgmma_selftest_block<256>, tc);
+          wgmma::emu_detail::quiet = false;
+          ++runs;
+          const long long reported = wgmma::emu_detail::errors - before;
+          if (mode) {  // the emulation must have complained (then its complaints are not failures)
+            wgmma::emu_detail::errors = before;
+            if (!reported) {
+              printf("  wgmma n%d: the emulation did not report %s\n", n,
+                     mode == 1 ? "shared memory overwritten while pending" : "a missing wgmma.fence");
+              ++bad;
+            }
+            continue;
+          }
+          int wrong = 0;
+          for (int m = 0; m < 64; ++m)
+            for (int c = 0; c < n; ++c) {
+              int64_t want = acc ? C[m * n + c] : 0;
+              for (int k = 0; k < 64; ++k) want += static_cast<int32_t>(A[m * 64 + k]) * B[c * 64 + k];
+              if (D[m * n + c] != want && wrong++ < 3)
+                printf("  wgmma n%d lbo %u sbo %u acc %d [%d][%d]: got %d, want %lld\n", n, l.lbo, l.sbo, acc, m, c,
+                       D[m * n + c], static_cast<long long>(want));
+            }
+          bad += wrong + static_cast<int>(reported);
+        }
+  printf("wgmma wrappers (m64n128k32 / m64n256k32 s8, 4 descriptor layouts, chained, scale-d 0 and 1; reports of "
+         "an overwrite while pending and of a missing fence): %d runs, %s\n", runs, bad ? "FAILED" : "OK");
+  return bad ? 1 : 0;
+}
+
+// matmul_q_wgmma_cuda, force-enabled, on the int8 i8_pc cases of matmul_q with M >= 64 and extra shapes (both
+// tile widths, ragged M, N and K, several tiles and raster groups), aligned and with x / y one element off; the
+// output must equal matmul_q_ref's bit for bit (and the guards stay untouched). Also: what it must decline.
+int check_wgmma_matmul_q(bool quick, const char* filter) {
+  std::vector<OpCase> cs;
+  for (const OpCase& c : op_cases(OpId::matmul_q))
+    if (c.in[0].shape[0] >= 64 && c.in[1].dtype == DType::i8_pc && c.params.i[0] == 0) cs.push_back(c);
+  struct S { int64_t M, N, K; DType t; };
+  const S extra[] = {{64, 128, 32, DType::bf16}, {130, 136, 264, DType::f32}, {200, 520, 1000, DType::f16},
+                     {256, 257, 520, DType::bf16}, {1100, 24, 96, DType::f16}, {65, 300, 4000, DType::bf16}};
+  for (const S& e : extra) {
+    OpCase c;
+    c.name = "matmul_q-wgmma(i8_pc,M=" + std::to_string(e.M) + ",N=" + std::to_string(e.N) + ",K=" +
+             std::to_string(e.K) + "," + dtype_name(e.t) + ",int8)";
+    c.in = {{e.t, {e.M, e.K}}, {DType::i8_pc, {e.N, e.K}}};
+    c.out = {{e.t, {e.M, e.N}}};
+    c.params.i[0] = 0;
+    cs.push_back(c);
+  }
+  int failures = 0, runs = 0;
+  for (const OpCase& c : cs) {
+    const int64_t K = c.in[0].shape[1];
+    if (quick && K > 1000) continue;
+    if (filter && c.name.find(filter) == std::string::npos) continue;
+    for (int variant = 0; variant < 2; ++variant) {
+      if (variant == 1 && K > 1000) continue;
+      Buffer x = make_buffer(c.in[0], variant), w = make_buffer(c.in[1], 0);
+      Buffer yr = make_buffer(c.out[0], variant), ye = make_buffer(c.out[0], variant);
+      fill_random(x.v.data, c.in[0].dtype, x.v.numel(), false);
+      fill_quant(w.v.data, DType::i8_pc, c.in[1].shape[0], K);
+      TensorView iv[2] = {x.v, w.v};
+      OpArgs a;
+      a.op = OpId::matmul_q;
+      a.in = iv;
+      a.n_in = 2;
+      a.n_out = 1;
+      a.params = c.params;
+      a.out = &yr.v;
+      const Status sr = matmul_q_ref(a);
+      a.out = &ye.v;
+      Status se = Status::OK();
+      const long long before = wgmma::emu_detail::errors;
+      const bool taken = matmul_q_wgmma_cuda(a, 0, &se, true);
+      ++runs;
+      if (!taken || !sr.ok() || !se.ok()) {
+        printf("FAIL %s v%d: %s; ref: %s; emulated: %s\n", c.name.c_str(), variant, taken ? "taken" : "declined",
+               sr.message().c_str(), se.message().c_str());
+        ++failures;
+        continue;
+      }
+      const size_t es = dtype_size(c.out[0].dtype);
+      const uint8_t* r = static_cast<const uint8_t*>(yr.v.data);
+      const uint8_t* e = static_cast<const uint8_t*>(ye.v.data);
+      int bad = 0;
+      for (int64_t i = 0; i < yr.v.numel(); ++i)
+        if (memcmp(r + i * es, e + i * es, es) != 0 && !(is_nan(r + i * es, c.out[0].dtype) && is_nan(e + i * es, c.out[0].dtype)))
+          if (bad++ < 3) {
+            float fr = 0, fe = 0;
+            memcpy(&fr, r + i * es, es == 4 ? 4 : 0);
+            memcpy(&fe, e + i * es, es == 4 ? 4 : 0);
+            printf("  %s v%d [%lld]: bytes differ (f32: got %.9g, want %.9g)\n", c.name.c_str(), variant,
+                   static_cast<long long>(i), fe, fr);
+          }
+      for (int i = 1; i <= kGuardBytes; ++i)
+        if (e[-i] != kGuard || e[ye.v.nbytes() + i - 1] != kGuard) {
+          printf("  %s v%d: guard bytes written\n", c.name.c_str(), variant);
+          ++bad;
+          break;
+        }
+      bad += static_cast<int>(wgmma::emu_detail::errors - before);  // the emulation's own reports
+      if (bad) {
+        ++failures;
+        printf("FAIL %s v%d (%d bad)\n", c.name.c_str(), variant, bad);
+      }
+    }
+  }
+  // Declines: M < 64, a block format, the dequantize path, and (not forced) LLMK_WGMMA unset / no Hopper here.
+  {
+    int declines_wrong = 0;
+    struct D { int64_t M; DType f; int path; bool force; };
+    const D ds[] = {{63, DType::i8_pc, 0, true}, {128, DType::q8_0, 0, true}, {128, DType::i8_pc, 1, true},
+                    {128, DType::i8_pc, 0, false}};
+    for (const D& d : ds) {
+      OpCase c;
+      c.in = {{DType::f16, {d.M, 64}}, {d.f, {16, 64}}};
+      c.out = {{DType::f16, {d.M, 16}}};
+      Buffer x = make_buffer(c.in[0], 0), w = make_buffer(c.in[1], 0), y = make_buffer(c.out[0], 0);
+      TensorView iv[2] = {x.v, w.v};
+      OpArgs a;
+      a.op = OpId::matmul_q;
+      a.in = iv;
+      a.n_in = 2;
+      a.n_out = 1;
+      a.params.i[0] = d.path;
+      a.out = &y.v;
+      Status se = Status::OK();
+      if (matmul_q_wgmma_cuda(a, 0, &se, d.force)) {
+        printf("FAIL matmul_q_wgmma_cuda took M=%lld %s path %d force %d\n", static_cast<long long>(d.M),
+               dtype_name(d.f), d.path, d.force ? 1 : 0);
+        ++declines_wrong;
+      }
+    }
+    failures += declines_wrong;
+  }
+  printf("matmul_q wgmma path (forced): %d runs (bit for bit), 4 decline checks, %d failures, %lld mma_async emulated\n",
+         runs, failures, wgmma::emu_detail::issued);
+  return failures;
+}
+
 // paged_attention_prefill's data-dependent errors (paged_prefill.cu): block ids outside [0, numBlocks) in the
 // block table (far outside: reading one would fault the emulation) must read nothing, turn exactly the rows that
 // see those positions into NaN, and leave every other row as the reference computes it with valid ids there.
@@ -827,7 +1058,9 @@ int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress visible when redirected to a file
   if (argc > 1 && std::string(argv[1]) == "--mma") {
     const bool quick = argc > 2 && std::string(argv[2]) == "quick";  // K <= 1000 only
-    const int f = check_mma_wrappers() + check_mma_matmul_q(quick, argc > 3 ? argv[3] : nullptr);  // name filter
+    const char* filter = argc > 3 ? argv[3] : nullptr;  // name filter
+    const int f = check_mma_wrappers() + check_wgmma_wrappers() + check_mma_matmul_q(quick, filter) +
+                  check_wgmma_matmul_q(quick, filter);
     printf("emu_check --mma: %s\n", f ? "FAILED" : "OK");
     return f ? 1 : 0;
   }

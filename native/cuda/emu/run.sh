@@ -4,8 +4,9 @@
 # headers (nvcc's include directory; no driver, no GPU).
 #   native/cuda/emu/run.sh                  every op (~2 min: each launch starts thousands of threads)
 #   native/cuda/emu/run.sh matmul           one op
-#   native/cuda/emu/run.sh --mma [quick [S]]  mma.cuh's wrappers, then matmul_q_mma_cuda on matmul_q's M > 8 cases
-#                                           (quick: K <= 1000; S: only case names containing S)
+#   native/cuda/emu/run.sh --mma [quick [S]]  mma.cuh's and wgmma.cuh's wrappers, then matmul_q_mma_cuda on matmul_q's
+#                                           M > 8 cases and matmul_q_wgmma_cuda (forced) on its int8 i8_pc cases
+#                                           with M >= 64 (quick: K <= 1000; S: only case names containing S)
 #   native/cuda/emu/run.sh --conversions    f32 -> f16/bf16 of elementwise.cuh vs dtype.h, all 2^32 inputs (~20 s)
 # Work files go to $EMU_BUILD (default /tmp/llmk-emu).
 set -eu
