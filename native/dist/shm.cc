@@ -28,7 +28,10 @@
 //
 // Failure: the first rank that sees a timeout, a lost peer or a mismatch publishes it in the header and wakes
 // everyone; the others return the same code with "(reported by rank r)", so all ranks fail within the deadline
-// plus one sleep slice.
+// plus one sleep slice. A rank publishes before its call returns, so before its process can learn of the failure
+// (and exit, dropping its lock). A waiter therefore judges a peer by what the segment says after it found the
+// peer's lock free, never before: a peer seen "not arrived", then dead, may have arrived, finished the barrier,
+// found a mismatch, published it and exited in between (wait() says how it decides).
 //
 // Rendezvous: rank 0 builds the segment under a temporary name, locks its byte, and renames it into place; ranks
 // 1..R-1 poll the name and accept a file only while rank 0's byte is locked (a leftover of a dead group never is).
@@ -93,7 +96,7 @@ static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
 
 struct alignas(64) RankCtl {
   std::atomic<uint64_t> arrived;  // barriers this rank has arrived at (to name the missing ranks)
-  int32_t pid;
+  std::atomic<int32_t> pid;       // set (release) once the rank holds its lock byte: "has joined"
   CallDesc desc[2];               // the call of the round using set s, written before its first barrier
 };
 
@@ -175,8 +178,10 @@ class ShmComm final : public Communicator {
   }
 
   void abort(Status s) override {
-    Status recorded = fail_.set(std::move(s));
-    if (hdr_ != nullptr) publish(recorded);
+    // Shared first, then local: once this process sees its group failed it may exit, and by then the other ranks
+    // must find the cause in the segment, not only a dropped lock (which they would report as a lost peer).
+    if (hdr_ != nullptr) publish(fail_.failed() ? fail_.status() : s);
+    (void)fail_.set(std::move(s));
   }
 
  protected:
@@ -283,7 +288,7 @@ Status ShmComm::create(const std::string& path, Clock::time_point deadline) {
   h->slot_bytes = layout_.slot;
   h->total_bytes = layout_.total;
   for (int r = 0; r < world(); ++r) new (&ctl_[r]) RankCtl();
-  ctl_[0].pid = getpid();
+  ctl_[0].pid.store(getpid(), std::memory_order_relaxed);  // published with the magic below
   if (!take_lock(fd_, 0)) {
     unlink(tmp.c_str());
     return Status(Code::device, errno_text("shm: cannot lock the segment"));
@@ -355,7 +360,7 @@ Status ShmComm::join(const std::string& path, Clock::time_point deadline) {
   if (!take_lock(fd_, rank()))
     return range_error("initProcessGroup: expected a rank no other process of group '" + name_ + "' has, got rank " +
                        std::to_string(rank()) + " (already taken)");
-  ctl_[rank()].pid = getpid();
+  ctl_[rank()].pid.store(getpid(), std::memory_order_release);
   hdr_->joined.value.fetch_add(1, std::memory_order_seq_cst);
   wake_all(hdr_->joined);
   for (;;) {
@@ -395,13 +400,22 @@ void ShmComm::publish(const Status& s) {
   futex(&hdr_->joined.value, FUTEX_WAKE, INT_MAX, nullptr);
 }
 
+// The ranks that have not arrived at barrier `target`, as "1, 3"; with `dead`, also those of them whose process is
+// gone. Dead means: lock free, and still not arrived when read AFTER finding the lock free. A rank's arrival
+// precedes its exit, and the kernel drops the lock only at the exit, so a rank read as not arrived after its lock
+// was seen free never arrived. Reading in the other order (arrived, then lock) takes a rank that arrived, ended the
+// barrier and exited while this thread was between the two reads for one that never came.
 std::string ShmComm::missing_ranks(uint64_t target, std::vector<int>* dead) const {
   std::string s;
   for (int r = 0; r < world(); ++r) {
     if (r == rank() || ctl_[r].arrived.load(std::memory_order_acquire) >= target) continue;
+    if (dead != nullptr && lock_held(fd_, r) == 0) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (ctl_[r].arrived.load(std::memory_order_acquire) >= target) continue;
+      dead->push_back(r);
+    }
     if (!s.empty()) s += ", ";
     s += std::to_string(r);
-    if (dead != nullptr && lock_held(fd_, r) == 0) dead->push_back(r);
   }
   return s;
 }
@@ -434,13 +448,29 @@ Status ShmComm::wait(FutexWord& w, uint32_t old, const CallDesc* d, Clock::time_
       } else {
         for (int r = 0; r < world(); ++r) {
           if (r == rank()) continue;
+          // pid before the lock: a rank sets its pid after taking its lock, so a pid seen here means the lock was
+          // taken before the probe, and a free lock then means the rank is gone. Read after the probe, a rank that
+          // joined in between (lock free, then pid set) would look dead.
+          const bool joined = ctl_[r].pid.load(std::memory_order_acquire) != 0;
           const int held = lock_held(fd_, r);
           if (held != 1) {
             if (!missing.empty()) missing += ", ";
             missing += std::to_string(r);
           }
-          if (held == 0 && ctl_[r].pid != 0) dead.push_back(r);
+          if (held == 0 && joined) dead.push_back(r);
         }
+      }
+      if (!dead.empty() || now >= deadline) {
+        // The probe is a system call per rank and this thread may be preempted inside it, while the ranks go on.
+        // Before failing, look again at what they published since: the barrier may have completed (every rank
+        // arrived; one that died after arriving is found at the next barrier), or a rank may have published the
+        // cause of the failure (a mismatch, found by a peer that then exited: that, not "peer lost", is what every
+        // rank must report). Publishing precedes a rank's exit, and its exit precedes the probe seeing its lock
+        // free, so these reads see everything a dead rank published.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (w.value.load(std::memory_order_acquire) != old) return Status::OK();
+        Status published = shared_failure();
+        if (!published.ok()) return published;
       }
       if (!dead.empty()) {
         std::string ranks;
