@@ -362,7 +362,8 @@ export class ProcessGroup implements Disposable {
    * @throws {RangeError} out of another shape, a bad op or timeoutMs
    * CUDA tensors (a group opened with `device: 'cuda...'`): launched on the device's stream by the custom one-/two-shot
    * kernels or NCCL ({@link selectAllReduce}); a failure (ERR_TIMEOUT: a peer did not arrive before timeoutMs on the
-   * device; ERR_COLLECTIVE_MISMATCH; ERR_PEER_LOST) poisons out and fails the group like on the CPU.
+   * device; ERR_PEER_LOST when that peer's process is gone (shm groups can tell); ERR_COLLECTIVE_MISMATCH) poisons
+   * out and fails the group like on the CPU.
    * @throws {LlmKernelsError} ERR_DISPOSED (closed group or tensor), ERR_UNSUPPORTED (a CUDA tensor in a group
    *   opened without a CUDA device, or no CUDA path usable: the reasons are in the message), and the
    *   group's failure when it has failed (ERR_PEER_LOST, ERR_TIMEOUT, ERR_COLLECTIVE_MISMATCH). A failure of this

@@ -279,7 +279,7 @@ void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communi
   if (algo == dist::ArAlgo::none)
     throw_status(env, unsupported(std::string(fn) + "(cuda): " + why + " (custom: " + (g->car ? g->car->why_not() : std::string("-")) +
                                   "; nccl: " + g->nccl_why + ")"));
-  for (Status f : {g->car ? g->car->check() : Status::OK(), g->nccl ? g->nccl->check() : Status::OK()})
+  for (Status f : {comm->failure(), g->car ? g->car->check() : Status::OK(), g->nccl ? g->nccl->check() : Status::OK()})
     if (!f.ok()) throw_status(env, Status(f.code(), std::string(fn) + ": the process group failed earlier: " + f.message()));
   Stream* stream = nullptr;
   check(env, stream_for(in.meta.device, &stream, owner_of(env)));
@@ -300,8 +300,14 @@ void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communi
       [g, in_st, out_st, use_nccl](Status prior) -> Status {
         Status r = use_nccl ? g->nccl->check() : g->car->check();
         if (!r.ok()) {
-          out_st->poison(r);
           std::lock_guard<std::mutex> lock(g->mu);
+          // The device only sees a peer that never arrived (a timeout); the CPU communicator can tell whether its
+          // process is gone, which is the cause to report.
+          if (r.code() == Code::timeout && g->comm) {
+            const Status lost = g->comm->lost_peers();
+            if (!lost.ok()) r = Status(Code::peer_lost, r.message() + ": " + lost.message());
+          }
+          out_st->poison(r);
           if (g->comm) g->comm->abort(r);  // the whole group is failed, and shm tells the other ranks
           return r;
         }

@@ -88,6 +88,9 @@ class Communicator {
   // Marks the communicator failed from outside (the owner's environment is closing): pending and later calls
   // return s. Backends that can (shm) tell the other ranks at once.
   virtual void abort(Status s) { (void)fail_.set(std::move(s)); }
+  // Code::peer_lost naming the ranks whose process is gone, where the backend can tell (shm: their lock is free);
+  // OK otherwise. A GPU collective that timed out on the device asks this to report a dead peer as lost.
+  virtual Status lost_peers() const { return Status::OK(); }
 
  protected:
   Communicator(int rank, int world) : rank_(rank), world_(world) {}

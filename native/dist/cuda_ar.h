@@ -62,7 +62,8 @@
 // timeout (measured from when the block starts waiting, so a kernel queued behind long work is not timed out
 // early). On timeout/abort/mismatch it writes the error word (host-mapped) and the block exits; later blocks and
 // calls see the error word and exit at once. The host reads the word once the stream has passed the call
-// (check()) and turns it into Code::timeout / peer_lost / mismatch; the communicator is failed from then on.
+// (check()) and turns it into Code::timeout / peer_lost / mismatch (a timeout becomes peer_lost when the CPU
+// communicator finds the peer's process gone: Communicator::lost_peers); the communicator is failed from then on.
 // Co-residency: a spinning block waits for blocks of other ranks; on separate GPUs that always progresses. With
 // several ranks on one GPU (open_local, or processes sharing a GPU under time-slicing) all ranks' blocks must fit
 // at once, so G <= kMaxBlocks is kept small (32 blocks of 512 threads); a device too small times out, never hangs.

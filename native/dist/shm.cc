@@ -177,6 +177,16 @@ class ShmComm final : public Communicator {
     return shared_failure();
   }
 
+  Status lost_peers() const override {
+    if (hdr_ == nullptr) return Status::OK();
+    std::string ranks;
+    for (int r = 0; r < world(); ++r)  // pid before lock, as in wait(): a free lock of a rank that had joined
+      if (r != rank() && ctl_[r].pid.load(std::memory_order_acquire) != 0 && lock_held(fd_, r) == 0)
+        ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    if (ranks.empty()) return Status::OK();
+    return Status(Code::peer_lost, "rank " + ranks + " of group '" + name_ + "' exited (its process is gone)");
+  }
+
   void abort(Status s) override {
     // Shared first, then local: once this process sees its group failed it may exit, and by then the other ranks
     // must find the cause in the segment, not only a dropped lock (which they would report as a lost peer).
