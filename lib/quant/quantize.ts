@@ -26,14 +26,16 @@ function enqueueQuantize(fn: string, w: Tensor, format: QuantFormat): QuantizedT
 }
 
 /**
- * Quantizes a weight `w[N, K]` (a Linear layer's weight: N outputs, K inputs) into `format`, on w's device.
- * Resolves when the weight is ready (quantizing is load-time work; the event loop is never blocked).
+ * Quantizes a weight `w[N, K]` (a Linear layer's weight: N outputs, K inputs) into `format`, on w's device: the
+ * same bytes on the CPU and on CUDA. Resolves when the weight is ready. On the CPU the event loop is never blocked;
+ * on a CUDA device the call waits for the device (the work queued before it, then the quantization) so that a bad
+ * value is reported like on the CPU: quantizing is load-time work.
  * @param w - f32, f16 or bf16, 2-D `[N, K]`; K need not be a multiple of 32 or of the group size
  * @param format - 'q8_0' | 'q4_0' | 'q4_g32' | 'q4_g64' | 'q4_g128' | 'i8_pc'
  * @throws {TypeError} w is not a Tensor or not float; format is not a string
  * @throws {RangeError} w is not 2-D or is empty, format unknown; rejects with a RangeError naming the row and
  *   column of a NaN or Infinity in w, or of a value too large for an f16 scale
- * @throws {LlmKernelsError} ERR_DISPOSED; ERR_UNSUPPORTED on a CUDA device (quantize on the CPU, then `.to()`)
+ * @throws {LlmKernelsError} ERR_DISPOSED
  * @example
  * const w = Tensor.randn([11008, 4096]);
  * using q = await quantize(w, 'q4_0');

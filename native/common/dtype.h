@@ -67,8 +67,8 @@ static_assert(dtype_size(DType::f16) == sizeof(uint16_t) && dtype_size(DType::bf
 static_assert(dtype_size(DType::i32) == sizeof(int32_t), "i32 is 4 bytes");
 
 // Functions marked LK_HOST_DEVICE are also the device code of the CUDA kernels (kv_cache.cu's f8e4m3 stores, the
-// paged attention kernels' f8e4m3 loads; kv.h's kv_exp): one definition for every backend, instead of copies to keep
-// in step.
+// paged attention kernels' f8e4m3 loads; kv.h's kv_exp; quant.cu's f16 scales): one definition for every backend,
+// instead of copies to keep in step.
 #if defined(__CUDACC__)
 #define LK_HOST_DEVICE __host__ __device__
 #else
@@ -80,7 +80,7 @@ LK_HOST_DEVICE inline float f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 
 
 // f32 -> f16, round to nearest even. Handles subnormal results, overflow to Inf, and NaN (quiet bit forced, like
 // the F16C instruction vcvtps2ph).
-inline uint16_t f32_to_f16(float f) {
+LK_HOST_DEVICE inline uint16_t f32_to_f16(float f) {
   const uint32_t x = f32_bits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t ax = x & 0x7fffffffu;
@@ -108,7 +108,7 @@ inline uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | r);
 }
 
-inline float f16_to_f32(uint16_t h) {
+LK_HOST_DEVICE inline float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t e = (h >> 10) & 0x1fu;
   const uint32_t m = h & 0x3ffu;

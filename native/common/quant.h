@@ -73,6 +73,19 @@ constexpr int64_t kPanelQ8Quants = 256;  // int8 bytes of one q8 panel block
 
 inline constexpr int64_t qceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The quantizers' float -> int8 step (quant_rows.cc; llama.cpp writes it static_cast<int8_t>(float)): truncation
+// toward zero, then the low 8 bits of the int32. For a normal block the values lie in [-128, 17) and this is just
+// the cast. But when a block's (i8_pc: a row's) largest |x| is below about 127 * 2^-128 (q8_0, i8_pc) or 2^-125
+// (q4_0), the scale d is below 2^-128 and 1/d overflows to Inf, so x * (1/d) is +-Inf, or NaN for x = 0, where the
+// plain cast is undefined behaviour: x86's cvttss2si answers 0x80000000 (low byte 0), aarch64's fcvtzs and CUDA's
+// cvt.rzi saturate (a byte of -1, 127 or -128). Spelled out here, every backend writes the bytes the quantizers
+// always wrote on x86: q = 0 (q8_0/q4_0 store d as an f16 0 there anyway; i8_pc keeps its subnormal f32 scale
+// with q = 0, a row of zeros).
+LK_HOST_DEVICE inline int8_t quant_trunc_i8(float v) {
+  if (!(v > -2147483648.0f && v < 2147483648.0f)) return 0;  // NaN, +-Inf, out of int32's range
+  return static_cast<int8_t>(static_cast<int32_t>(v));       // int32 -> int8 keeps the low byte (C++20; gcc, nvcc)
+}
+
 // The group size of a format: 32 for the GGUF formats, G for q4_gG, K (one group per row) for i8_pc.
 inline int64_t quant_group(DType t, int64_t K) {
   switch (t) {
@@ -85,7 +98,8 @@ inline int64_t quant_group(DType t, int64_t K) {
 inline bool quant_is_q4(DType t) { return t == DType::q4_0 || t == DType::q4_g32 || t == DType::q4_g64 || t == DType::q4_g128; }
 inline bool quant_has_zero(DType t) { return t == DType::q4_g32 || t == DType::q4_g64 || t == DType::q4_g128; }
 
-// Geometry of the panel form for K columns.
+// Geometry of the panel form for K columns. The offsets are host-and-device code: quant.cu's kernels take the
+// layout by value.
 struct QuantLayout {
   DType t;
   int64_t K;
@@ -95,7 +109,7 @@ struct QuantLayout {
   int64_t bpg;          // blocks per full group: G / 32
   int64_t panel_bytes;  // bytes of one panel of 8 rows
   // Byte offset, inside a panel, of block b's quants (and of its scales for q8_0/q4_0: d[8] sit just before).
-  int64_t block_offset(int64_t b) const {
+  LK_HOST_DEVICE int64_t block_offset(int64_t b) const {
     switch (t) {
       case DType::q8_0: return b * static_cast<int64_t>(sizeof(PanelQ8)) + 16;
       case DType::q4_0: return b * static_cast<int64_t>(sizeof(PanelQ4)) + 16;
@@ -107,7 +121,7 @@ struct QuantLayout {
     }
   }
   // Byte offset of group g's header (q4_g only).
-  int64_t group_offset(int64_t g) const {
+  LK_HOST_DEVICE int64_t group_offset(int64_t g) const {
     return g * static_cast<int64_t>(sizeof(PanelQ4GHeader)) + g * bpg * kPanelQ4Quants;
   }
 };

@@ -72,7 +72,7 @@ Status quantize_row(const QuantLayout& L, const float* xr, int64_t n, uint8_t* p
         if ((dh & 0x7fff) == 0x7c00) return too_large(L.t, n, 32 * b, amax);
         put16(scale_at(L, panel, r, b), dh);
         for (int64_t j = 0; j < kQBlock; ++j)
-          *q8_at(L, panel, r, b, j) = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(blk[j] * id)));
+          *q8_at(L, panel, r, b, j) = static_cast<uint8_t>(quant_trunc_i8(std::roundf(blk[j] * id)));
       }
       return Status::OK();
     case DType::q4_0:
@@ -90,9 +90,8 @@ Status quantize_row(const QuantLayout& L, const float* xr, int64_t n, uint8_t* p
         if ((dh & 0x7fff) == 0x7c00) return too_large(L.t, n, 32 * b, mx);
         put16(scale_at(L, panel, r, b), dh);
         for (int64_t j = 0; j < 16; ++j) {
-          const uint8_t lo = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(blk[j] * id + 8.5f))));
-          const uint8_t hi =
-              static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(blk[j + 16] * id + 8.5f))));
+          const uint8_t lo = static_cast<uint8_t>(std::min(15, static_cast<int>(quant_trunc_i8(blk[j] * id + 8.5f))));
+          const uint8_t hi = static_cast<uint8_t>(std::min(15, static_cast<int>(quant_trunc_i8(blk[j + 16] * id + 8.5f))));
           *q4_at(L, panel, r, b, j) = static_cast<uint8_t>(lo | (hi << 4));
         }
       }
@@ -106,7 +105,7 @@ Status quantize_row(const QuantLayout& L, const float* xr, int64_t n, uint8_t* p
       for (int64_t b = 0; b < L.nb; ++b) {
         load_block(b);
         for (int64_t j = 0; j < kQBlock; ++j)
-          *q8_at(L, panel, r, b, j) = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(blk[j] * id)));
+          *q8_at(L, panel, r, b, j) = static_cast<uint8_t>(quant_trunc_i8(std::roundf(blk[j] * id)));
       }
       return Status::OK();
     }
@@ -153,6 +152,12 @@ inline void q4_set(const QuantLayout& L, uint8_t* panel, int64_t r, int64_t k, i
 }
 
 }  // namespace
+
+Status quantize_row_status(DType t, int64_t K, const float* xr, int64_t n) {
+  const QuantLayout L = quant_layout(t, K);
+  std::vector<uint8_t> panel(static_cast<size_t>(L.panel_bytes));
+  return quantize_row(L, xr, n, panel.data(), 0);
+}
 
 Status quantize_panels(const TensorView& x, const TensorView& w, int64_t p0, int64_t p1) {
   const int64_t N = w.shape[0], K = w.shape[1];

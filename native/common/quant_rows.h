@@ -21,6 +21,12 @@ namespace lk {
 // Padding rows of the last panel and elements past K are written as quant.h describes.
 Status quantize_panels(const TensorView& x, const TensorView& w, int64_t p0, int64_t p1);
 
+// What quantize_panels reports for row n of x alone (its K values, already f32): OK, or the error of the row's first
+// bad value (any NaN or Inf first, then the first block or group whose scale overflows f16), with its message. The
+// CUDA quantizer finds the lowest bad row on the device, then calls this on a copy of that row: the same Status,
+// words and numbers as the CPU's, from the same code.
+Status quantize_row_status(DType t, int64_t K, const float* xr, int64_t n);
+
 // y [N, K] (float dtype) = the values of w, panels [p0, p1).
 void dequantize_panels(const TensorView& w, const TensorView& y, int64_t p0, int64_t p1);
 

@@ -26,11 +26,6 @@ bool on_one_cuda_device(const OpArgs& a) {
 const char* op_limits(const OpArgs& a) {
   switch (a.op) {
     case OpId::matmul: return matmul_cuda_limits(a);
-    // matmul_q (matmul_q.cu) and dequantize (quant.cu) have kernels; the other quantized-weight conversions run on
-    // the CPU until theirs land.
-    case OpId::quantize: return "quantize: no CUDA kernel yet; quantize on the CPU and move the weight with .to()";
-    case OpId::quant_import: return "quant_import: no CUDA kernel yet; import on the CPU and move the weight with .to()";
-    case OpId::quant_export: return "quant_export: no CUDA kernel yet; move the weight to the CPU first";
     // Paged attention: head sizes up to 256 (the kernels' shared-memory tiles); larger ones stay on the CPU.
     case OpId::paged_attention_decode:
       return a.in[1].shape[4] > 256 ? "paged_attention_decode: the cuda kernel takes head sizes D up to 256; use device 'cpu'" : nullptr;

@@ -7,7 +7,9 @@
 // waits at a barrier or returns. __syncthreads is a barrier of the block; __shfl_xor_sync swaps through a
 // per-warp slot array between two warp barriers (a warp that returns early returns whole, as in our kernels; the
 // value is any trivially copyable type of at most 8 bytes: float, int, unsigned, double, long long); __dp4a is the
-// signed 4-way byte dot product with a 32-bit wrapping add (the hardware's dp4a.s32.s32); __shared__ becomes
+// signed 4-way byte dot product with a 32-bit wrapping add (the hardware's dp4a.s32.s32); the __f*_rn intrinsics
+// are single IEEE operations in round-to-nearest (volatile, so the host compiler cannot contract them either), and
+// the device's roundf / rintf are the host's (both exact functions, same rounding rules); __shared__ becomes
 // `static`, which is one copy per block because blocks do not overlap. Fibers instead of std::threads because
 // creating and scheduling thousands of OS threads per launch made the check take tens of minutes on a loaded
 // machine; the interleaving is now deterministic (a kernel whose result depends on a race shows no race here).
@@ -136,13 +138,23 @@ inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f;
 inline float __int2float_rn(int v) { return static_cast<float>(v); }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
+inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }  // IEEE division, like the device's
 inline float __fdividef(float a, float b) { return a / b; }  // the device form is within 2 ulp of this
 template <class T> inline T __ldg(const T* p) { return *p; }
-// Shared-memory atomics (top_k's histograms and slot counters). The threads of a block are fibers of one OS thread
-// (switching only at barriers and shuffles), so these need not be atomic; they are anyway, at no cost that matters.
+// Atomics (top_k's histograms and slot counters in shared memory; quantize's error word). The threads of a block
+// are fibers of one OS thread (switching only at barriers and shuffles), so these need not be atomic; they are
+// anyway, at no cost that matters.
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+// Global-memory 64-bit minimum (quantize's lowest bad row): returns the old value, like the device's.
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+  }
+  return old;
+}
 // f32 atomic add (matmul_q's split-K partial sums): a compare-and-swap loop on the bits, a real atomic like the
 // ones above, so the emulation stays right even if two threads of a block ever add to one element.
 inline float atomicAdd(float* p, float v) {

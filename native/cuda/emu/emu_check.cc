@@ -3,8 +3,12 @@
 // three ways each: aligned pointers and 1 "SM" (long grid-stride loops), aligned and 132 SMs, and every pointer
 // one element off (the scalar paths). Exact ops are compared bit for bit (two NaNs equal), the others (matmul, the
 // layer ops) with tolerance(), exactly as lk_check; guard bytes around every output must stay untouched. A case's
-// init_inputs / init_outputs hooks run as in lk_check (valid ids, positions, frequencies). Ops whose CUDA kernel
-// answers unsupported (refused by backend.cu's supports()) are reported as skipped.
+// init_inputs / init_outputs hooks run as in lk_check (valid ids, positions, frequencies). Quantized outputs
+// (quantize, quant_import) are compared as the bytes of their panel form, padding rows and nibbles included;
+// quant_export's third way reads a panel form of random bytes. quantize also runs edge data (ties of each rounding
+// rule, zero and tiny blocks; check_quantize_edges) and its error cases (NaN / Inf / too-large values planted in
+// several rows: the same Status and message as the reference). Ops whose CUDA kernel answers unsupported (refused
+// by backend.cu's supports()) are reported as skipped.
 //   emu_check                 all ops
 //   emu_check OP              one op
 //   emu_check --mma           the tensor-core wrappers of mma.cuh against plain matrix products (fragments built
@@ -22,6 +26,7 @@
 // host's libm; the layer ops' tolerances leave room for CUDA's documented 1-2 ulp). It does check indexing, guards,
 // tails, vector and scalar paths, the block and warp reductions and the host launch logic.
 // Build and run: native/cuda/emu/run.sh [args].
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -62,6 +67,11 @@ Status cuda_malloc(int, size_t bytes, void** ptr) {
   return bytes && !*ptr ? Status(Code::oom, "emu: malloc failed") : Status::OK();
 }
 void cuda_free(int, void* ptr) { std::free(ptr); }
+// quantize's error word and the row it names come back through this (the device's waits for the stream).
+Status cuda_copy_d2h(int, void* dst, const void* src, size_t bytes) {
+  if (bytes) memcpy(dst, src, bytes);
+  return Status::OK();
+}
 }  // namespace lk
 
 using namespace lk;
@@ -151,6 +161,66 @@ bool is_nan(const uint8_t* p, DType t) {
   return false;
 }
 
+// quantize's edge data, by row (n % 7): 0 half-integers in [lo, lo + 15] with lo and lo + 15 in every block, lo =
+// -7.5, -6.5 or -4.5 (q4_gG: s = 1 exactly, so -lo / s and x / s hit rint's ties; q4_0 with -7.5 and 7.5: |x| ties,
+// the first one must win, its sign kept); 1 half-integers
+// up to 126.5 with a 127 in each block (q8_0: d = 1, roundf's ties away from zero); 2 zeros, -0 among them (q4_0's
+// d = -0, f16 0x8000); 3 tiny values and subnormals (d below 2^-128: 1/d is Inf, quant_trunc_i8's case); 4 random
+// values with the block's largest |x| repeated with both signs; 5 large values (up to 6e4: big f16 scales, none
+// too large); 6 random, a few exact zeros. Every value is exact in x's dtype or rounded by dtype.h's conversions.
+void fill_quantize_edges(const std::vector<TensorView>& in, uint64_t seed) {
+  const TensorView& x = in[0];
+  const int64_t N = x.shape[0], K = x.shape[1];
+  CaseRng g(seed);
+  const float los[3] = {-7.5f, -6.5f, -4.5f};  // z = rint(-lo / 1): 8 (a tie either way), 6 and 4 (ties to even)
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t j = k % 32;
+      float v = 0.0f;
+      switch (n % 7) {
+        case 0: {  // lo and hi at positions 0 and 1 of each block, their order alternating block by block
+          const float lo = los[(n / 7) % 3], hi = lo + 15.0f;
+          const bool lo_first = (k / 32) % 2 == 0;
+          v = j == 0 ? (lo_first ? lo : hi) : j == 1 ? (lo_first ? hi : lo)
+                                                      : 0.5f * static_cast<float>(g.range(static_cast<int64_t>(2 * lo), static_cast<int64_t>(2 * hi)));
+          break;
+        }
+        case 1: v = j == 5 ? 127.0f : 0.5f * static_cast<float>(g.range(-253, 253)); break;
+        case 2: v = g.range(0, 1) ? -0.0f : 0.0f; break;
+        case 3: {
+          const float tiny[] = {1e-38f, -3e-39f, 1.4e-45f, -2.5e-40f, 0.0f, 7e-37f, -1e-37f};
+          v = tiny[g.range(0, 6)];
+          break;
+        }
+        case 4: v = g.uniform(-1.f, 1.f); break;
+        case 5: v = g.uniform(-6e4f, 6e4f); break;
+        default: v = g.range(0, 9) == 0 ? 0.0f : g.uniform(-2.f, 2.f); break;
+      }
+      row[static_cast<size_t>(k)] = v;
+    }
+    if (n % 7 == 4)  // the block's largest |x| again, with the other sign, at a later random position
+      for (int64_t b0 = 0; b0 < K; b0 += 32) {
+        const int64_t len = std::min<int64_t>(32, K - b0);
+        int64_t im = b0;
+        for (int64_t k = b0; k < b0 + len; ++k)
+          if (std::fabs(row[static_cast<size_t>(k)]) > std::fabs(row[static_cast<size_t>(im)])) im = k;
+        if (len > 1) {
+          const int64_t k2 = b0 + g.range(0, len - 1);
+          if (k2 != im) row[static_cast<size_t>(k2)] = -row[static_cast<size_t>(im)];
+        }
+      }
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = row[static_cast<size_t>(k)];
+      switch (x.dtype) {
+        case DType::f32: static_cast<float*>(x.data)[n * K + k] = v; break;
+        case DType::f16: static_cast<uint16_t*>(x.data)[n * K + k] = f32_to_f16(v); break;
+        default: static_cast<uint16_t*>(x.data)[n * K + k] = f32_to_bf16(v); break;
+      }
+    }
+  }
+}
+
 // Shapes beyond the registered cases: add/mul large enough for the packed loop to wrap around b's row several
 // times per thread; matmul with K past the GEMV's 4x-unrolled loop for f16/bf16 and tiles with ragged edges.
 void add_extra_cases(OpId op, std::vector<OpCase>& cs) {
@@ -199,8 +269,10 @@ Status run_emulated(const OpArgs& a) {
 
 // Number of mismatching elements (printing the first few), plus one for touched guard bytes.
 int compare(const OpCase& c, int variant, OpId op, const TensorView& ref, const TensorView& got) {
-  const size_t es = dtype_size(ref.dtype);
-  const int64_t n = ref.numel();
+  // A quantized output (quantize, quant_import) is compared as the bytes of its panel form, padding included.
+  const bool quant = dtype_is_quant(ref.dtype);
+  const size_t es = quant ? 1 : dtype_size(ref.dtype);
+  const int64_t n = quant ? static_cast<int64_t>(ref.nbytes()) : ref.numel();
   const uint8_t* g = static_cast<const uint8_t*>(got.data);
   int bad = 0;
   for (int i = 1; i <= kGuardBytes; ++i)
@@ -273,7 +345,18 @@ int check_bad_kv(OpId op);
 int check_bad_paged(OpId op);
 int check_bad_prefill();
 
+int check_quantize_edges();
+int check_quantize_errors();
+
 int check_bad_indices(OpId op) {
+  if (op == OpId::quantize) {
+    // They draw from rng and put it back: the data of every later op stays what it was before these checks existed
+    // (a changed stream once moved matmul_q's single-output f32 case onto a near-zero, heavily cancelling sum).
+    const std::mt19937_64 saved = rng;
+    const int f = check_quantize_edges() + check_quantize_errors();
+    rng = saved;
+    return f;
+  }
   if (op == OpId::cache_write || op == OpId::kv_copy_blocks || op == OpId::rope_cache_write) return check_bad_kv(op);
   if (op == OpId::paged_attention_decode) return check_bad_paged(op);
   if (op == OpId::paged_attention_prefill) return check_bad_prefill();
@@ -654,6 +737,112 @@ int check_mma_wrappers() {
   printf("mma wrappers (m16n8k16 f16/bf16, m16n8k32 s8, ldmatrix x4/x2/.trans, cp.async zero-fill): %s\n",
          bad ? "FAILED" : "OK");
   return bad ? 1 : 0;
+}
+
+// quantize on fill_quantize_edges' data: every format and x dtype, panels with padding rows, K with a partial last
+// block and group; the three ways of the main loop (1 SM, 132 SMs, x one element off). Bytes compared exactly.
+int check_quantize_edges() {
+  const DType formats[] = {DType::q8_0, DType::q4_0, DType::q4_g32, DType::q4_g64, DType::q4_g128, DType::i8_pc};
+  const std::pair<int64_t, int64_t> shapes[] = {{21, 100}, {15, 300}};
+  int runs = 0, bad = 0;
+  for (DType f : formats)
+    for (DType t : {DType::f32, DType::f16, DType::bf16})
+      for (auto nk : shapes)
+        for (int variant = 0; variant < 3; ++variant) {
+          OpCase c;
+          c.name = std::string("quantize-edges(") + dtype_name(f) + ",N=" + std::to_string(nk.first) + ",K=" +
+                   std::to_string(nk.second) + ",x=" + dtype_name(t) + ")";
+          g_sms = variant == 1 ? 132 : 1;
+          Buffer x = make_buffer({t, {nk.first, nk.second}}, variant == 2 ? 1 : 0);
+          Buffer wr = make_buffer({f, {nk.first, nk.second}}, 0), we = make_buffer({f, {nk.first, nk.second}}, 0);
+          fill_quantize_edges({x.v}, 1000u * static_cast<uint64_t>(runs) + 17);
+          OpArgs a;
+          a.op = OpId::quantize;
+          a.in = &x.v;
+          a.n_in = 1;
+          a.n_out = 1;
+          a.out = &wr.v;
+          const Status sr = quantize_ref(a);
+          a.out = &we.v;
+          const Status se = quantize_cuda(a);
+          ++runs;
+          if (!sr.ok() || !se.ok()) {
+            printf("FAIL %s v%d: ref: %s; emulated: %s\n", c.name.c_str(), variant, sr.message().c_str(), se.message().c_str());
+            ++bad;
+            continue;
+          }
+          if (compare(c, variant, OpId::quantize, wr.v, we.v)) {
+            printf("FAIL %s v%d\n", c.name.c_str(), variant);
+            ++bad;
+          }
+        }
+  printf("%-7s edge-data check (rounding ties, |x| ties, zero and tiny blocks): %d runs, %d failures\n", "quantize",
+         runs, bad);
+  return bad;
+}
+
+// quantize's data-dependent errors: NaN, +-Inf and values whose block or group scale overflows f16 (1e7: q8_0's
+// limit is about 8.3e6, q4_0's 5.2e5, q4_gG's range 9.8e5; i8_pc has none, and in f16 x 1e7 is already Inf),
+// planted at chosen (row, column) positions of random data in several rows. The emulated call's Status, code and
+// message, must equal the reference's: the lowest row with a bad value wins, and inside it a NaN/Inf anywhere wins
+// over a too-large block before it, then the first column (block). When both succeed, the bytes must match too.
+int check_quantize_errors() {
+  struct Plant { int64_t n, k; float v; };
+  const float nan = std::nanf(""), inf = INFINITY, big = 1e7f;
+  const std::vector<std::vector<Plant>> scenarios = {
+      {{12, 40, nan}, {9, 99, -inf}, {9, 10, big}},  // row 9: the -Inf at column 99, not the earlier big block
+      {{3, 50, big}, {7, 2, nan}},                   // row 3: too large (i8_pc: row 7's NaN)
+      {{17, 0, inf}},                                // in the last, partial panel
+      {{5, 70, big}, {5, 20, -big}},                 // two too-large blocks of one row: the first (i8_pc: fine)
+      {{0, 99, nan}, {18, 3, nan}},                  // row 0, its last column
+      {{2, 64, nan}, {2, 31, inf}, {11, 0, big}},    // the first bad column of the row
+  };
+  const DType formats[] = {DType::q8_0, DType::q4_0, DType::q4_g32, DType::q4_g64, DType::q4_g128, DType::i8_pc};
+  const int64_t N = 19, K = 100;
+  int runs = 0, bad = 0, errors = 0;
+  for (DType f : formats)
+    for (DType t : {DType::f32, DType::f16, DType::bf16})
+      for (size_t si = 0; si < scenarios.size(); ++si) {
+        g_sms = si % 2 ? 132 : 1;
+        Buffer x = make_buffer({t, {N, K}}, 0), wr = make_buffer({f, {N, K}}, 0), we = make_buffer({f, {N, K}}, 0);
+        fill_random(x.v.data, t, N * K, false);
+        for (const Plant& pl : scenarios[si]) {
+          const int64_t i = pl.n * K + pl.k;
+          if (t == DType::f32) static_cast<float*>(x.v.data)[i] = pl.v;
+          else if (t == DType::f16) static_cast<uint16_t*>(x.v.data)[i] = f32_to_f16(pl.v);
+          else static_cast<uint16_t*>(x.v.data)[i] = f32_to_bf16(pl.v);
+        }
+        OpArgs a;
+        a.op = OpId::quantize;
+        a.in = &x.v;
+        a.n_in = 1;
+        a.n_out = 1;
+        a.out = &wr.v;
+        const Status sr = quantize_ref(a);
+        a.out = &we.v;
+        const Status se = quantize_cuda(a);
+        ++runs;
+        errors += !sr.ok();
+        const std::string name = std::string("quantize-errors(") + dtype_name(f) + ",x=" + dtype_name(t) +
+                                 ",scenario " + std::to_string(si) + ")";
+        if (sr.code() != se.code() || sr.message() != se.message()) {
+          printf("FAIL %s: ref: [%d] %s; emulated: [%d] %s\n", name.c_str(), static_cast<int>(sr.code()),
+                 sr.message().c_str(), static_cast<int>(se.code()), se.message().c_str());
+          ++bad;
+          continue;
+        }
+        if (sr.ok()) {
+          OpCase c;
+          c.name = name;
+          if (compare(c, 0, OpId::quantize, wr.v, we.v)) {
+            printf("FAIL %s: bytes differ\n", name.c_str());
+            ++bad;
+          }
+        }
+      }
+  printf("%-7s error check (NaN / Inf / too-large values planted in several rows; Status and message): %d runs "
+         "(%d errors expected by the reference), %d failures\n", "quantize", runs, errors, bad);
+  return bad;
 }
 
 // matmul_q_mma_cuda on the matmul_q cases with M > 8 and extra shapes (several N tiles and warps, K % 8 != 0, M
@@ -1081,8 +1270,14 @@ int main(int argc, char** argv) {
         std::vector<Buffer> in, out_ref, out_emu;
         for (const TensorSpec& s : c.in) {
           in.push_back(make_buffer(s, offset));
-          if (dtype_is_quant(s.dtype))
+          if (dtype_is_quant(s.dtype)) {
             fill_quant(in.back().v.data, s.dtype, s.shape[0], s.shape[1]);
+            if (op == OpId::quant_export && variant == 2) {  // any bytes: zero points up to 255 (min(z, 15) padding),
+              std::mt19937_64 bytes_rng(static_cast<uint64_t>(runs));  // odd nibbles past K; rng's stream unchanged
+              uint8_t* p = static_cast<uint8_t*>(in.back().v.data);
+              for (size_t i = 0; i < in.back().v.nbytes(); ++i) p[i] = static_cast<uint8_t>(bytes_rng());
+            }
+          }
           else
             fill_random(in.back().v.data, s.dtype, in.back().v.numel(), c.special_values);
         }
