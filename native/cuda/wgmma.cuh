@@ -150,7 +150,7 @@ inline void compute(const Pending& p, const int32_t* base, int32_t* out) {
   }
 }
 
-inline void warpgroup_sync() { ::emu::warpgroup_barriers[threadIdx.x / 128]->arrive_and_wait(); }
+inline void warpgroup_sync() { ::emu::ts->warpgroup_barriers[threadIdx.x / 128]->arrive_and_wait(); }
 
 inline void mma(int32_t* d, int n, uint64_t da, uint64_t db, bool accumulate) {
   ThreadState& s = me();

@@ -1,10 +1,12 @@
 // all_reduce on CUDA tensors: the custom one-shot / two-shot all-reduce over buffers registered across ranks with
-// CUDA IPC (cuda_ar.cu), NCCL loaded at run time (nccl.cc), and the rule that picks one of them per call
-// (cuda_ar_select.cc). Plain C++ (no CUDA headers): the addon includes it in every build; without the CUDA
-// backend cuda_ar_none.cc answers Code::unsupported.
+// CUDA IPC (cuda_ar.cu; its kernels in cuda_ar_kernels.cuh), NCCL loaded at run time (nccl.cc), and the rule that
+// picks one of them per call (cuda_ar_select.cc). Plain C++ (no CUDA headers): the addon includes it in every
+// build; without the CUDA backend cuda_ar_none.cc answers Code::unsupported.
 //
-// Versions: not yet run on a GPU. Everything below compiles for sm_80 and sm_90a (ptxas: no spills); the protocol,
-// the selection thresholds and the speed are unmeasured.
+// Versions: not yet run on a GPU. Everything below compiles for sm_80 and sm_90a (ptxas: no spills). The kernels'
+// own source has run on the CPU, R = 2..8 ranks as OS threads (native/cuda/emu/run.sh --allreduce): results bit
+// for bit against reduce.h, buffer reuse across calls, timeouts, aborts and mismatches; not the GPU's memory
+// ordering. The selection thresholds and the speed are unmeasured.
 //
 // ---- The custom all-reduce ------------------------------------------------------------------------------------
 // Registration (CudaAllReduce::open): each rank cudaMalloc's (IPC handles need cudaMalloc memory, not the
@@ -150,8 +152,7 @@ class CudaAllReduce {
   std::string why_;
   int rank_ = 0, world_ = 1, device_ = 0;
   size_t capacity_ = 0;
-  uint64_t epoch_ = 1;  // the next barrier's epoch (two per call)
-  uint64_t calls_ = 0;  // selects the data half
+  uint64_t calls_ = 0;  // launches so far: launch k uses data half k % 2 and epochs 1 + 2k, 2 + 2k (ar::plan_call)
   FailState fail_;
 };
 

@@ -1331,6 +1331,6 @@ int main(int argc, char** argv) {
     fflush(stdout);
   }
   printf("emu_check: %d runs, %d failures, %lld launches, %lld emulated threads: %s\n", runs, failures,
-         emu::launches, emu::threads_run, failures ? "FAILED" : "OK");
+         emu::launches.load(), emu::threads_run.load(), failures ? "FAILED" : "OK");
   return failures ? 1 : 0;
 }

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernels' source on the CPU against the references (emu_check.cc, under emu.h): a check for machines
-# without a GPU. Not part of the CMake build. Needs g++ 11+ (C++20 std::barrier), cmake, python3 and the CUDA
-# headers (nvcc's include directory; no driver, no GPU).
-#   native/cuda/emu/run.sh                  every op (~2 min: each launch starts thousands of threads)
+# without a GPU. Not part of the CMake build. Needs g++ 11+ (C++20), cmake, python3 and the CUDA headers (nvcc's
+# include directory; no driver, no GPU).
+#   native/cuda/emu/run.sh                  every op (5-10 min on a loaded 2-core machine)
 #   native/cuda/emu/run.sh matmul           one op
 #   native/cuda/emu/run.sh --mma [quick [S]]  mma.cuh's and wgmma.cuh's wrappers, then matmul_q_mma_cuda on matmul_q's
 #                                           M > 8 cases and matmul_q_wgmma_cuda (forced) on its int8 i8_pc cases
 #                                           with M >= 64 (quick: K <= 1000; S: only case names containing S)
 #   native/cuda/emu/run.sh --conversions    f32 -> f16/bf16 of elementwise.cuh vs dtype.h, all 2^32 inputs (~20 s)
+#   native/cuda/emu/run.sh --allreduce [quick]  the custom all-reduce (native/dist/cuda_ar_kernels.cuh): a separate
+#                                           program, ar_check.cc, that runs R = 2..8 ranks as OS threads, each
+#                                           launching the kernels through the host's own plan_call, against
+#                                           reduce.h, plus the timeout / abort / mismatch paths (see its header)
 # Work files go to $EMU_BUILD (default /tmp/llmk-emu).
 set -eu
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -32,7 +36,18 @@ for path in glob.glob(os.path.join(src, "*.cu")) + glob.glob(os.path.join(src, "
     text = launch.sub(r'::emu::launch(\2).run(\1, ', open(path).read())
     out = os.path.join(dst, name[:-3] + ".cc" if name.endswith(".cu") else name)
     open(out, "w").write(text)
+# The all-reduce's kernels and launch planning (cuda_ar.cu itself is host code that needs a driver: not emulated).
+os.makedirs(os.path.join(dst, "dist"), exist_ok=True)
+path = os.path.join(src, "..", "dist", "cuda_ar_kernels.cuh")
+open(os.path.join(dst, "dist", "cuda_ar_kernels.cuh"), "w").write(launch.sub(r'::emu::launch(\2).run(\1, ', open(path).read()))
 PY
+if [ "${1:-}" = "--allreduce" ]; then
+  shift
+  # (-I native/dist after the rewritten copy: its #include "cuda_ar.h" finds the real header.)
+  g++ -std=c++20 -O1 -w -include "$ROOT/native/cuda/emu/emu.h" -I"$WORK/src" -I"$CUDA_INC" -I"$ROOT/native" \
+    -I"$ROOT/native/dist" "$ROOT/native/cuda/emu/ar_check.cc" "$WORK/core/libllmk_core.a" -lpthread -o "$WORK/ar_check"
+  exec "$WORK/ar_check" "$@"
+fi
 # 3. build and run (the rewritten headers first on the include path; our cuda_last_error wins over no_cuda.cc's)
 g++ -std=c++20 -O1 -w -include "$ROOT/native/cuda/emu/emu.h" -I"$WORK/src" -I"$CUDA_INC" -I"$ROOT/native" \
   -I"$ROOT/native/cuda" "$ROOT/native/cuda/emu/emu_check.cc" "$WORK"/src/*.cc "$WORK/core/libllmk_core.a" \

@@ -1,0 +1,669 @@
+// ar_check: the custom CUDA all-reduce's own kernels (native/dist/cuda_ar_kernels.cuh) run on the CPU under emu.h,
+// R ranks at once, each rank's launch on its own OS thread, against reduce.h's CPU reduction.
+//
+// The host surface is the smallest that reaches the kernels: per rank a data area [2][capacity], a zeroed signal
+// area and the [abort, error] words, all plain host memory that every "rank" addresses directly (what CUDA IPC and
+// cudaHostAllocMapped give the real host code). A rank's message goes through ar::enqueue_chunks, the function
+// CudaAllReduce::enqueue calls: chunks of the capacity, each a launch numbered by the rank's launch counter k
+// (data half k % 2, epochs 1 + 2k and 2 + 2k, the tag, the one-shot fallback, io_vec), run to completion on the
+// rank's thread. A pool of kArMaxRanks OS threads plays the ranks.
+//
+// Checks, for R in {2, 3, 4, 8} (one long-lived group per R, so calls of every size, dtype and algorithm follow each
+// other on the same buffers, halves and flags, as they would in a process):
+//   - f32, f16, bf16 x sum, max x one-shot, two-shot x counts: 1, 7, 8, 33, 1000, 4096, 4099; R - 1, R, R + 1 and
+//     3R - 1 elements and packs (two-shot with slices of one pack, empty last slices, a shorter last slice, and the
+//     fall-back to one-shot below R packs); and messages large enough for G = 32 blocks with 2-3 grid-stride passes
+//     in both pack paths (bytes % 16 == 0: 16-byte packs, else one element per pack).
+//   - in/out aligned (io_vec = 1), both one element off (io_vec = 0), odd ranks' input one element off (ranks that
+//     disagree on io_vec, which must not matter), and in place (in == out); the large messages aligned and off.
+//   - messages of 2-5 chunks of a 4 KiB half (the last chunk shorter, down to one element).
+//   - six calls per case, which each rank runs back to back on its own thread (as its stream would), sleeping a
+//     random 0-2 ms (or not at all) before each: a fast rank copies call k + 1 into its buffer while a slow one may
+//     still read call k, the race the two halves exist for (with one half, this check fails at once). Fresh random
+//     data every call (never zero; odd calls mix in NaN, +-Inf, huge values and, for f16/bf16, raw 16-bit patterns
+//     with NaN payloads).
+//   - every rank's output equal to reduce_ref (rank order, f32, one rounding) bit for bit (two NaNs count as equal:
+//     the conversion's NaN pattern is not dtype.h's), every rank's output identical to rank 0's bit for bit, guard
+//     bytes around outputs untouched, inputs untouched (not in place), error words 0, equal launch counters.
+//   - failures, each on a fresh group: (a) a rank never launches: the others' error word says timeout (50 ms
+//     device-side timeout) and the call returns; (b) the host sets the abort words while ranks spin: error abort,
+//     well before the (20 s) timeout; (c) tags differ at one epoch (another op, another count or another algorithm
+//     on one rank): every rank fails, at least one with mismatch, nothing hangs; (d) after each of those, a later
+//     call on a failed rank (and any call after an abort) exits at once: no flag stored for its epoch, output
+//     untouched, error word unchanged.
+//   ar_check              everything (3-5 min on a loaded 2-core machine; R = 8's large messages take most of it)
+//   ar_check quick        R = 2 and 4, no large messages (~40 s)
+// Prints "ar_check: N runs, M failures" (a run: one call of one case, or one failure scenario); each failure prints
+// its case. Build and run: native/cuda/emu/run.sh --allreduce [quick].
+// What it cannot show: the GPU's memory ordering (x86 is TSO and the emulated release/acquire are C++ atomics, so
+// a missing st.release / ld.acquire / fence or a stale L1 line would not fail here), CUDA IPC and P2P mappings,
+// timing and co-residency of a rank's blocks (they run one after another), the hardware's NaN patterns.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dist/cuda_ar_kernels.cuh"  // the launch-rewritten copy (run.sh puts it first on the include path)
+#include "dist/reduce.h"
+
+extern "C" cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+
+using namespace lk;
+using namespace lk::dist;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- the rank threads ----
+// kArMaxRanks persistent OS threads (each keeps emu.h's per-thread fiber stacks between launches); start() runs
+// job(r) on threads 0..R-1 at once, wait() returns when all have.
+class RankThreads {
+ public:
+  RankThreads() {
+    for (int r = 0; r < kArMaxRanks; ++r) threads_.emplace_back([this, r] { loop(r); });
+  }
+  ~RankThreads() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+      ++gen_;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void start(int R, std::function<void(int)> job) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      job_ = std::move(job);
+      active_ = R;
+      pending_ = R;
+      ++gen_;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    done_.wait(l, [&] { return pending_ == 0; });
+  }
+
+ private:
+  void loop(int r) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return gen_ != seen; });
+      seen = gen_;
+      if (stop_) return;
+      if (r >= active_) continue;
+      std::function<void(int)> job = job_;
+      l.unlock();
+      job(r);
+      l.lock();
+      if (--pending_ == 0) done_.notify_all();
+    }
+  }
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_;
+  std::function<void(int)> job_;
+  uint64_t gen_ = 0;
+  int active_ = 0, pending_ = 0;
+  bool stop_ = false;
+};
+
+RankThreads* g_threads = nullptr;
+
+// ---- a group: what CudaAllReduce owns on each rank, in host memory ----
+struct RankMem {
+  std::unique_ptr<char[]> store;  // the data area, 256-byte aligned inside
+  char* data = nullptr;           // [2][capacity]
+  std::vector<uint64_t> signal;   // [kMaxBlocks][kArMaxRanks], zero
+  alignas(64) int words[2] = {0, 0};  // abort, error
+};
+struct Group {
+  int R = 0;
+  size_t capacity = 0;
+  uint64_t calls = 0;  // the launch counter k, equal on every rank (every rank launches every call here)
+  std::vector<std::unique_ptr<RankMem>> mem;
+  char* data[kArMaxRanks] = {};
+  uint64_t* signal[kArMaxRanks] = {};
+  Group(int world, size_t cap) : R(world), capacity((cap + 255) & ~size_t(255)) {
+    for (int r = 0; r < R; ++r) {
+      auto m = std::make_unique<RankMem>();
+      m->store.reset(new char[2 * capacity + 256]);
+      m->data = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(m->store.get()) + 255) & ~uintptr_t(255));
+      std::memset(m->data, 0x5a, 2 * capacity);  // stale bytes, not zeros: a read of a half never written shows
+      m->signal.assign(static_cast<size_t>(ar::kMaxBlocks) * kArMaxRanks, 0);
+      data[r] = m->data;
+      signal[r] = m->signal.data();
+      mem.push_back(std::move(m));
+    }
+  }
+  int error(int r) const { return __atomic_load_n(&mem[r]->words[1], __ATOMIC_ACQUIRE); }
+  void set_abort(int r) { __atomic_store_n(&mem[r]->words[0], 1, __ATOMIC_RELEASE); }
+};
+
+// ---- data ----
+constexpr int kGuard = 64;        // guard bytes on both sides of every output (and input)
+constexpr uint8_t kGuardByte = 0xcd;
+
+float special_value(std::mt19937_64& rng) {
+  static const uint32_t bits[] = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7fa5a5a5u, 0x7f800000u, 0xff800000u,
+                                  0x7f7fffffu, 0xff7fffffu, 0x477ff000u, 0x00000001u, 0x807fffffu, 0x3f808000u};
+  float f;
+  std::memcpy(&f, &bits[rng() % (sizeof bits / sizeof bits[0])], 4);
+  return f;
+}
+
+// Random non-zero values in (-2, 2) (a 32-bit integer scaled by 2^-30: one generator call per element, which
+// matters at 8 ranks x 2 M elements x 6 calls); `special`: about 1 in 40 is NaN/Inf/huge/subnormal, and for
+// f16/bf16 about 1 in 60 any 16-bit pattern that is not zero.
+void fill(void* p, DType dt, size_t n, bool special, std::mt19937_64& rng) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t x = rng();
+    float v = static_cast<float>(static_cast<int32_t>(x >> 32)) * 0x1p-30f;
+    if (v == 0) v = 0.75f;
+    if (special && (x & 1023) < 26) v = special_value(rng);
+    if (dt == DType::f32) {
+      static_cast<float*>(p)[i] = v;
+      continue;
+    }
+    uint16_t h = dt == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+    if (special && ((x >> 10) & 1023) < 17) h = static_cast<uint16_t>(rng());
+    if ((h & 0x7fffu) == 0) h |= 1;  // a value that rounded to zero, or a raw zero
+    static_cast<uint16_t*>(p)[i] = h;
+  }
+}
+
+// A 64-bit hash of bytes (inputs must come back unchanged; cheaper than keeping a copy of every input).
+uint64_t hash_bytes(const uint8_t* p, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+  }
+  for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+bool is_nan(const uint8_t* p, DType dt) {
+  if (dt == DType::f32) {
+    uint32_t u;
+    std::memcpy(&u, p, 4);
+    return (u & 0x7fffffffu) > 0x7f800000u;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return dt == DType::f16 ? (h & 0x7fffu) > 0x7c00u : (h & 0x7fffu) > 0x7f80u;
+}
+
+// A buffer of n elements starting `off` elements past a 256-byte boundary, guard bytes around it.
+struct Buf {
+  std::vector<uint8_t> mem;
+  uint8_t* p = nullptr;
+  size_t bytes = 0;
+  void make(size_t n, DType dt, int off) {
+    const size_t es = dtype_size(dt);
+    bytes = n * es;
+    mem.assign(bytes + 2 * kGuard + 512, kGuardByte);
+    const uintptr_t base = reinterpret_cast<uintptr_t>(mem.data()) + kGuard;
+    p = reinterpret_cast<uint8_t*>(((base + 255) & ~uintptr_t(255)) + static_cast<size_t>(off) * es);
+  }
+  bool guards_ok() const {
+    for (int i = 1; i <= kGuard; ++i)
+      if (p[-i] != kGuardByte || p[bytes + i - 1] != kGuardByte) return false;
+    return true;
+  }
+};
+
+const char* err_name(int e) {
+  switch (e) {
+    case 0: return "none";
+    case ar::kErrTimeout: return "timeout";
+    case ar::kErrAbort: return "abort";
+    case ar::kErrMismatch: return "mismatch";
+    default: return "?";
+  }
+}
+
+int runs = 0, failures = 0;
+
+void fail(const std::string& what) {
+  ++failures;
+  if (failures <= 60) std::printf("FAIL %s\n", what.c_str());
+  if (failures == 60) std::printf("(further failures not printed)\n");
+}
+
+// What one rank does for one message: sleep a random 0-2 ms (a third of the time not at all), then what
+// CudaAllReduce::enqueue does: ar::enqueue_chunks from launch number c.k (one launch per chunk of the capacity),
+// each kernel running to completion on this thread. Returns the launch counter after the message.
+struct RankCall {
+  const void* in = nullptr;
+  void* out = nullptr;
+  size_t n = 0;
+  DType dt = DType::f32;
+  ReduceOp op = ReduceOp::sum;
+  ArAlgo algo = ArAlgo::one_shot;
+  bool launch = true;
+  uint64_t k = 0;  // this rank's launch counter before the message
+};
+uint64_t rank_launch(Group& g, int r, const RankCall& c, uint64_t timeout_ns, uint64_t seed,
+                     double* elapsed_s = nullptr) {
+  if (!c.launch) return c.k;
+  std::mt19937_64 rng(seed);
+  const unsigned d = static_cast<unsigned>(rng() % 3000);
+  if (d < 2000) std::this_thread::sleep_for(std::chrono::microseconds(d));
+  const auto t0 = Clock::now();
+  uint64_t k = c.k;
+  (void)ar::enqueue_chunks(&k, c.in, c.out, c.n, c.dt, c.op, c.algo, r, g.R, g.data, g.signal, g.capacity, timeout_ns,
+                           g.mem[r]->words, nullptr);
+  if (elapsed_s) *elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return k;
+}
+
+// ---- the correct path ----
+struct Case {
+  DType dt;
+  ReduceOp op;
+  ArAlgo algo;
+  size_t n;
+  int io;  // 0 aligned, 1 in and out one element off, 2 odd ranks' input one element off, 3 in place
+};
+std::string case_name(const Group& g, const Case& c, uint64_t k) {
+  static const char* io_names[] = {"aligned", "misaligned", "odd-ranks-misaligned", "in-place"};
+  const size_t bytes = c.n * dtype_size(c.dt);
+  return "allreduce(R=" + std::to_string(g.R) + "," + dtype_name(c.dt) + "," + reduce_op_name(c.op) + "," +
+         ar_algo_name(c.algo) + ",n=" + std::to_string(c.n) + (bytes % 16 == 0 ? ",packs16" : ",packs1") + "," +
+         io_names[c.io] + (g.capacity <= 4096 ? ",capacity=" + std::to_string(g.capacity) : std::string()) +
+         ",from launch " + std::to_string(k) + ")";
+}
+
+// A correct call never times out, however loaded the machine.
+constexpr uint64_t kLongTimeoutNs = 60ull * 1000000000ull;
+
+// Six calls (launches k0 .. k0 + 5) of one case. Each rank runs its six back to back on its own thread, as its
+// stream would, with a random 0-2 ms pause before each: a fast rank starts call k + 1 (copying into its buffer)
+// while a slow one may still be in call k, which is what the double-buffered halves must make safe.
+constexpr int kCalls = 6;
+void run_case(Group& g, const Case& c, uint64_t seed) {
+  const int R = g.R;
+  const size_t es = dtype_size(c.dt);
+  const uint64_t k0 = g.calls;
+  auto input_seed = [&](int call, int r) { return seed * 1000003 + static_cast<uint64_t>(call) * 101 + r; };
+  auto in_off = [&](int r) { return c.io == 1 ? 1 : (c.io == 2 && r % 2 == 1 ? 1 : 0); };
+  std::vector<std::vector<Buf>> in(kCalls, std::vector<Buf>(R)), out(kCalls, std::vector<Buf>(R));
+  std::vector<std::vector<uint8_t>> expect(kCalls, std::vector<uint8_t>(c.n * es));
+  std::vector<std::vector<uint64_t>> in_hash(kCalls, std::vector<uint64_t>(R));
+  for (int call = 0; call < kCalls; ++call) {
+    std::vector<const void*> srcs(R);
+    for (int r = 0; r < R; ++r) {
+      std::mt19937_64 rng(input_seed(call, r));
+      in[call][r].make(c.n, c.dt, in_off(r));
+      fill(in[call][r].p, c.dt, c.n, call % 2 == 1, rng);
+      in_hash[call][r] = hash_bytes(in[call][r].p, in[call][r].bytes);
+      if (c.io != 3) out[call][r].make(c.n, c.dt, c.io == 1 ? 1 : 0);
+      srcs[r] = in[call][r].p;
+    }
+    reduce_ref(srcs.data(), R, expect[call].data(), c.n, c.dt, c.op);
+  }
+  std::vector<uint64_t> k_start(static_cast<size_t>(kCalls) * R), k_end(R);
+  g_threads->start(R, [&](int r) {
+    uint64_t k = k0;
+    for (int call = 0; call < kCalls; ++call) {
+      RankCall x;
+      x.in = in[call][r].p;
+      x.out = c.io == 3 ? in[call][r].p : out[call][r].p;
+      x.n = c.n;
+      x.dt = c.dt;
+      x.op = c.op;
+      x.algo = c.algo;
+      x.k = k_start[static_cast<size_t>(call) * R + r] = k;
+      k = rank_launch(g, r, x, kLongTimeoutNs, seed * 31 + static_cast<uint64_t>(r) * 1000003 + call);
+    }
+    k_end[r] = k;
+  });
+  g_threads->wait();
+  g.calls = k_end[0];
+  runs += kCalls;
+  for (int r = 0; r < R; ++r) {
+    if (k_end[r] != k_end[0]) {
+      fail(case_name(g, c, k0) + ": rank " + std::to_string(r) + " counted " + std::to_string(k_end[r] - k0) +
+           " launches, rank 0 " + std::to_string(k_end[0] - k0));
+      return;
+    }
+    if (g.error(r) != 0) {
+      fail(case_name(g, c, k0) + " and the 5 calls after it: rank " + std::to_string(r) + " error word " +
+           err_name(g.error(r)));
+      return;  // the group is failed from here on, as on a GPU
+    }
+  }
+  for (int call = 0; call < kCalls; ++call) {
+    const std::string name = case_name(g, c, k_start[static_cast<size_t>(call) * R]);
+    int bad = 0;
+    for (int r = 0; r < R; ++r) {
+      const Buf& o = c.io == 3 ? in[call][r] : out[call][r];
+      if (!o.guards_ok() || !in[call][r].guards_ok()) {
+        fail(name + ": rank " + std::to_string(r) + " wrote outside its output");
+        ++bad;
+      }
+      if (c.io != 3 && hash_bytes(in[call][r].p, in[call][r].bytes) != in_hash[call][r]) {
+        fail(name + ": rank " + std::to_string(r) + " changed its input");
+        ++bad;
+      }
+      size_t wrong = 0, first = 0;
+      for (size_t i = 0; i < c.n; ++i) {
+        const uint8_t* a = o.p + i * es;
+        const uint8_t* b = expect[call].data() + i * es;
+        if (std::memcmp(a, b, es) == 0 || (is_nan(a, c.dt) && is_nan(b, c.dt))) continue;
+        if (wrong++ == 0) first = i;
+      }
+      if (wrong) {
+        const float got = load_f32(o.p, c.dt, static_cast<int64_t>(first));
+        const float want = load_f32(expect[call].data(), c.dt, static_cast<int64_t>(first));
+        char m[200];
+        std::snprintf(m, sizeof m, ": rank %d: %zu elements differ from reduce_ref, first [%zu] %.9g, expected %.9g", r,
+                      wrong, first, got, want);
+        fail(name + m);
+        ++bad;
+      }
+      if (r > 0) {
+        const Buf& o0 = c.io == 3 ? in[call][0] : out[call][0];
+        if (std::memcmp(o.p, o0.p, c.n * es) != 0) {
+          fail(name + ": rank " + std::to_string(r) + "'s output is not bit-identical to rank 0's");
+          ++bad;
+        }
+      }
+    }
+    if (bad) return;
+  }
+}
+
+// Message sizes for R ranks and a dtype (elements): both pack paths, the odd sizes, the two-shot slice edges and
+// G = 32 with several grid-stride passes.
+std::vector<size_t> counts_for(int R, DType dt, ArAlgo algo, bool large) {
+  const size_t V = 16 / dtype_size(dt);  // elements per 16-byte pack
+  const size_t r = static_cast<size_t>(R);
+  std::vector<size_t> v = {1, 7, 8, 33, 1000, 4096, 4099, r - 1, r, r + 1, 3 * r - 1, (r - 1) * V, r * V,
+                           (r + 1) * V, (3 * r - 1) * V};
+  if (large) {
+    // positions per block pass: 32 blocks x 512 threads; one-shot positions = packs, two-shot = packs / R
+    const size_t pass = static_cast<size_t>(ar::kMaxBlocks) * ar::kThreads;
+    const size_t pos = 2 * pass + 123;                                  // 3 passes for the first blocks
+    const size_t packs = algo == ArAlgo::two_shot ? pos * r - 3 : pos;  // two-shot: a last slice 3 packs short
+    v.push_back(packs * V);                                             // 16-byte packs
+    v.push_back(packs | 1);                                             // odd: one element per pack
+  }
+  std::vector<size_t> u;
+  for (size_t x : v)
+    if (x >= 1 && std::find(u.begin(), u.end(), x) == u.end()) u.push_back(x);
+  return u;
+}
+
+void check_correct(int R, bool quick, uint64_t* seed) {
+  size_t cap = 0;
+  for (DType dt : {DType::f32, DType::f16, DType::bf16})
+    for (ArAlgo a : {ArAlgo::one_shot, ArAlgo::two_shot})
+      for (size_t n : counts_for(R, dt, a, !quick)) cap = std::max(cap, n * dtype_size(dt));
+  Group g(R, (cap + 15) / 16 * 16);
+  const int runs0 = runs, fail0 = failures;
+  const auto t0 = Clock::now();
+  for (DType dt : {DType::f32, DType::f16, DType::bf16})
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::max})
+      for (ArAlgo a : {ArAlgo::one_shot, ArAlgo::two_shot})
+        for (size_t n : counts_for(R, dt, a, !quick))
+          for (int io = 0; io < 4; ++io) {
+            if (failures != fail0) return;  // a failed group stays failed; the first failure says why
+            // The G = 32 messages (they take most of the time): aligned and misaligned; the other io modes only
+            // change how a thread loads its packs, which the small messages cover.
+            if (io >= 2 && n > 100000) continue;
+            run_case(g, Case{dt, op, a, n, io}, ++*seed);
+          }
+  // Messages larger than a 4 KiB half: enqueue_chunks cuts them into launches of their own (the last chunk
+  // shorter, down to one element: a one-shot fallback with one-element packs).
+  Group small(R, 4096);
+  for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+    const size_t chunk = ar::chunk_elems(small.capacity, dt);
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::max})
+      for (ArAlgo a : {ArAlgo::one_shot, ArAlgo::two_shot})
+        for (size_t n : {3 * chunk, 2 * chunk + 1, 5 * chunk - 7})
+          for (int io = 0; io < 2; ++io) {
+            if (failures != fail0) return;
+            run_case(small, Case{dt, op, a, n, io}, ++*seed);
+          }
+  }
+  std::printf("R=%d: %d runs, %d failures (%.1f s)\n", R, runs - runs0, failures - fail0,
+              std::chrono::duration<double>(Clock::now() - t0).count());
+  std::fflush(stdout);
+}
+
+// ---- failures ----
+// Launch number k on every rank with the given per-rank calls; returns each rank's launch time.
+std::vector<double> launch_all(Group& g, std::vector<RankCall>& rc, uint64_t timeout_ns, uint64_t seed,
+                               const std::function<void()>& while_running = nullptr) {
+  std::vector<double> el(g.R, 0.0);
+  g_threads->start(g.R, [&](int r) { rank_launch(g, r, rc[r], timeout_ns, seed + r, &el[r]); });
+  if (while_running) while_running();
+  g_threads->wait();
+  return el;
+}
+
+// The highest epoch any flag slot holds that rank r stored (flags[b][r] in every rank's signal area).
+uint64_t max_epoch_from(const Group& g, int r) {
+  uint64_t m = 0;
+  for (int q = 0; q < g.R; ++q)
+    for (int b = 0; b < ar::kMaxBlocks; ++b)
+      m = std::max(m, __atomic_load_n(&g.mem[q]->signal[static_cast<size_t>(b) * kArMaxRanks + r],
+                                      __ATOMIC_ACQUIRE) >> 24);
+  return m;
+}
+
+// (d): launch k on the ranks in `failed` (whose error or abort word is set) and check that each did nothing.
+void check_exits_at_once(Group& g, const std::vector<int>& failed, size_t n, DType dt, ArAlgo algo,
+                         const std::string& name) {
+  const uint64_t k = g.calls;
+  std::vector<Buf> in(g.R), out(g.R);
+  std::vector<RankCall> rc(g.R);
+  std::vector<int> err_before(g.R);
+  std::mt19937_64 rng(k);
+  for (int r = 0; r < g.R; ++r) {
+    in[r].make(n, dt, 0);
+    fill(in[r].p, dt, n, false, rng);
+    out[r].make(n, dt, 0);
+    rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, false, k};
+    err_before[r] = g.error(r);
+  }
+  for (int r : failed) rc[r].launch = true;
+  // A 20 s timeout: a rank that waited instead of exiting would take that long.
+  const std::vector<double> el = launch_all(g, rc, 20ull * 1000000000ull, k * 17);
+  ++g.calls;
+  ++runs;
+  for (int r : failed) {
+    const std::string who = name + " then launch k=" + std::to_string(k) + ": rank " + std::to_string(r);
+    if (el[r] > 5) fail(who + " took " + std::to_string(el[r]) + " s (did not exit at once)");
+    if (max_epoch_from(g, r) >= 1 + 2 * k) fail(who + " stored a flag (did not exit at once)");
+    for (size_t i = 0; i < out[r].bytes; ++i)
+      if (out[r].p[i] != kGuardByte) {
+        fail(who + " wrote its output");
+        break;
+      }
+    if (g.error(r) != err_before[r])
+      fail(who + " changed its error word from " + err_name(err_before[r]) + " to " + err_name(g.error(r)));
+  }
+}
+
+// A group that has run two good calls (so flags and halves have history), for a failure scenario.
+std::unique_ptr<Group> warmed_group(int R, size_t n, DType dt, ArAlgo algo, uint64_t seed) {
+  auto g = std::make_unique<Group>(R, std::max<size_t>(n * dtype_size(dt) + 64, 4096));
+  for (int i = 0; i < 2; ++i) {
+    std::vector<Buf> in(R), out(R);
+    std::vector<RankCall> rc(R);
+    std::mt19937_64 rng(seed + i);
+    for (int r = 0; r < R; ++r) {
+      in[r].make(n, dt, 0);
+      fill(in[r].p, dt, n, false, rng);
+      out[r].make(n, dt, 0);
+      rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, true, g->calls};
+    }
+    (void)launch_all(*g, rc, kLongTimeoutNs, seed * 13 + i);
+    ++g->calls;
+  }
+  return g;
+}
+
+std::string fname(const char* what, int R, size_t n, DType dt, ArAlgo algo) {
+  return std::string(what) + "(R=" + std::to_string(R) + ",n=" + std::to_string(n) + "," + dtype_name(dt) + "," +
+         ar_algo_name(algo) + ")";
+}
+
+void check_failures(bool quick, uint64_t* seed) {
+  const int runs0 = runs, fail0 = failures;
+  const auto t0 = Clock::now();
+  const std::vector<int> Rs = quick ? std::vector<int>{2, 4} : std::vector<int>{2, 3, 4, 8};
+  // Small (one block) and large (32 blocks: every block must time out or exit on its own).
+  const std::vector<size_t> ns = quick ? std::vector<size_t>{33, 4096} : std::vector<size_t>{33, 4096, 200000, 200001};
+  for (int R : Rs)
+    for (size_t n : ns)
+      for (ArAlgo algo : {ArAlgo::one_shot, ArAlgo::two_shot}) {
+        const DType dt = n % 2 ? DType::bf16 : DType::f32;
+        // (a) rank R - 1 never launches: the others time out (50 ms) on their own.
+        {
+          const std::string name = fname("absent-rank", R, n, dt, algo);
+          auto g = warmed_group(R, n, dt, algo, ++*seed);
+          for (int r = 0; r < R; ++r)
+            if (g->error(r) != 0) fail(name + ": the warm-up calls failed on rank " + std::to_string(r));
+          std::vector<Buf> in(R), out(R);
+          std::vector<RankCall> rc(R);
+          std::mt19937_64 rng(*seed);
+          for (int r = 0; r < R; ++r) {
+            in[r].make(n, dt, 0);
+            fill(in[r].p, dt, n, false, rng);
+            out[r].make(n, dt, 0);
+            rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, r != R - 1, g->calls};
+          }
+          const auto t = Clock::now();
+          (void)launch_all(*g, rc, 50ull * 1000000ull, *seed);
+          const double s = std::chrono::duration<double>(Clock::now() - t).count();
+          ++g->calls;
+          ++runs;
+          std::vector<int> failed;
+          for (int r = 0; r < R - 1; ++r) {
+            if (g->error(r) != ar::kErrTimeout)
+              fail(name + ": rank " + std::to_string(r) + " error word " + err_name(g->error(r)) +
+                   ", expected timeout");
+            failed.push_back(r);
+          }
+          if (g->error(R - 1) != 0) fail(name + ": the absent rank's error word is set");
+          if (s > 30) fail(name + ": took " + std::to_string(s) + " s");
+          // (d) later calls on the failed ranks exit at once.
+          check_exits_at_once(*g, failed, n, dt, algo, name);
+        }
+        // (b) the host aborts while ranks spin (rank R - 1 absent, timeout 20 s): error abort, long before 20 s.
+        {
+          const std::string name = fname("abort", R, n, dt, algo);
+          auto g = warmed_group(R, n, dt, algo, ++*seed);
+          std::vector<Buf> in(R), out(R);
+          std::vector<RankCall> rc(R);
+          std::mt19937_64 rng(*seed);
+          for (int r = 0; r < R; ++r) {
+            in[r].make(n, dt, 0);
+            fill(in[r].p, dt, n, false, rng);
+            out[r].make(n, dt, 0);
+            rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, r != R - 1, g->calls};
+          }
+          const auto t = Clock::now();
+          (void)launch_all(*g, rc, 20ull * 1000000000ull, *seed, [&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(30));
+            for (int r = 0; r < R - 1; ++r) g->set_abort(r);
+          });
+          const double s = std::chrono::duration<double>(Clock::now() - t).count();
+          ++g->calls;
+          ++runs;
+          std::vector<int> failed;
+          for (int r = 0; r < R - 1; ++r) {
+            if (g->error(r) != ar::kErrAbort)
+              fail(name + ": rank " + std::to_string(r) + " error word " + err_name(g->error(r)) + ", expected abort");
+            failed.push_back(r);
+          }
+          if (s > 10) fail(name + ": took " + std::to_string(s) + " s after an abort");
+          // (d) every later call exits at once: the aborted ranks, and the absent rank once the host aborts it too
+          // (an abort before the launch: the kernel does nothing and leaves the error word alone).
+          g->set_abort(R - 1);
+          failed.push_back(R - 1);
+          check_exits_at_once(*g, failed, n, dt, algo, name);
+        }
+        // (c) tags differ at one epoch: rank 0 calls max / another count / the other algorithm.
+        for (int kind = 0; kind < 3; ++kind) {
+          static const char* kinds[] = {"mismatch-op", "mismatch-count", "mismatch-algo"};
+          const std::string name = fname(kinds[kind], R, n, dt, algo);
+          auto g = warmed_group(R, n + 1, dt, algo, ++*seed);
+          std::vector<Buf> in(R), out(R);
+          std::vector<RankCall> rc(R);
+          std::mt19937_64 rng(*seed);
+          for (int r = 0; r < R; ++r) {
+            const size_t nr = kind == 1 && r == 0 ? n + 1 : n;
+            in[r].make(nr, dt, 0);
+            fill(in[r].p, dt, nr, false, rng);
+            out[r].make(nr, dt, 0);
+            rc[r] = RankCall{in[r].p, out[r].p, nr, dt, ReduceOp::sum, algo, true, g->calls};
+          }
+          if (kind == 0) rc[0].op = ReduceOp::max;
+          if (kind == 2) rc[0].algo = algo == ArAlgo::one_shot ? ArAlgo::two_shot : ArAlgo::one_shot;
+          const auto t = Clock::now();
+          (void)launch_all(*g, rc, 50ull * 1000000ull, *seed);
+          const double s = std::chrono::duration<double>(Clock::now() - t).count();
+          ++g->calls;
+          ++runs;
+          int mismatches = 0;
+          std::vector<int> failed;
+          for (int r = 0; r < R; ++r) {
+            const int e = g->error(r);
+            mismatches += e == ar::kErrMismatch;
+            if (e != 0) failed.push_back(r);
+          }
+          // Tags that collide (the other algorithm when both run one-shot, below R packs) are not a mismatch.
+          const ar::ArCall c0 = ar::plan_call(0, rc[0].in, rc[0].out, rc[0].n, dt, rc[0].op, rc[0].algo, 0, R, g->data,
+                                              g->signal, g->capacity, 0, g->mem[0]->words);
+          const ar::ArCall c1 = ar::plan_call(0, rc[1].in, rc[1].out, rc[1].n, dt, rc[1].op, rc[1].algo, 1, R, g->data,
+                                              g->signal, g->capacity, 0, g->mem[1]->words);
+          if (c0.p.tag == c1.p.tag) {
+            if (!failed.empty()) fail(name + ": equal tags (" + ar_algo_name(c0.algo) + " on both), yet a rank failed");
+          } else {
+            if (mismatches == 0) fail(name + ": no rank reported a mismatch");
+            for (int r = 0; r < R; ++r)
+              if (g->error(r) == 0) fail(name + ": rank " + std::to_string(r) + " finished a mismatched call");
+          }
+          if (s > 30) fail(name + ": took " + std::to_string(s) + " s");
+          if (!failed.empty()) check_exits_at_once(*g, failed, n, dt, algo, name);
+        }
+      }
+  std::printf("failure paths: %d runs, %d failures (%.1f s)\n", runs - runs0, failures - fail0,
+              std::chrono::duration<double>(Clock::now() - t0).count());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const bool quick = argc > 1 && std::string(argv[1]) == "quick";
+  emu::spin_allowance_s = 180;  // longer than every timeout above: a spin that outlives them is a hang
+  RankThreads threads;
+  g_threads = &threads;
+  uint64_t seed = 1;
+  for (int R : quick ? std::vector<int>{2, 4} : std::vector<int>{2, 3, 4, 8}) check_correct(R, quick, &seed);
+  check_failures(quick, &seed);
+  std::printf("ar_check: %d runs, %d failures, %lld launches: %s\n", runs, failures, emu::launches.load(),
+              failures ? "FAILED" : "OK");
+  return failures ? 1 : 0;
+}
