@@ -468,22 +468,35 @@ uint64_t max_epoch_from(const Group& g, int r) {
   return m;
 }
 
+// One sum call on every rank: random inputs (from rng), guard-filled outputs, and RankCall r numbered k with
+// count(r) elements (equal on every rank but in the mismatch scenario), launched when launch(r).
+struct RankCalls {
+  std::vector<Buf> in, out;
+  std::vector<RankCall> rc;
+  template <class Count, class Launch>
+  RankCalls(int R, DType dt, ArAlgo algo, uint64_t k, std::mt19937_64& rng, Count count, Launch launch)
+      : in(R), out(R), rc(R) {
+    for (int r = 0; r < R; ++r) {
+      const size_t n = count(r);
+      in[r].make(n, dt, 0);
+      fill(in[r].p, dt, n, false, rng);
+      out[r].make(n, dt, 0);
+      rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, launch(r), k};
+    }
+  }
+};
+
 // (d): launch k on the ranks in `failed` (whose error or abort word is set) and check that each did nothing.
 void check_exits_at_once(Group& g, const std::vector<int>& failed, size_t n, DType dt, ArAlgo algo,
                          const std::string& name) {
   const uint64_t k = g.calls;
-  std::vector<Buf> in(g.R), out(g.R);
-  std::vector<RankCall> rc(g.R);
-  std::vector<int> err_before(g.R);
   std::mt19937_64 rng(k);
-  for (int r = 0; r < g.R; ++r) {
-    in[r].make(n, dt, 0);
-    fill(in[r].p, dt, n, false, rng);
-    out[r].make(n, dt, 0);
-    rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, false, k};
-    err_before[r] = g.error(r);
-  }
-  for (int r : failed) rc[r].launch = true;
+  RankCalls c(g.R, dt, algo, k, rng, [&](int) { return n; },
+              [&](int r) { return std::find(failed.begin(), failed.end(), r) != failed.end(); });
+  std::vector<RankCall>& rc = c.rc;
+  std::vector<Buf>& out = c.out;
+  std::vector<int> err_before(g.R);
+  for (int r = 0; r < g.R; ++r) err_before[r] = g.error(r);
   // A 20 s timeout: a rank that waited instead of exiting would take that long.
   const std::vector<double> el = launch_all(g, rc, 20ull * 1000000000ull, k * 17);
   ++g.calls;
@@ -506,16 +519,9 @@ void check_exits_at_once(Group& g, const std::vector<int>& failed, size_t n, DTy
 std::unique_ptr<Group> warmed_group(int R, size_t n, DType dt, ArAlgo algo, uint64_t seed) {
   auto g = std::make_unique<Group>(R, std::max<size_t>(n * dtype_size(dt) + 64, 4096));
   for (int i = 0; i < 2; ++i) {
-    std::vector<Buf> in(R), out(R);
-    std::vector<RankCall> rc(R);
     std::mt19937_64 rng(seed + i);
-    for (int r = 0; r < R; ++r) {
-      in[r].make(n, dt, 0);
-      fill(in[r].p, dt, n, false, rng);
-      out[r].make(n, dt, 0);
-      rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, true, g->calls};
-    }
-    (void)launch_all(*g, rc, kLongTimeoutNs, seed * 13 + i);
+    RankCalls c(R, dt, algo, g->calls, rng, [&](int) { return n; }, [](int) { return true; });
+    (void)launch_all(*g, c.rc, kLongTimeoutNs, seed * 13 + i);
     ++g->calls;
   }
   return g;
@@ -542,15 +548,9 @@ void check_failures(bool quick, uint64_t* seed) {
           auto g = warmed_group(R, n, dt, algo, ++*seed);
           for (int r = 0; r < R; ++r)
             if (g->error(r) != 0) fail(name + ": the warm-up calls failed on rank " + std::to_string(r));
-          std::vector<Buf> in(R), out(R);
-          std::vector<RankCall> rc(R);
           std::mt19937_64 rng(*seed);
-          for (int r = 0; r < R; ++r) {
-            in[r].make(n, dt, 0);
-            fill(in[r].p, dt, n, false, rng);
-            out[r].make(n, dt, 0);
-            rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, r != R - 1, g->calls};
-          }
+          RankCalls c(R, dt, algo, g->calls, rng, [&](int) { return n; }, [&](int r) { return r != R - 1; });
+          std::vector<RankCall>& rc = c.rc;
           const auto t = Clock::now();
           (void)launch_all(*g, rc, 50ull * 1000000ull, *seed);
           const double s = std::chrono::duration<double>(Clock::now() - t).count();
@@ -572,15 +572,9 @@ void check_failures(bool quick, uint64_t* seed) {
         {
           const std::string name = fname("abort", R, n, dt, algo);
           auto g = warmed_group(R, n, dt, algo, ++*seed);
-          std::vector<Buf> in(R), out(R);
-          std::vector<RankCall> rc(R);
           std::mt19937_64 rng(*seed);
-          for (int r = 0; r < R; ++r) {
-            in[r].make(n, dt, 0);
-            fill(in[r].p, dt, n, false, rng);
-            out[r].make(n, dt, 0);
-            rc[r] = RankCall{in[r].p, out[r].p, n, dt, ReduceOp::sum, algo, r != R - 1, g->calls};
-          }
+          RankCalls c(R, dt, algo, g->calls, rng, [&](int) { return n; }, [&](int r) { return r != R - 1; });
+          std::vector<RankCall>& rc = c.rc;
           const auto t = Clock::now();
           (void)launch_all(*g, rc, 20ull * 1000000000ull, *seed, [&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(30));
@@ -607,16 +601,10 @@ void check_failures(bool quick, uint64_t* seed) {
           static const char* kinds[] = {"mismatch-op", "mismatch-count", "mismatch-algo"};
           const std::string name = fname(kinds[kind], R, n, dt, algo);
           auto g = warmed_group(R, n + 1, dt, algo, ++*seed);
-          std::vector<Buf> in(R), out(R);
-          std::vector<RankCall> rc(R);
           std::mt19937_64 rng(*seed);
-          for (int r = 0; r < R; ++r) {
-            const size_t nr = kind == 1 && r == 0 ? n + 1 : n;
-            in[r].make(nr, dt, 0);
-            fill(in[r].p, dt, nr, false, rng);
-            out[r].make(nr, dt, 0);
-            rc[r] = RankCall{in[r].p, out[r].p, nr, dt, ReduceOp::sum, algo, true, g->calls};
-          }
+          RankCalls c(R, dt, algo, g->calls, rng, [&](int r) { return kind == 1 && r == 0 ? n + 1 : n; },
+                      [](int) { return true; });
+          std::vector<RankCall>& rc = c.rc;
           if (kind == 0) rc[0].op = ReduceOp::max;
           if (kind == 2) rc[0].algo = algo == ArAlgo::one_shot ? ArAlgo::two_shot : ArAlgo::one_shot;
           const auto t = Clock::now();

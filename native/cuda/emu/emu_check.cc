@@ -845,6 +845,16 @@ int check_quantize_errors() {
   return bad;
 }
 
+// matmul_q's arguments over iv = {x, w}; the caller sets params and out.
+OpArgs matmul_q_args(TensorView* iv) {
+  OpArgs a;
+  a.op = OpId::matmul_q;
+  a.in = iv;
+  a.n_in = 2;
+  a.n_out = 1;
+  return a;
+}
+
 // matmul_q_mma_cuda on the matmul_q cases with M > 8 and extra shapes (several N tiles and warps, K % 8 != 0, M
 // past a 64-row tile), two ways: aligned buffers and x / y one element off (x by plain loads on path 1). Weights are
 // random normal floats through the reference quantizer (valid scales). The second way also claims 132 SMs, so that
@@ -898,11 +908,7 @@ int check_mma_matmul_q(bool quick, const char* filter) {
         }
       }
       TensorView iv[2] = {x.v, w.v};
-      OpArgs a;
-      a.op = OpId::matmul_q;
-      a.in = iv;
-      a.n_in = 2;
-      a.n_out = 1;
+      OpArgs a = matmul_q_args(iv);
       a.params = c.params;
       a.out = &yr.v;
       const Status sr = matmul_q_ref(a);
@@ -1086,11 +1092,7 @@ int check_wgmma_matmul_q(bool quick, const char* filter) {
       fill_random(x.v.data, c.in[0].dtype, x.v.numel(), false);
       fill_quant(w.v.data, DType::i8_pc, c.in[1].shape[0], K);
       TensorView iv[2] = {x.v, w.v};
-      OpArgs a;
-      a.op = OpId::matmul_q;
-      a.in = iv;
-      a.n_in = 2;
-      a.n_out = 1;
+      OpArgs a = matmul_q_args(iv);
       a.params = c.params;
       a.out = &yr.v;
       const Status sr = matmul_q_ref(a);
@@ -1143,11 +1145,7 @@ int check_wgmma_matmul_q(bool quick, const char* filter) {
       c.out = {{DType::f16, {d.M, 16}}};
       Buffer x = make_buffer(c.in[0], 0), w = make_buffer(c.in[1], 0), y = make_buffer(c.out[0], 0);
       TensorView iv[2] = {x.v, w.v};
-      OpArgs a;
-      a.op = OpId::matmul_q;
-      a.in = iv;
-      a.n_in = 2;
-      a.n_out = 1;
+      OpArgs a = matmul_q_args(iv);
       a.params.i[0] = d.path;
       a.out = &y.v;
       Status se = Status::OK();
