@@ -16,10 +16,12 @@
 #      int8 8192^3 GEMM again, and the GMMA count in its SASS       -> appended to check.log / bench.log; the
 #      bench entry goes to $BUILD/bench-wgmma.json (not $OUT: 8 files at most) and into the summary table
 #   5. PyTorch peers at lk_bench's shapes (if torch is there): torch.matmul fp16, torch._int_mm, sdpa -> $OUT/peer.json
+#   5b. lk_dist_check --backend cuda-local --world 2 and 4: the custom CUDA collectives (all-reduce, all-gather,
+#      reduce-scatter, broadcast) with the ranks as buffers on this GPU, bit for bit -> appended to $OUT/check.log
 #   6. when a Node binary was carried (.gpu/node.xz from ../shared/gpu/pack-node.sh, with dist/ built by `npm run
 #      build` before the call; carry [".gpu", "dist", "node_modules/node-gyp-build", "node_modules/@huggingface"]):
 #      the addon is built too (same build folder) and `node --test bench/gpu-smoke.mjs` checks the JS layer, the
-#      model and the GPU all-reduce on CUDA against the CPU (NCCL from PyTorch's wheel when there is one)
+#      model and the GPU collectives on CUDA against the CPU (NCCL from PyTorch's wheel when there is one)
 #                                                                             -> appended to $OUT/check.log
 #   7. lk_check --backend cuda under compute-sanitizer memcheck (if present)  -> appended to $OUT/check.log
 #   8. the summary table, printed last                                        -> $OUT/summary.txt
@@ -27,7 +29,7 @@
 # (CUDA included), 1 otherwise.
 # Knobs (environment): LK_ARCHS (default 90a), LK_BENCH_ARGS (default "--backend cuda"), LK_CHECK_ARGS (default
 # none: all backends), LK_MEMCHECK=0 (skip the sanitizer), LK_T_TOTAL and LK_T_CONFIGURE / LK_T_BUILD / LK_T_CHECK /
-# LK_T_BENCH / LK_T_WGMMA / LK_T_PEER / LK_T_SMOKE / LK_T_MEMCHECK (seconds per step). LK_DRY_CPU=1: a dry run of
+# LK_T_BENCH / LK_T_WGMMA / LK_T_PEER / LK_T_DIST / LK_T_SMOKE / LK_T_MEMCHECK (seconds per step). LK_DRY_CPU=1: a dry run of
 # this script on a machine without a GPU (CPU-only build, the smoke test on the CPU, lk_bench on the CPU).
 set -u
 
@@ -46,6 +48,7 @@ T_PEER="${LK_T_PEER:-60}"
 T_SMOKE="${LK_T_SMOKE:-150}"
 T_WGMMA="${LK_T_WGMMA:-90}"
 T_MEMCHECK="${LK_T_MEMCHECK:-120}"
+T_DIST="${LK_T_DIST:-60}"
 T_TOTAL="${LK_T_TOTAL:-540}"
 JOBS="$(nproc 2>/dev/null || echo 4)"
 T0=$(date +%s)
@@ -157,7 +160,7 @@ if [ "$CONFIGURE_RC" -eq 0 ]; then
   run_step build "$T_BUILD" "$BUILD_LOG" cmake --build "$BUILD" -j "$JOBS" --target llmk_core
   BUILD_RC=$STEP_RC
   BUILD_S=$STEP_S
-  TARGETS="lk_check lk_bench"
+  TARGETS="lk_check lk_bench lk_dist_check"
   if [ -n "$NODE_BIN" ]; then TARGETS="$TARGETS llm_kernels"; fi
   for tool in $TARGETS; do
     if [ "$BUILD_RC" -eq 0 ]; then
@@ -325,6 +328,18 @@ PY
 fi
 [ -f "$OUT/peer.json" ] || echo "{\"peer\": \"torch\", \"skipped\": \"$PEER_NOTE\"}" > "$OUT/peer.json"
 
+# ---- 5b. the custom CUDA collectives without Node: R ranks as buffers on this GPU, bit for bit ----
+DIST_NOTE="skipped: no lk_dist_check"
+if [ -x "$BUILD/tools/lk_dist_check" ] && [ "$DRY" != 1 ]; then
+  DIST_NOTE=""
+  for R in 2 4; do
+    run_step "lk_dist_check cuda-local R=$R" "$T_DIST" "$CHECK_LOG" "$BUILD/tools/lk_dist_check" --backend cuda-local --world "$R"
+    DIST_NOTE="$DIST_NOTE${DIST_NOTE:+; }R=$R $(status_word "$STEP_RC") $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$CHECK_LOG" | tail -n 1)"
+  done
+elif [ "$DRY" = 1 ]; then
+  DIST_NOTE="skipped: dry run (no GPU)"
+fi
+
 # ---- 6. the Node-level smoke test (bench/gpu-smoke.mjs) ----
 SMOKE_NOTE="$NODE_NOTE"
 if [ -n "$NODE_BIN" ] && [ -f "$BUILD/Release/llm_kernels.node" ]; then
@@ -365,6 +380,7 @@ SUMMARY="$OUT/summary.txt"
   echo "           ${CUDA_LINE:-cuda: no line} (cuda checked: $CUDA_CHECKED)"
   echo "lk_bench:  $(status_word "$BENCH_RC") (args: $BENCH_ARGS)"
   echo "peer:      torch (matmul fp16, _int_mm, sdpa): $PEER_NOTE"
+  echo "dist:      custom collectives, cuda-local: $DIST_NOTE"
   echo "node:      $SMOKE_NOTE"
   echo "memcheck:  $MEMCHECK_NOTE"
   echo "wgmma:     LLMK_WGMMA=1: $WGMMA_NOTE; SASS: $GMMA_NOTE"

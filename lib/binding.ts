@@ -113,7 +113,7 @@ export interface NativeBinding {
     cuda?: { device: number; custom: boolean; customReason: string; nccl: boolean; ncclReason: string };
   };
   /** The CUDA all-reduce selection rule (native/dist/cuda_ar.h), a pure function. */
-  distSelectAllReduce(bytes: number, worldSize: number, custom: boolean, nccl: boolean): { algo: 'one_shot' | 'two_shot' | 'nccl' | 'none'; why: string };
+  distSelectAllReduce(bytes: number, worldSize: number, custom: boolean, nccl: boolean, kind?: number): { algo: 'one_shot' | 'two_shot' | 'nccl' | 'none'; why: string };
   /** Whether libnccl.so.2 loads in this process (tried once). */
   distNcclProbe(): { loaded: boolean; version: number; reason: string };
   /** The group's failure (an LlmKernelsError), or undefined while it is healthy. */

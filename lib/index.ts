@@ -87,6 +87,8 @@ export {
   resolveProcessGroupOptions,
   ProcessGroup,
   selectAllReduce,
+  selectCollective,
+  type CollectiveKind,
   ncclStatus,
   type AllReduceChoice,
   type InitProcessGroupOptions,

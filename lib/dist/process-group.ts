@@ -19,14 +19,16 @@
  * - `shm`: ranks on one host (processes, e.g. from `llm-kernels launch`) over a shared-memory segment.
  * - `mpi`: OpenMPI, loaded at run time (libmpi.so.40); for ranks started by `mpirun`, across hosts too.
  *
- * CUDA tensors: open the group with `{ device: 'cuda' }` (or `'cuda:N'`) and `allReduce` takes tensors on that
+ * CUDA tensors: open the group with `{ device: 'cuda' }` (or `'cuda:N'`) and every collective takes tensors on that
  * device. Chosen explicitly at open, not on the first CUDA tensor: registering the buffers is itself a collective
  * (every rank exchanges CUDA IPC handles and starts NCCL), which must happen at the same point on every rank and
- * may take seconds, so it belongs to the awaited open. Per call the group picks the custom one-shot or two-shot
- * all-reduce (small and medium messages, P2P between every pair of ranks) or NCCL (large messages, or no P2P;
- * when libnccl.so.2 loads on every rank): see {@link selectAllReduce}. The collective is launched on the device's
+ * may take seconds, so it belongs to the awaited open. Per call the group picks the custom kernels over the
+ * registered buffers (one-shot or two-shot all-reduce, single-barrier all-gather, reduce-scatter and broadcast;
+ * small and medium messages, P2P between every pair of ranks) or NCCL (large messages, or no P2P; when
+ * libnccl.so.2 loads on every rank): see {@link selectCollective}. The collective is launched on the device's
  * stream; the JS thread never waits. The custom kernels sum in rank order in f32 like the CPU backends (the same
- * bits on every rank); NCCL uses its own order. One process per rank (worker threads cannot share CUDA IPC
+ * bits on every rank); NCCL uses its own order. allGather and broadcast only move bytes: the same bits on every
+ * path. One process per rank (worker threads cannot share CUDA IPC
  * buffers). On a machine without a usable GPU `initProcessGroup({ device: 'cuda' })` rejects with ERR_DEVICE (or
  * ERR_UNSUPPORTED in a build without CUDA) saying why, and a CPU-only group refuses CUDA tensors with ERR_UNSUPPORTED.
  */
@@ -74,8 +76,7 @@ export interface InitProcessGroupOptions {
   mpiLibrary?: string;
   /**
    * 'cpu' (default): collectives on CPU tensors only. 'cuda' (= `cuda:${localRank % number of GPUs}`) or 'cuda:N':
-   * also register the CUDA all-reduce paths on that GPU, so that {@link ProcessGroup.allReduce} takes CUDA tensors
-   * on it. Several ranks may name one GPU (separate processes).
+   * also register the CUDA collective paths on that GPU, so that the collectives take CUDA tensors on it. Several ranks may name one GPU (separate processes).
    */
   device?: 'cpu' | 'cuda' | `cuda:${number}`;
   /** The environment to read (default process.env). */
@@ -319,8 +320,6 @@ export class ProcessGroup implements Disposable {
     const t = x as Tensor;
     if (!isFloat(t.dtype)) throw typeError(expected(fn, "a float dtype ('f32', 'f16', 'bf16')", 'x.dtype', t.dtype));
     if (t.device.kind !== 'cpu') {
-      if (fn !== 'allReduce')
-        throw new LlmKernelsError('ERR_UNSUPPORTED', expected(fn, 'a CPU tensor (on CUDA only allReduce is implemented)', 'x.device', t.device.name, true));
       if (this.device === 'cpu')
         throw new LlmKernelsError(
           'ERR_UNSUPPORTED',
@@ -385,6 +384,8 @@ export class ProcessGroup implements Disposable {
   /**
    * Every rank's x, concatenated in rank order along dimension `dim` (default 0; negative counts from the end):
    * `[R * x.shape[0], ...]`, or e.g. with `dim: -1` on logits `[T, V / R]` -> `[T, V]` ([R] for a scalar).
+   * CUDA tensors: as {@link allReduce}, the path picked by {@link selectCollective} (so for reduceScatter and
+   * broadcast too).
    * @throws see {@link allReduce}; RangeError for a dim outside x's dimensions
    */
   allGather<D extends DType>(x: Tensor<D>, options: CollectiveOptions<D> & { dim?: number } = {}): Tensor<D> {
@@ -508,13 +509,39 @@ export interface AllReduceChoice {
  * @example selectAllReduce(8192, 2, { custom: true, nccl: true }).algo // 'one_shot'
  */
 export function selectAllReduce(bytes: number, worldSize: number, paths: { custom: boolean; nccl: boolean }): AllReduceChoice {
-  const fn = 'selectAllReduce';
+  return select('selectAllReduce', 'allReduce', bytes, worldSize, paths);
+}
+
+/** A collective of {@link ProcessGroup}. */
+export type CollectiveKind = keyof typeof KIND;
+
+/**
+ * The rule that picks how a collective of CUDA tensors runs (a pure function, the same on every rank). allReduce:
+ * {@link selectAllReduce}. allGather, reduceScatter and broadcast: the custom single-barrier kernel over the
+ * registered buffers ('one_shot') while the bytes a rank reads there (allGather: R x bytes; the others: bytes)
+ * are <= 16 MiB, or at any size, in chunks, when NCCL is missing; NCCL above that or whenever the custom kernels
+ * are not registered; 'none' when neither path exists. Untuned guesses until measured on a GPU.
+ * @param kind - 'allReduce', 'allGather', 'reduceScatter' or 'broadcast'
+ * @param bytes - x's bytes on a rank
+ * @param worldSize - R
+ * @param paths - which paths every rank registered (see {@link ProcessGroup.cuda})
+ * @throws {TypeError | RangeError} bad arguments
+ * @example selectCollective('allGather', 4096, 2, { custom: true, nccl: true }).algo // 'one_shot'
+ */
+export function selectCollective(kind: CollectiveKind, bytes: number, worldSize: number, paths: { custom: boolean; nccl: boolean }): AllReduceChoice {
+  const fn = 'selectCollective';
+  if (typeof kind !== 'string' || !Object.hasOwn(KIND, kind))
+    throw (typeof kind === 'string' ? rangeError : typeError)(expected(fn, "'allReduce', 'allGather', 'reduceScatter' or 'broadcast'", 'kind', kind));
+  return select(fn, kind, bytes, worldSize, paths);
+}
+
+function select(fn: string, kind: CollectiveKind, bytes: number, worldSize: number, paths: { custom: boolean; nccl: boolean }): AllReduceChoice {
   checkInteger(fn, 'bytes', bytes, 0, Number.MAX_SAFE_INTEGER);
   checkInteger(fn, 'worldSize', worldSize, 1, 1024);
   checkObject(fn, 'paths', paths);
   if (typeof paths.custom !== 'boolean') throw typeError(expected(fn, 'a boolean', 'paths.custom', paths.custom));
   if (typeof paths.nccl !== 'boolean') throw typeError(expected(fn, 'a boolean', 'paths.nccl', paths.nccl));
-  return native.distSelectAllReduce(bytes, worldSize, paths.custom, paths.nccl);
+  return native.distSelectAllReduce(bytes, worldSize, paths.custom, paths.nccl, KIND[kind]);
 }
 
 /**

@@ -8,10 +8,10 @@
 //
 // Opening a group (the rendezvous, MPI_Init) can take seconds: it runs on its own thread and settles a promise.
 //
-// CUDA tensors (allReduce only): a group opened with a CUDA device (distOpen's cudaDevice >= 0) also registers the
-// custom all-reduce (native/dist/cuda_ar.h) and, when libnccl.so.2 loads on every rank, an NCCL communicator, both
-// through the group's CPU communicator while it opens. An allReduce of CUDA tensors picks one of them per call
-// (select_all_reduce: a pure function of the size, R and what every rank registered) and launches it on the
+// CUDA tensors: a group opened with a CUDA device (distOpen's cudaDevice >= 0) also registers the custom
+// collectives (native/dist/cuda_ar.h) and, when libnccl.so.2 loads on every rank, an NCCL communicator, both
+// through the group's CPU communicator while it opens. A collective of CUDA tensors picks one of them per call
+// (select_collective: a pure function of the kind, size, R and what every rank registered) and launches it on the
 // device's CUDA stream from the JS thread (launching never waits); a host task queued behind it on the same stream
 // reads the device-side outcome, poisons the output on failure and fails the whole group (the CPU communicator is
 // aborted with the same Status, so the other ranks learn it too on shm). Worker threads cannot be the ranks of a
@@ -244,14 +244,11 @@ Napi::Value dist_failure(const Napi::CallbackInfo& info) {
   });
 }
 
-// allReduce of CUDA tensors (see the file header): validate, select, launch on the device's stream, and queue the
-// host task that reports the outcome.
-void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communicator* comm, Collective kind, ReduceOp op,
+// A collective of CUDA tensors (see the file header; d: the call, dtypes and sizes already checked): validate the
+// devices, select, launch on the device's stream, and queue the host task that reports the outcome.
+void cuda_collective(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communicator* comm, const dist::CallDesc& d,
                      TensorSlot& in, TensorSlot& out, int64_t timeout_ms) {
-  const char* fn = dist::collective_name(kind);
-  if (kind != Collective::all_reduce)
-    throw_status(env, unsupported(std::string(fn) + ": expected CPU tensors, got " + in.meta.device.name() + " and " + out.meta.device.name() +
-                                  " (on CUDA only allReduce is implemented; copy to the CPU with .to('cpu'))"));
+  const char* fn = dist::collective_name(d.kind);
   if (in.meta.device != out.meta.device)
     throw_status(env, range_error(std::string(fn) + ": expected x and out on one device, got " + in.meta.device.name() + " and " +
                                   out.meta.device.name()));
@@ -262,20 +259,13 @@ void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communi
     throw_status(env, range_error(std::string(fn) + ": expected tensors on the group's device cuda:" + std::to_string(g->cuda_device) +
                                   ", got " + in.meta.device.name()));
   const DType dt = in.meta.dtype;
-  if ((dt != DType::f32 && dt != DType::f16 && dt != DType::bf16) || out.meta.dtype != dt)
-    throw_status(env, type_error(std::string(fn) + ": expected x and out of one dtype f32, f16 or bf16, got " + dtype_name(dt) + " and " +
-                                 dtype_name(out.meta.dtype)));
-  const uint64_t count = static_cast<uint64_t>(in.meta.numel());
-  if (static_cast<uint64_t>(out.meta.numel()) != count)
-    throw_status(env, range_error(std::string(fn) + ": expected out of " + std::to_string(count) + " elements, got " +
-                                  std::to_string(out.meta.numel())));
   dist::ArSelectInput sel;
-  sel.bytes = count * dtype_size(dt);
+  sel.bytes = static_cast<uint64_t>(in.meta.numel()) * dtype_size(dt);
   sel.world = comm->world();
   sel.custom = g->car != nullptr && g->car->usable();
   sel.nccl = g->nccl != nullptr;
   std::string why;
-  const dist::ArAlgo algo = dist::select_all_reduce(sel, &why);
+  const dist::ArAlgo algo = dist::select_collective(d.kind, sel, &why);
   if (algo == dist::ArAlgo::none)
     throw_status(env, unsupported(std::string(fn) + "(cuda): " + why + " (custom: " + (g->car ? g->car->why_not() : std::string("-")) +
                                   "; nccl: " + g->nccl_why + ")"));
@@ -286,10 +276,17 @@ void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communi
   void* cs = nullptr;
   check(env, cuda_stream(g->cuda_device, &cs));
   std::shared_ptr<Storage> in_st = in.storage, out_st = out.storage;
-  const void* src = static_cast<const char*>(in_st->data()) + in.offset;
-  void* dst = static_cast<char*>(out_st->data()) + out.offset;
-  Status s = algo == dist::ArAlgo::nccl ? g->nccl->all_reduce(src, dst, count, dt, op, cs, timeout_ms)
-                                        : g->car->enqueue(src, dst, count, dt, op, algo, cs, timeout_ms);
+  dist::CollectiveArgs a;
+  a.kind = d.kind;
+  a.in = static_cast<const char*>(in_st->data()) + in.offset;
+  a.out = static_cast<char*>(out_st->data()) + out.offset;
+  a.count = d.count;
+  a.inner = d.inner;
+  a.root = d.root;
+  a.dt = dt;
+  a.op = d.op;
+  a.algo = algo;
+  Status s = algo == dist::ArAlgo::nccl ? g->nccl->collective(a, cs, timeout_ms) : g->car->enqueue(a, cs, timeout_ms);
   if (!s.ok()) {
     out_st->poison(s);
     comm->abort(s);
@@ -317,8 +314,8 @@ void cuda_all_reduce(Napi::Env env, const std::shared_ptr<DistGroup>& g, Communi
       owner_of(env));
 }
 
-// distSelectAllReduce(bytes, world, custom, nccl): { algo, why }: the selection rule (a pure function), for tests
-// and for tools that print the plan.
+// distSelectAllReduce(bytes, world, custom, nccl, kind?): { algo, why }: the selection rule (a pure function) of a
+// collective (kind as distCollective's; default allReduce), for tests and for tools that print the plan.
 Napi::Value dist_select_all_reduce(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -330,8 +327,9 @@ Napi::Value dist_select_all_reduce(const Napi::CallbackInfo& info) {
       throw_status(env, type_error(std::string(fn) + ": expected booleans for custom and nccl"));
     in.custom = info[2].As<Napi::Boolean>().Value();
     in.nccl = info[3].As<Napi::Boolean>().Value();
+    const auto kind = static_cast<Collective>(info[4].IsUndefined() ? 1 : parse_int(env, info[4], fn, "kind", 1, 4));
     std::string why;
-    const dist::ArAlgo a = dist::select_all_reduce(in, &why);
+    const dist::ArAlgo a = dist::select_collective(kind, in, &why);
     Napi::Object o = Napi::Object::New(env);
     o.Set("algo", dist::ar_algo_name(a));
     o.Set("why", why);
@@ -369,10 +367,6 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
     const int64_t timeout_ms = parse_int(env, info[6], fn, "timeoutMs", 1, int64_t(1) << 40);
     const auto site = static_cast<uint64_t>(parse_int(env, info[7], fn, "site", 0, (int64_t(1) << 53)));
     const auto inner = static_cast<uint64_t>(info[8].IsUndefined() ? 0 : parse_int(env, info[8], fn, "inner", 0, (int64_t(1) << 53)));
-    if (in.meta.device.kind == DeviceKind::cuda || out.meta.device.kind == DeviceKind::cuda) {
-      cuda_all_reduce(env, g, comm, kind, op, in, out, timeout_ms);
-      return env.Undefined();
-    }
     if (!dtype_is_float(in.meta.dtype) || out.meta.dtype != in.meta.dtype)
       throw_status(env, type_error(std::string(fn) + ": expected x and out of one float dtype, got " + dtype_name(in.meta.dtype) +
                                    " and " + dtype_name(out.meta.dtype)));
@@ -401,6 +395,10 @@ Napi::Value dist_collective(const Napi::CallbackInfo& info) {
       if (inner > count || count % inner != 0)
         throw_status(env, range_error(std::string(fn) + ": expected an inner size dividing " + std::to_string(count) + ", got " + std::to_string(inner)));
       d.inner = inner;
+    }
+    if (in.meta.device.kind == DeviceKind::cuda || out.meta.device.kind == DeviceKind::cuda) {
+      cuda_collective(env, g, comm, d, in, out, timeout_ms);
+      return env.Undefined();
     }
     Stream* stream = nullptr;
     check(env, stream_for(Device{}, &stream, owner_of(env)));

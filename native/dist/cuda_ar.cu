@@ -1,18 +1,23 @@
-// The custom CUDA all-reduce: one-shot and two-shot kernels over buffers registered across ranks with CUDA IPC.
-//   out[i] = round_dtype(in_0[i] + in_1[i] + ... + in_{R-1}[i])   (f32, rank order, as reduce.h; or max)
+// The custom CUDA collectives: the one-shot and two-shot all-reduce and the all-gather, reduce-scatter and
+// broadcast kernels over buffers registered across ranks with CUDA IPC.
+//   all_reduce: out[i] = round_dtype(in_0[i] + in_1[i] + ... + in_{R-1}[i])   (f32, rank order, as reduce.h; or max)
 // The protocol, the memory-ordering argument, the buffer layout and the failure handling are in cuda_ar.h; the
 // kernels, their layouts and the planning of launches (chunks, halves, epochs, tags: enqueue_chunks) in
 // cuda_ar_kernels.cuh, which the CPU emulation (native/cuda/emu/ar_check.cc) also runs. This file is the host side
 // that needs a driver: registration with CUDA IPC, the host-mapped words, enqueue's argument checks, check() and
 // abort().
 //
-// Versions: not yet run on a GPU. v1 (this): 16-byte packs, ld.global.cg for peer memory, per-block flag barriers.
-// ptxas (nvcc 13.0, -Xptxas -v): all 24 kernels (one/two-shot x f32/f16/bf16 x packed/scalar x sm_80/sm_90a) use
-// 22-32 registers, 0 bytes stack, 0 spills (launch bound 512 threads). The protocol has run under the emulation
-// (native/cuda/emu/run.sh --allreduce: R = 2..8 ranks as OS threads, every dtype, op, pack path and failure path).
-// How to run: through ProcessGroup.allReduce on CUDA tensors (lib/dist/process-group.ts) with 2+ processes.
+// Versions: not yet run on a GPU. v1: the all-reduce, 16-byte packs, ld.global.cg for peer memory, per-block flag
+// barriers. v2 (this): the all-gather, reduce-scatter and broadcast kernels on the same registration, so that a
+// tensor-parallel model runs on CUDA (its LM head gathers the vocabulary slices).
+// ptxas (nvcc 13.0, -Xptxas -v): all 60 kernels (one/two-shot all-reduce, all-gather, reduce-scatter, broadcast x
+// f32/f16/bf16 x packed/scalar x sm_80/sm_90a) use 21-32 registers, 0 bytes stack, 0 spills (launch bound 512
+// threads). The protocol has run under the emulation (native/cuda/emu/run.sh --allreduce: R = 2..8 ranks as OS
+// threads, every collective, dtype, op, pack path and failure path).
+// How to run: through ProcessGroup's collectives on CUDA tensors (lib/dist/process-group.ts) with 2+ processes.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "../cuda/common.cuh"
@@ -205,6 +210,41 @@ Status CudaAllReduce::open_local(int device, int world, size_t capacity, std::ve
   return Status::OK();
 }
 
+Status CudaAllReduce::run_local(std::vector<std::unique_ptr<CudaAllReduce>>& ranks, const std::vector<CollectiveArgs>& calls,
+                                int64_t timeout_ms, double* ms) {
+  if (ranks.empty() || calls.size() != ranks.size())
+    return internal_error("run_local: expected one call per rank, got " + std::to_string(calls.size()) + " for " +
+                          std::to_string(ranks.size()) + " ranks");
+  const int device = ranks[0]->device_;
+  LK_CUDA_CHECK(cudaSetDevice(device), "run_local: cudaSetDevice(" + std::to_string(device) + ")");
+  // Inputs were written by copies on the device's own stream (cuda_copy_h2d waits for them), so these streams need
+  // no ordering with it.
+  std::vector<cudaStream_t> streams(ranks.size(), nullptr);
+  Status first;
+  auto keep = [&first](Status s) {
+    if (first.ok()) (void)(first = std::move(s));  // (void): nvcc flags the assignment of a [[nodiscard]] type
+  };
+  for (cudaStream_t& st : streams) {
+    const cudaError_t e = cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    if (e != cudaSuccess) keep(cuda_status(e, "run_local: cudaStreamCreate"));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t r = 0; r < ranks.size() && first.ok(); ++r) {
+    // A rank that fails to launch leaves its peers to time out (bounded by timeout_ms), as a dead process would.
+    keep(ranks[r]->enqueue(calls[r], streams[r], timeout_ms));
+  }
+  for (cudaStream_t st : streams) {
+    if (st == nullptr) continue;
+    const cudaError_t e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess) keep(cuda_status(e, "run_local: a rank's stream failed"));
+  }
+  if (ms != nullptr) *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  for (cudaStream_t st : streams)
+    if (st != nullptr) (void)cudaStreamDestroy(st);
+  for (auto& rk : ranks) keep(rk->check());
+  return first;
+}
+
 CudaAllReduce::~CudaAllReduce() {
   if (!impl_) return;
   Impl& im = *impl_;
@@ -227,21 +267,28 @@ CudaAllReduce::~CudaAllReduce() {
   (void)cudaGetLastError();
 }
 
-Status CudaAllReduce::enqueue(const void* in, void* out, size_t count, DType dt, ReduceOp op, ArAlgo algo, void* stream,
-                              int64_t timeout_ms) {
+Status CudaAllReduce::enqueue(const CollectiveArgs& a, void* stream, int64_t timeout_ms) {
+  const std::string fn = std::string(collective_name(a.kind)) + "(cuda)";
   if (fail_.failed()) return fail_.status();
-  if (!usable_) return unsupported("allReduce(cuda): the custom all-reduce is not registered: " + why_);
-  if (dt != DType::f32 && dt != DType::f16 && dt != DType::bf16)
-    return type_error(std::string("allReduce(cuda): expected dtype f32, f16 or bf16, got ") + dtype_name(dt));
-  if (algo != ArAlgo::one_shot && algo != ArAlgo::two_shot)
-    return internal_error(std::string("allReduce(cuda): the custom kernels run one_shot or two_shot, got ") + ar_algo_name(algo));
-  if (count == 0) return Status::OK();
+  if (!usable_) return unsupported(fn + ": the custom collectives are not registered: " + why_);
+  if (a.dt != DType::f32 && a.dt != DType::f16 && a.dt != DType::bf16)
+    return type_error(fn + ": expected dtype f32, f16 or bf16, got " + dtype_name(a.dt));
+  if (a.kind != Collective::all_reduce && a.kind != Collective::all_gather && a.kind != Collective::reduce_scatter &&
+      a.kind != Collective::broadcast)
+    return internal_error(fn + ": not a collective the custom kernels run");
+  if (a.algo != ArAlgo::one_shot && (a.algo != ArAlgo::two_shot || a.kind != Collective::all_reduce))
+    return internal_error(fn + ": the custom kernels run one_shot (or two_shot for allReduce), got " + ar_algo_name(a.algo));
+  if (a.kind == Collective::all_gather && a.inner != 0 && (a.inner > a.count || a.count % a.inner != 0))
+    return range_error(fn + ": expected an inner size dividing " + std::to_string(a.count) + ", got " + std::to_string(a.inner));
+  if (a.kind == Collective::broadcast && (a.root < 0 || a.root >= world_))
+    return range_error(fn + ": expected a root in [0, " + std::to_string(world_) + "), got " + std::to_string(a.root));
+  if (a.count == 0) return Status::OK();
   Impl& im = *impl_;
-  LK_CUDA_CHECK(cudaSetDevice(device_), "allReduce(cuda): cudaSetDevice(" + std::to_string(device_) + ")");
-  const cudaError_t e = ar::enqueue_chunks(&calls_, in, out, count, dt, op, algo, rank_, world_, im.peer_data,
-                                           im.peer_signal, capacity_, static_cast<uint64_t>(timeout_ms) * 1000000ull,
-                                           im.dev_words, static_cast<cudaStream_t>(stream));
-  if (e != cudaSuccess) return fail_.set(cuda_status(e, "allReduce(cuda): kernel launch"));
+  LK_CUDA_CHECK(cudaSetDevice(device_), fn + ": cudaSetDevice(" + std::to_string(device_) + ")");
+  const cudaError_t e = ar::enqueue_chunks(&calls_, a, rank_, world_, im.peer_data, im.peer_signal, capacity_,
+                                           static_cast<uint64_t>(timeout_ms) * 1000000ull, im.dev_words,
+                                           static_cast<cudaStream_t>(stream));
+  if (e != cudaSuccess) return fail_.set(cuda_status(e, fn + ": kernel launch"));
   return Status::OK();
 }
 
@@ -250,12 +297,12 @@ Status CudaAllReduce::check() {
   const int code = impl_ ? static_cast<volatile int*>(impl_->host_words)[1] : 0;
   if (code == 0) return Status::OK();
   if (code == ar::kErrTimeout)
-    return fail_.set(Status(Code::timeout, "allReduce(cuda): rank " + std::to_string(rank_) +
+    return fail_.set(Status(Code::timeout, "collective(cuda): rank " + std::to_string(rank_) +
                                                ": a peer did not reach the device-side barrier before the timeout"));
   if (code == ar::kErrMismatch)
-    return fail_.set(Status(Code::mismatch, "allReduce(cuda): rank " + std::to_string(rank_) +
-                                                ": a peer called a different collective (count, dtype, op or algorithm) at the same step"));
-  return fail_.set(Status(Code::peer_lost, "allReduce(cuda): rank " + std::to_string(rank_) + ": the collective was aborted"));
+    return fail_.set(Status(Code::mismatch, "collective(cuda): rank " + std::to_string(rank_) +
+                                                ": a peer called a different collective (kind, count, dtype, op, algorithm, inner or root) at the same step"));
+  return fail_.set(Status(Code::peer_lost, "collective(cuda): rank " + std::to_string(rank_) + ": the collective was aborted"));
 }
 
 void CudaAllReduce::abort(Status why) {

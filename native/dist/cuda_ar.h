@@ -1,7 +1,9 @@
-// all_reduce on CUDA tensors: the custom one-shot / two-shot all-reduce over buffers registered across ranks with
-// CUDA IPC (cuda_ar.cu; its kernels in cuda_ar_kernels.cuh), NCCL loaded at run time (nccl.cc), and the rule that
-// picks one of them per call (cuda_ar_select.cc). Plain C++ (no CUDA headers): the addon includes it in every
-// build; without the CUDA backend cuda_ar_none.cc answers Code::unsupported.
+// Collectives on CUDA tensors: the custom one-shot / two-shot all-reduce and the single-barrier all-gather,
+// reduce-scatter and broadcast over buffers registered across ranks with CUDA IPC (cuda_ar.cu; the kernels in
+// cuda_ar_kernels.cuh), NCCL loaded at run time (nccl.cc), and the rule that picks one of them per call
+// (cuda_ar_select.cc). Plain C++ (no CUDA headers): the addon includes it in every build; without the CUDA backend
+// cuda_ar_none.cc answers Code::unsupported. CudaAllReduce keeps its name from when all-reduce was its only
+// collective: it is the registration (buffers, flags, words) that all four custom kernels share.
 //
 // Versions: not yet run on a GPU. Everything below compiles for sm_80 and sm_90a (ptxas: no spills). The kernels'
 // own source has run on the CPU, R = 2..8 ranks as OS threads (native/cuda/emu/run.sh --allreduce): results bit
@@ -33,6 +35,20 @@
 //             and into its own buffer's slice `rank`; barrier(e + 1); copy every other slice s from rank s's
 //             buffer to out (all-gather). Each rank reads R x B / R and writes B: bandwidth ~ 2 B per rank
 //             instead of R x B for one-shot, at the price of a second barrier.
+// The other collectives are one kernel each, with one barrier (shapes as comm.h's; the message is the rank's
+// input, cut into chunks of the capacity like the all-reduce's, each chunk a launch numbered like any other):
+//   all_gather      copy the chunk of x into our buffer; barrier(e); for every rank s, copy s's buffer to out at
+//                   the positions of rank s: along the first dimension out[s * count + i], along an inner
+//                   dimension of `inner` elements out[(i / inner) * R * inner + s * inner + i % inner].
+//   reduce_scatter  x is [R][count]; a chunk takes elements [a, a + n) of every slice: copy slice s's part into our
+//                   buffer at s * n; barrier(e); reduce part `rank` over all R buffers (reduce.h's order) into
+//                   out[a .. a + n). A chunk is capacity / R bytes of every slice.
+//   broadcast       the root copies its chunk into its buffer (and to out unless in place); barrier(e); every
+//                   other rank copies the root's buffer to out.
+// All-gather and broadcast only move bytes, so their results are bit-identical to the CPU backends' by
+// construction; reduce-scatter reduces like the all-reduce. The packs are 16 bytes when every position the kernel
+// addresses falls on a 16-byte boundary (all_gather: inner x element size % 16 == 0; reduce_scatter:
+// count x element size % 16 == 0), else one element.
 // The reduction is the one of reduce.h: acc = x_0; acc = acc + x_r for r = 1..R-1 in f32 (or max with NaN
 // winning), one rounding to the dtype (round to nearest even). Every rank computes every element from the same
 // operands in the same order (two-shot: one rank computes a slice and the others copy its bits), so the results
@@ -46,18 +62,19 @@
 // peer memory see the peer's data (they also use ld.global.cg, no L1, since L1 is not coherent across GPUs).
 // Epochs: the host numbers barriers 1, 2, 3, ... (two per call, so one- and two-shot calls keep every rank's count
 // in step); values only grow, so a slot never needs resetting and a fast peer that already arrived at a later
-// barrier still satisfies ">= e". The low 24 bits carry a hash of (count, dtype, op, algorithm): a peer at the
-// same epoch with another tag called something else, and the call fails with Code::mismatch instead of summing
-// unrelated buffers.
+// barrier still satisfies ">= e". The low 24 bits carry a hash of (collective, count, dtype, op, algorithm, inner
+// or root): a peer at the same epoch with another tag called something else, and the call fails with
+// Code::mismatch instead of summing unrelated buffers.
 //
 // Reuse of a buffer (the race vLLM's custom all-reduce once had: a fast rank copies the next input into its
 // buffer while a slow peer still reads the previous one): the data area has two halves and call k uses half
-// k % 2. A rank writes half h again at call k + 2 only after its kernel of call k + 1 finished, and each block of
-// that kernel passed barrier(k + 1) only after the same block of every peer arrived there, i.e. after that block
-// finished every read of call k (the reads of call k by block b of any rank are of positions owned by block b, and
-// a block's arrival is released after its reads). So the "second barrier" that protects the buffer is the next
-// call's first barrier, on the other half: one barrier per one-shot call, two per two-shot call. Flags are never
-// reused that way at all (monotonic epochs).
+// k % 2. A rank writes half h again at call k + 2 only after its kernel of call k + 1 finished, so after its
+// block 0 passed barrier(k + 1) of that call, which needs block 0 of every peer to have arrived there; a peer's
+// kernel k + 1 starts only after its kernel k finished (one stream), so every read of call k by every peer is
+// done. So the "second barrier" that protects the buffer is the next call's first barrier, on the other half: one
+// barrier per call suffices whatever the collective and whatever the sizes of consecutive calls (every kernel has
+// at least one block, and every block passes every barrier). Flags are never reused that way at all (monotonic
+// epochs).
 //
 // Never hang: every spin polls, every 256 iterations, a host-mapped abort word (set by abort(): the group is being
 // closed or a peer was declared lost) and the error word, and compares %globaltimer with its start + the call's
@@ -110,6 +127,26 @@ struct ArSelectInput {
 };
 // Pure: the same inputs give the same algorithm on every rank. `why` (optional) says why in words.
 ArAlgo select_all_reduce(const ArSelectInput& in, std::string* why = nullptr);
+// all_gather, reduce_scatter and broadcast (bytes: x's bytes on a rank): the custom single-barrier kernel (named
+// one_shot) while the bytes a rank reads from the registered buffers (all_gather R x bytes, the others bytes) are
+// <= kTwoShotMaxBytes, or at any size without NCCL (in chunks); NCCL above, and without P2P. all_reduce: as
+// select_all_reduce.
+ArAlgo select_collective(Collective kind, const ArSelectInput& in, std::string* why = nullptr);
+
+// One collective as a rank asks for it, shapes as comm.h's: count is x's elements (all_reduce, broadcast,
+// all_gather) or out's (reduce_scatter: x is [R][count]); inner: all_gather along an inner dimension of that many
+// elements (0: along the first); root: broadcast's.
+struct CollectiveArgs {
+  Collective kind = Collective::all_reduce;
+  const void* in = nullptr;
+  void* out = nullptr;
+  size_t count = 0;
+  size_t inner = 0;
+  int root = 0;
+  DType dt = DType::f32;
+  ReduceOp op = ReduceOp::sum;
+  ArAlgo algo = ArAlgo::one_shot;  // all_reduce: one_shot or two_shot; the other kinds run their one kernel
+};
 
 // ---- The custom all-reduce (cuda_ar.cu) ---------------------------------------------------------------------
 constexpr size_t kArDefaultCapacity = size_t(8) << 20;  // bytes per half of the registered data area
@@ -123,6 +160,12 @@ class CudaAllReduce {
                      std::unique_ptr<CudaAllReduce>* out);
   // One process, one device, `world` ranks as separate buffers (tests): out[r] is rank r.
   static Status open_local(int device, int world, size_t capacity, std::vector<std::unique_ptr<CudaAllReduce>>* out);
+  // open_local's driver (lk_dist_check --backend cuda-local): launches calls[r] for every rank r, each on a stream
+  // of its own (created and destroyed here, so the ranks' kernels run concurrently as separate GPUs' would), waits
+  // for all, and returns the first launch error, stream error or check() failure. *ms (optional): host time from
+  // the first launch to the last stream's end.
+  static Status run_local(std::vector<std::unique_ptr<CudaAllReduce>>& ranks, const std::vector<CollectiveArgs>& calls,
+                          int64_t timeout_ms, double* ms = nullptr);
   ~CudaAllReduce();
 
   bool usable() const { return usable_; }
@@ -132,11 +175,10 @@ class CudaAllReduce {
   int device() const { return device_; }
   size_t capacity() const { return capacity_; }
 
-  // Enqueues all_reduce of `count` elements of dt (in may equal out) on `stream` (a cudaStream_t of `device`),
-  // as one-shot or two-shot (algo), chunked by capacity. timeout_ms bounds each barrier's wait on the device.
+  // Enqueues the collective `a` (f32, f16 or bf16; all_reduce and broadcast may run in place) on `stream` (a
+  // cudaStream_t of `device`), chunked by capacity. timeout_ms bounds each barrier's wait on the device.
   // Returns a launch error, or the recorded failure; the device-side outcome comes from check().
-  Status enqueue(const void* in, void* out, size_t count, DType dt, ReduceOp op, ArAlgo algo, void* stream,
-                 int64_t timeout_ms);
+  Status enqueue(const CollectiveArgs& a, void* stream, int64_t timeout_ms);
   // The device-side outcome so far (read the host-mapped error word): OK, or timeout / peer_lost / mismatch.
   // Call after the stream passed the calls of interest.
   Status check();
@@ -167,9 +209,11 @@ class NcclComm {
   // until `deadline` (then ncclCommAbort and Code::timeout).
   static Status open(Communicator* cpu, int device, Clock::time_point deadline, std::unique_ptr<NcclComm>* out);
   ~NcclComm();
-  // Enqueues ncclAllReduce on `stream` (f32/f16/bf16, sum or max). NCCL's own order of summation: identical on
-  // every rank, not bit-equal to reduce.h's rank order.
-  Status all_reduce(const void* in, void* out, size_t count, DType dt, ReduceOp op, void* stream, int64_t timeout_ms);
+  // Enqueues ncclAllReduce / ncclAllGather / ncclReduceScatter / ncclBroadcast on `stream` (f32/f16/bf16, sum or
+  // max; a.algo is ignored). NCCL's own order of summation: identical on every rank, not bit-equal to reduce.h's
+  // rank order. all_gather along an inner dimension gathers into a stream-ordered scratch buffer [R][count] and
+  // reorders it into out with R strided copies (cudaMemcpy2DAsync).
+  Status collective(const CollectiveArgs& a, void* stream, int64_t timeout_ms);
   // NCCL's asynchronous error (ncclCommGetAsyncError) as a Status.
   Status check();
   void abort(Status why);

@@ -1,7 +1,7 @@
-// The custom all-reduce's device side and the planning of its launches: the one-shot / two-shot kernels, their
-// per-block barrier, and enqueue_chunks / plan_call / launch_call, which cut a message into chunks and turn "launch
-// number k of a communicator" into the launch parameters and the kernel. The protocol, the memory-ordering argument
-// and the failure handling are in cuda_ar.h.
+// The custom collectives' device side and the planning of their launches: the one-shot / two-shot all-reduce, the
+// all-gather, reduce-scatter and broadcast kernels, their per-block barrier, and enqueue_chunks / plan_call /
+// launch_call, which cut a message into chunks and turn "launch number k of a communicator" into the launch
+// parameters and the kernel. The protocol, the memory-ordering argument and the failure handling are in cuda_ar.h.
 // Two includers: cuda_ar.cu (the real build: CudaAllReduce::enqueue plans and launches through these) and
 // native/cuda/emu/ar_check.cc (the CPU emulation: R ranks as R OS threads over host memory, each launching through
 // the same enqueue_chunks). Keeping the kernels and the planning here, apart from the CUDA IPC and stream
@@ -12,7 +12,8 @@
 // s announced to this rank. Host-mapped (cudaHostAllocMapped) words: abort (host writes, kernels read) and error
 // (kernels write the first failure: 1 timeout, 2 abort, 3 mismatch; host reads).
 // Grid: G = min(kMaxBlocks, ceil(positions / kThreads)) blocks of kThreads threads, positions = P for one-shot and
-// L (the slice length) for two-shot; a function of the message alone, so equal on every rank.
+// the other kinds (the chunk's packs; reduce-scatter: per slice) and L (the slice length) for two-shot; a function
+// of the message alone, so equal on every rank.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -36,17 +37,20 @@ constexpr size_t kSignalBytes = sizeof(uint64_t) * kMaxBlocks * kArMaxRanks;
 constexpr int kErrTimeout = 1, kErrAbort = 2, kErrMismatch = 3;
 
 struct ArParams {
-  const void* in;
-  void* out;
+  const void* in;                // all_gather: the chunk; reduce_scatter: the whole x; else the chunk
+  void* out;                     // all_gather: the whole out; else the chunk
   char* bufs[kArMaxRanks];       // every rank's data half of this call (bufs[rank] is ours)
   uint64_t* flags[kArMaxRanks];  // every rank's signal area
-  uint64_t npack;                // packs in the message
+  uint64_t npack;                // packs in the chunk (reduce_scatter: per slice)
+  uint64_t base;                 // all_gather, reduce_scatter: the chunk's first pack within the message (slice)
+  uint64_t span;                 // all_gather: packs per gathered block (inner); reduce_scatter: packs per slice
   uint64_t epoch;                // the first barrier's epoch
   uint64_t timeout_ns;
   const volatile int* abort;     // host-mapped
   volatile int* error;           // host-mapped
   uint32_t tag;                  // 24-bit hash of the call
   int rank, world;
+  int root;                      // broadcast
   int is_max;                    // op: 0 sum, 1 max
   int io_vec;                    // in/out are 16-byte aligned on this rank (packs may be loaded whole)
 };
@@ -264,33 +268,128 @@ __global__ void __launch_bounds__(kThreads) all_reduce_two_shot(const ArParams p
   }
 }
 
+// Grid: G blocks x kThreads over the chunk's packs. One barrier. out[(g / span) R span + s span + g % span] for
+// pack g = base + i of rank s (span = the whole input along the first dimension).
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) all_gather_kernel(const ArParams p) {
+  __shared__ int s_fail;
+  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
+  __syncthreads();
+  if (s_fail) return;
+  using V = Pack<T, N>;
+  V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
+  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (uint64_t i = first; i < p.npack; i += stride) own[i] = load_io<T, N>(p, i);
+  if (!block_barrier(p, p.epoch, &s_fail)) return;
+  const uint64_t R = static_cast<uint64_t>(p.world);
+  for (uint64_t s = 0; s < R; ++s) {
+    const V* src = reinterpret_cast<const V*>(p.bufs[s]);
+    for (uint64_t i = first; i < p.npack; i += stride) {
+      const uint64_t g = p.base + i;
+      store_io<T, N>(p, (g / p.span) * R * p.span + s * p.span + g % p.span, load_cg(src + i));
+    }
+  }
+}
+
+// Grid: G blocks x kThreads over the chunk's packs per slice (npack). One barrier. x is [R][span] packs; the chunk
+// is packs [base, base + npack) of every slice, at s * npack in the buffers.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) reduce_scatter_kernel(const ArParams p) {
+  __shared__ int s_fail;
+  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
+  __syncthreads();
+  if (s_fail) return;
+  using V = Pack<T, N>;
+  V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
+  const uint64_t R = static_cast<uint64_t>(p.world);
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
+  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (uint64_t s = 0; s < R; ++s)
+    for (uint64_t i = first; i < p.npack; i += stride) own[s * p.npack + i] = load_io<T, N>(p, s * p.span + p.base + i);
+  if (!block_barrier(p, p.epoch, &s_fail)) return;
+  const uint64_t mine = static_cast<uint64_t>(p.rank) * p.npack;
+  for (uint64_t i = first; i < p.npack; i += stride) {
+    // The chunk's out: p.out already points at pack `base` of out, so store_io's index is i.
+    store_io<T, N>(p, i, reduce_at<T, N>(p, (mine + i) * sizeof(V)));
+  }
+}
+
+// Grid: G blocks x kThreads over the chunk's packs. One barrier: the root publishes, the others copy.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) broadcast_kernel(const ArParams p) {
+  __shared__ int s_fail;
+  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
+  __syncthreads();
+  if (s_fail) return;
+  using V = Pack<T, N>;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
+  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const bool root = p.rank == p.root;
+  if (root) {
+    V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
+    for (uint64_t i = first; i < p.npack; i += stride) {
+      const V v = load_io<T, N>(p, i);
+      own[i] = v;
+      if (p.in != p.out) store_io<T, N>(p, i, v);
+    }
+  }
+  if (!block_barrier(p, p.epoch, &s_fail)) return;
+  if (!root) {
+    const V* src = reinterpret_cast<const V*>(p.bufs[p.root]);
+    for (uint64_t i = first; i < p.npack; i += stride) store_io<T, N>(p, i, load_cg(src + i));
+  }
+}
+
 inline int grid_for(uint64_t positions) {
   const uint64_t g = (positions + kThreads - 1) / kThreads;
   return static_cast<int>(g < 1 ? 1 : (g > kMaxBlocks ? kMaxBlocks : g));
 }
 
-template <class T>
-cudaError_t launch(ArParams p, ArAlgo algo, bool vec, cudaStream_t stream) {
-  const uint64_t R = static_cast<uint64_t>(p.world);
-  if (vec) {
-    constexpr int N = 16 / sizeof(T);
-    if (algo == ArAlgo::two_shot)
-      all_reduce_two_shot<T, N><<<grid_for((p.npack + R - 1) / R), kThreads, 0, stream>>>(p);
-    else
-      all_reduce_one_shot<T, N><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
-  } else {
-    if (algo == ArAlgo::two_shot)
-      all_reduce_two_shot<T, 1><<<grid_for((p.npack + R - 1) / R), kThreads, 0, stream>>>(p);
-    else
-      all_reduce_one_shot<T, 1><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
+// ---- One launch, as the host plans it ----
+struct ArCall {
+  ArParams p;
+  Collective kind;
+  ArAlgo algo;  // all_reduce: a two-shot request falls back to one-shot when the chunk has fewer packs than ranks
+  bool vec;     // 16-byte packs, else packs of one element
+  DType dt;
+};
+
+template <class T, int N>
+cudaError_t launch_packs(const ArCall& c, cudaStream_t stream) {
+  const ArParams& p = c.p;
+  switch (c.kind) {
+    case Collective::all_gather:
+      all_gather_kernel<T, N><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
+      break;
+    case Collective::reduce_scatter:
+      reduce_scatter_kernel<T, N><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
+      break;
+    case Collective::broadcast:
+      broadcast_kernel<T, N><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
+      break;
+    default:
+      if (c.algo == ArAlgo::two_shot) {
+        const uint64_t R = static_cast<uint64_t>(p.world);
+        all_reduce_two_shot<T, N><<<grid_for((p.npack + R - 1) / R), kThreads, 0, stream>>>(p);
+      } else {
+        all_reduce_one_shot<T, N><<<grid_for(p.npack), kThreads, 0, stream>>>(p);
+      }
   }
   return cudaGetLastError();
 }
 
-inline uint32_t call_tag(uint64_t count, DType dt, ReduceOp op, ArAlgo algo) {
-  // FNV-1a over the fields every rank must agree on, folded to 24 bits.
+template <class T>
+cudaError_t launch(const ArCall& c, cudaStream_t stream) {
+  return c.vec ? launch_packs<T, 16 / sizeof(T)>(c, stream) : launch_packs<T, 1>(c, stream);
+}
+
+// FNV-1a over the fields every rank must agree on, folded to 24 bits.
+inline uint32_t call_tag(Collective kind, uint64_t count, uint64_t total, DType dt, ReduceOp op, ArAlgo algo,
+                         uint64_t extra) {
   uint64_t h = 1469598103934665603ull;
-  const uint64_t f[4] = {count, static_cast<uint64_t>(dt), static_cast<uint64_t>(op), static_cast<uint64_t>(algo)};
+  const uint64_t f[7] = {count, static_cast<uint64_t>(dt), static_cast<uint64_t>(op), static_cast<uint64_t>(algo),
+                         static_cast<uint64_t>(kind), total, extra};
   for (uint64_t x : f)
     for (int b = 0; b < 8; ++b) {
       h ^= (x >> (8 * b)) & 0xff;
@@ -299,74 +398,101 @@ inline uint32_t call_tag(uint64_t count, DType dt, ReduceOp op, ArAlgo algo) {
   return static_cast<uint32_t>((h ^ (h >> 24) ^ (h >> 48)) & 0xffffff);
 }
 
-// ---- One launch, as the host plans it ----
-struct ArCall {
-  ArParams p;
-  ArAlgo algo;  // what runs: a two-shot request falls back to one-shot when the message has fewer packs than ranks
-  bool vec;     // 16-byte packs (bytes % 16 == 0), else packs of one element
-  DType dt;
-};
-
 // Whole 16-byte packs per chunk of a registered half (enqueue cuts larger messages into calls of this many).
 inline size_t chunk_elems(size_t capacity, DType dt) { return (capacity / 16) * 16 / dtype_size(dt); }
 
-// Launch number k of a communicator (counted from 0 on every rank alike; each chunk of a message is one) for n
-// elements (1 <= n <= chunk_elems) of dt at in / out: data half k % 2, barrier epochs 1 + 2k (and 2 + 2k, two-shot's
-// second), the tag of (n, dt, op, algorithm run). Two epochs per launch whatever the algorithm, so one- and
-// two-shot launches keep every rank's numbering in step. data[r] / signal[r]: rank r's data area ([2][capacity]
-// bytes) and signal area as this rank addresses them; words: this rank's [abort, error] as the kernel addresses
-// them. algo: one_shot or two_shot.
-inline ArCall plan_call(uint64_t k, const void* in, void* out, size_t n, DType dt, ReduceOp op, ArAlgo algo, int rank,
-                        int world, char* const* data, uint64_t* const* signal, size_t capacity, uint64_t timeout_ns,
-                        int* words) {
+// Elements of the message per launch: a half's worth, or for reduce_scatter a half's worth split in R slices.
+inline size_t chunk_elems_of(const CollectiveArgs& a, size_t capacity, int world) {
+  return chunk_elems(a.kind == Collective::reduce_scatter ? capacity / static_cast<size_t>(world) : capacity, a.dt);
+}
+
+// Launch number k of a communicator (counted from 0 on every rank alike; each chunk of a message is one) for
+// elements [done, done + n) of the message `a` (1 <= n <= chunk_elems_of): data half k % 2, barrier epochs 1 + 2k
+// (and 2 + 2k, two-shot's second), the tag. Two epochs per launch whatever the collective, so every rank's
+// numbering stays in step. data[r] / signal[r]: rank r's data area ([2][capacity] bytes) and signal area as this
+// rank addresses them; words: this rank's [abort, error] as the kernel addresses them.
+inline ArCall plan_call(uint64_t k, const CollectiveArgs& a, size_t done, size_t n, int rank, int world,
+                        char* const* data, uint64_t* const* signal, size_t capacity, uint64_t timeout_ns, int* words) {
   ArCall c;
   ArParams& p = c.p;
   std::memset(&p, 0, sizeof p);
-  const size_t bytes = n * dtype_size(dt);
-  c.dt = dt;
-  c.vec = bytes % 16 == 0;
-  p.in = in;
-  p.out = out;
+  const size_t es = dtype_size(a.dt);
+  const char* in = static_cast<const char*>(a.in);
+  char* out = static_cast<char*>(a.out);
+  c.kind = a.kind;
+  c.dt = a.dt;
+  c.algo = ArAlgo::one_shot;
+  uint64_t extra = 0;
+  switch (a.kind) {
+    case Collective::all_gather: {
+      const size_t span = a.inner != 0 ? a.inner : a.count;
+      c.vec = span * es % 16 == 0;
+      const size_t per = c.vec ? 16 / es : 1;
+      p.in = in + done * es;
+      p.out = out;
+      p.npack = n / per;
+      p.base = done / per;
+      p.span = span / per;
+      extra = a.inner;
+      break;
+    }
+    case Collective::reduce_scatter: {
+      c.vec = a.count * es % 16 == 0;
+      const size_t per = c.vec ? 16 / es : 1;
+      p.in = in;
+      p.out = out + done * es;
+      p.npack = n / per;
+      p.base = done / per;
+      p.span = a.count / per;
+      break;
+    }
+    default:  // all_reduce, broadcast
+      c.vec = n * es % 16 == 0;
+      p.in = in + done * es;
+      p.out = out + done * es;
+      p.npack = c.vec ? n * es / 16 : n;
+      if (a.kind == Collective::broadcast) {
+        extra = static_cast<uint64_t>(a.root);
+      } else if (a.algo == ArAlgo::two_shot && p.npack >= static_cast<uint64_t>(world)) {
+        c.algo = ArAlgo::two_shot;  // a call too small to give every rank a slice runs one-shot on every rank
+      }
+  }
   const size_t half = static_cast<size_t>(k & 1) * capacity;
   for (int r = 0; r < world; ++r) {
     p.bufs[r] = data[r] + half;
     p.flags[r] = signal[r];
   }
-  p.npack = c.vec ? bytes / 16 : n;
   p.epoch = 1 + 2 * k;
   p.timeout_ns = timeout_ns;
   p.abort = words;
   p.error = words + 1;
-  // A call too small to give every rank a slice runs one-shot on every rank (npack is equal on every rank).
-  c.algo = (algo == ArAlgo::two_shot && p.npack >= static_cast<uint64_t>(world)) ? ArAlgo::two_shot : ArAlgo::one_shot;
-  p.tag = call_tag(n, dt, op, c.algo);
+  p.tag = call_tag(a.kind, n, a.count, a.dt, a.op, c.algo, extra);
   p.rank = rank;
   p.world = world;
-  p.is_max = op == ReduceOp::max ? 1 : 0;
-  p.io_vec = ((reinterpret_cast<uintptr_t>(in) | reinterpret_cast<uintptr_t>(out)) & 15) == 0 ? 1 : 0;
+  p.root = a.root;
+  p.is_max = a.op == ReduceOp::max ? 1 : 0;
+  p.io_vec = ((reinterpret_cast<uintptr_t>(p.in) | reinterpret_cast<uintptr_t>(p.out)) & 15) == 0 ? 1 : 0;
   return c;
 }
 
 // Launches c on `stream`; returns the launch error (cudaGetLastError), not the kernel's outcome.
 inline cudaError_t launch_call(const ArCall& c, cudaStream_t stream) {
-  if (c.dt == DType::f32) return launch<float>(c.p, c.algo, c.vec, stream);
-  if (c.dt == DType::f16) return launch<__half>(c.p, c.algo, c.vec, stream);
-  return launch<__nv_bfloat16>(c.p, c.algo, c.vec, stream);
+  if (c.dt == DType::f32) return launch<float>(c, stream);
+  if (c.dt == DType::f16) return launch<__half>(c, stream);
+  return launch<__nv_bfloat16>(c, stream);
 }
 
-// One message of `count` elements (count >= 1): cut into chunks of chunk_elems(capacity, dt), each planned as launch
-// *calls (then *calls + 1, ...) and launched on `stream`. *calls advances by one per chunk even when a launch fails
-// (the kernels of the other ranks have been numbered alike). Returns the first launch error. The rest of the
-// arguments as plan_call's.
-inline cudaError_t enqueue_chunks(uint64_t* calls, const void* in, void* out, size_t count, DType dt, ReduceOp op,
-                                  ArAlgo algo, int rank, int world, char* const* data, uint64_t* const* signal,
-                                  size_t capacity, uint64_t timeout_ns, int* words, cudaStream_t stream) {
-  const size_t es = dtype_size(dt);
-  const size_t chunk = chunk_elems(capacity, dt);
-  for (size_t done = 0; done < count; done += chunk) {
-    const size_t n = count - done < chunk ? count - done : chunk;
-    const ArCall c = plan_call(*calls, static_cast<const char*>(in) + done * es, static_cast<char*>(out) + done * es, n,
-                               dt, op, algo, rank, world, data, signal, capacity, timeout_ns, words);
+// One message (a.count >= 1): cut into chunks of chunk_elems_of(a, capacity, world), each planned as launch *calls
+// (then *calls + 1, ...) and launched on `stream`. *calls advances by one per chunk even when a launch fails (the
+// kernels of the other ranks have been numbered alike). Returns the first launch error. The rest of the arguments
+// as plan_call's.
+inline cudaError_t enqueue_chunks(uint64_t* calls, const CollectiveArgs& a, int rank, int world, char* const* data,
+                                  uint64_t* const* signal, size_t capacity, uint64_t timeout_ns, int* words,
+                                  cudaStream_t stream) {
+  const size_t chunk = chunk_elems_of(a, capacity, world);
+  for (size_t done = 0; done < a.count; done += chunk) {
+    const size_t n = a.count - done < chunk ? a.count - done : chunk;
+    const ArCall c = plan_call(*calls, a, done, n, rank, world, data, signal, capacity, timeout_ns, words);
     const cudaError_t e = launch_call(c, stream);
     ++*calls;
     if (e != cudaSuccess) return e;

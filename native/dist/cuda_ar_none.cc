@@ -13,8 +13,12 @@ Status no_cuda() { return unsupported("allReduce(cuda): this build of llm-kernel
 
 Status CudaAllReduce::open(Communicator*, int, size_t, Clock::time_point, std::unique_ptr<CudaAllReduce>*) { return no_cuda(); }
 Status CudaAllReduce::open_local(int, int, size_t, std::vector<std::unique_ptr<CudaAllReduce>>*) { return no_cuda(); }
+Status CudaAllReduce::run_local(std::vector<std::unique_ptr<CudaAllReduce>>&, const std::vector<CollectiveArgs>&, int64_t,
+                                double*) {
+  return no_cuda();
+}
 CudaAllReduce::~CudaAllReduce() = default;
-Status CudaAllReduce::enqueue(const void*, void*, size_t, DType, ReduceOp, ArAlgo, void*, int64_t) { return no_cuda(); }
+Status CudaAllReduce::enqueue(const CollectiveArgs&, void*, int64_t) { return no_cuda(); }
 Status CudaAllReduce::check() { return Status::OK(); }
 void CudaAllReduce::abort(Status why) { (void)fail_.set(std::move(why)); }
 

@@ -1,4 +1,5 @@
-// The all_reduce algorithm for CUDA tensors: see cuda_ar.h ("Selection") for the rule and its untuned thresholds.
+// The algorithm of a collective on CUDA tensors: see cuda_ar.h ("Selection") for the rule and its untuned
+// thresholds.
 // A pure function of values every rank shares (the message size, R, and flags agreed at open), so every rank
 // picks the same algorithm for the same call: a rank on one-shot while its peer runs NCCL would wait forever.
 #include "cuda_ar.h"
@@ -36,6 +37,26 @@ ArAlgo select_all_reduce(const ArSelectInput& in, std::string* why) {
                                                     : std::string("nccl: the custom all-reduce is not registered (no P2P between every pair of ranks)"));
   return say(ArAlgo::none, "no CUDA all-reduce: the custom kernels are not registered (" +
                                std::string(in.world > kArMaxRanks ? "more than 8 ranks" : "no P2P between every pair of ranks") +
+                               ") and NCCL is not loaded");
+}
+
+ArAlgo select_collective(Collective kind, const ArSelectInput& in, std::string* why) {
+  if (kind == Collective::all_reduce) return select_all_reduce(in, why);
+  auto say = [&](ArAlgo a, const std::string& w) {
+    if (why != nullptr) *why = w;
+    return a;
+  };
+  const bool custom = in.custom && in.world >= 1 && in.world <= kArMaxRanks;
+  const uint64_t reads = kind == Collective::all_gather ? in.bytes * static_cast<uint64_t>(in.world) : in.bytes;
+  if (custom && reads <= kTwoShotMaxBytes)
+    return say(ArAlgo::one_shot, "custom: reads " + std::to_string(reads) + " bytes <= " + std::to_string(kTwoShotMaxBytes));
+  if (in.nccl)
+    return say(ArAlgo::nccl, custom ? "nccl: reads " + std::to_string(reads) + " bytes > " + std::to_string(kTwoShotMaxBytes)
+                                    : std::string(in.world > kArMaxRanks ? "nccl: more than 8 ranks for the custom kernels"
+                                                                         : "nccl: the custom kernels are not registered (no P2P between every pair of ranks)"));
+  if (custom) return say(ArAlgo::one_shot, "custom in chunks: reads " + std::to_string(reads) + " bytes, NCCL not loaded");
+  return say(ArAlgo::none, std::string("no CUDA ") + collective_name(kind) + ": the custom kernels are not registered (" +
+                               (in.world > kArMaxRanks ? "more than 8 ranks" : "no P2P between every pair of ranks") +
                                ") and NCCL is not loaded");
 }
 

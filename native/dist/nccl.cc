@@ -1,4 +1,4 @@
-// nccl: all_reduce of CUDA tensors through NCCL, loaded at run time (dlopen of libnccl.so.2). No NCCL header or
+// nccl: the collectives of CUDA tensors through NCCL, loaded at run time (dlopen of libnccl.so.2). No NCCL header or
 // library is needed to build, and a machine without NCCL gets Code::unsupported with the fix, never a load failure.
 //
 // The ABI declared here (from the public nccl.h; its layout rules below were checked against nccl.h.in of NCCL's
@@ -16,14 +16,15 @@
 //                        2.18-sized config is valid for 2.18 and later; older libraries (< 2.18, where the struct
 //                        was shorter and nonblocking init was young) are refused by version (ncclGetVersion).
 //   functions            ncclGetVersion, ncclGetUniqueId, ncclCommInitRankConfig, ncclAllReduce,
-//                        ncclCommGetAsyncError, ncclCommFinalize, ncclCommDestroy, ncclCommAbort,
+//                        ncclAllGather (sendcount), ncclReduceScatter (recvcount), ncclBroadcast (root after the
+//                        datatype), ncclCommGetAsyncError, ncclCommFinalize, ncclCommDestroy, ncclCommAbort,
 //                        ncclGetErrorString.
 //
 // Open: rank 0 makes the unique id, the CPU Communicator broadcasts it (128 bytes as 32 f32 "elements": it moves
 // bytes), every rank calls ncclCommInitRankConfig with blocking = 0 and polls ncclCommGetAsyncError until it leaves
 // ncclInProgress or the deadline passes (then ncclCommAbort, Code::timeout).
-// A call: ncclAllReduce on the tensor's stream (in a nonblocking communicator it may return ncclInProgress: polled
-// the same way), then an event recorded after it. A watchdog thread per communicator queries the events in order;
+// A call: ncclAllReduce (or AllGather, ReduceScatter, Broadcast) on the tensor's stream (in a nonblocking
+// communicator it may return ncclInProgress: polled the same way), then an event recorded after it. A watchdog thread per communicator queries the events in order;
 // an event still pending at its call's deadline, or an asynchronous NCCL error, aborts the communicator
 // (ncclCommAbort makes NCCL's kernels exit, so the stream drains) and fails it: Code::timeout or Code::peer_lost.
 // Results: NCCL's summation order (ring/tree), the same bits on every rank but not reduce.h's rank order, so not
@@ -40,6 +41,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../cuda/cuda_backend.h"
 #include "cuda_ar.h"
 
 #if defined(LLMK_HAVE_CUDA)
@@ -83,6 +85,9 @@ struct NcclApi {
   int (*GetUniqueId)(NcclUniqueId*) = nullptr;
   int (*CommInitRankConfig)(NcclCommT*, int, NcclUniqueId, int, NcclConfig*) = nullptr;
   int (*AllReduce)(const void*, void*, size_t, int, int, NcclCommT, void*) = nullptr;
+  int (*AllGather)(const void*, void*, size_t, int, NcclCommT, void*) = nullptr;
+  int (*ReduceScatter)(const void*, void*, size_t, int, int, NcclCommT, void*) = nullptr;
+  int (*Broadcast)(const void*, void*, size_t, int, int, NcclCommT, void*) = nullptr;
   int (*CommGetAsyncError)(NcclCommT, int*) = nullptr;
   int (*CommFinalize)(NcclCommT) = nullptr;
   int (*CommDestroy)(NcclCommT) = nullptr;
@@ -140,6 +145,9 @@ Status nccl_load(int* version) {
       resolve(h, "ncclGetUniqueId", &a.GetUniqueId, &missing);
       resolve(h, "ncclCommInitRankConfig", &a.CommInitRankConfig, &missing);
       resolve(h, "ncclAllReduce", &a.AllReduce, &missing);
+      resolve(h, "ncclAllGather", &a.AllGather, &missing);
+      resolve(h, "ncclReduceScatter", &a.ReduceScatter, &missing);
+      resolve(h, "ncclBroadcast", &a.Broadcast, &missing);
       resolve(h, "ncclCommGetAsyncError", &a.CommGetAsyncError, &missing);
       resolve(h, "ncclCommFinalize", &a.CommFinalize, &missing);
       resolve(h, "ncclCommDestroy", &a.CommDestroy, &missing);
@@ -162,6 +170,7 @@ struct NcclComm::Impl {
   bool aborted = false;
   int device = 0;
   int rank = 0;
+  int world = 1;
   // The watchdog: events of enqueued calls with their deadlines, checked in order.
   struct Pending {
     void* event;
@@ -179,8 +188,8 @@ Status NcclComm::open(Communicator*, int, Clock::time_point, std::unique_ptr<Ncc
   return unsupported("allReduce(cuda): this build of llm-kernels has no CUDA backend");
 }
 NcclComm::~NcclComm() = default;
-Status NcclComm::all_reduce(const void*, void*, size_t, DType, ReduceOp, void*, int64_t) {
-  return unsupported("allReduce(cuda): this build of llm-kernels has no CUDA backend");
+Status NcclComm::collective(const CollectiveArgs& a, void*, int64_t) {
+  return unsupported(std::string(collective_name(a.kind)) + "(cuda): this build of llm-kernels has no CUDA backend");
 }
 Status NcclComm::check() { return fail_.failed() ? fail_.status() : Status::OK(); }
 void NcclComm::abort(Status why) { (void)fail_.set(std::move(why)); }
@@ -233,6 +242,7 @@ Status NcclComm::open(Communicator* cpu, int device, Clock::time_point deadline,
   Impl& im = *c->impl_;
   im.device = device;
   im.rank = cpu->rank();
+  im.world = cpu->world();
   NcclConfig cfg;
   std::memset(&cfg, 0, sizeof cfg);
   cfg.size = sizeof(NcclConfig);
@@ -272,11 +282,11 @@ Status NcclComm::open(Communicator* cpu, int device, Clock::time_point deadline,
       }
       Status s;
       if (async != kNcclSuccess && async != kNcclInProgress)
-        s = Status(async == kNcclRemoteError ? Code::peer_lost : Code::device, "allReduce(nccl): rank " + std::to_string(w.rank) + ": " + nccl_text(a, async));
+        s = Status(async == kNcclRemoteError ? Code::peer_lost : Code::device, "collective(nccl): rank " + std::to_string(w.rank) + ": " + nccl_text(a, async));
       else if (q != cudaErrorNotReady)
-        s = Status(Code::device, std::string("allReduce(nccl): cudaEventQuery: ") + cudaGetErrorString(q));
+        s = Status(Code::device, std::string("collective(nccl): cudaEventQuery: ") + cudaGetErrorString(q));
       else if (Clock::now() >= p.deadline)
-        s = Status(Code::timeout, "allReduce(nccl): rank " + std::to_string(w.rank) + ": the collective did not finish before its deadline (communicator aborted)");
+        s = Status(Code::timeout, "collective(nccl): rank " + std::to_string(w.rank) + ": the collective did not finish before its deadline (communicator aborted)");
       if (!s.ok()) {
         (void)self->fail_.set(s);
         (void)a.CommAbort(w.comm);  // NCCL's kernels exit; the stream drains
@@ -316,32 +326,77 @@ NcclComm::~NcclComm() {
   (void)cudaGetLastError();
 }
 
-Status NcclComm::all_reduce(const void* in, void* out, size_t count, DType dt, ReduceOp op, void* stream, int64_t timeout_ms) {
+Status NcclComm::collective(const CollectiveArgs& a, void* stream, int64_t timeout_ms) {
+  const std::string fn = std::string(collective_name(a.kind)) + "(nccl)";
   if (fail_.failed()) return fail_.status();
-  const int type = dt == DType::f32 ? kNcclFloat32 : dt == DType::f16 ? kNcclFloat16 : dt == DType::bf16 ? kNcclBfloat16 : -1;
-  if (type < 0) return type_error(std::string("allReduce(nccl): expected dtype f32, f16 or bf16, got ") + dtype_name(dt));
+  const int type = a.dt == DType::f32 ? kNcclFloat32 : a.dt == DType::f16 ? kNcclFloat16 : a.dt == DType::bf16 ? kNcclBfloat16 : -1;
+  if (type < 0) return type_error(fn + ": expected dtype f32, f16 or bf16, got " + dtype_name(a.dt));
   Impl& im = *impl_;
+  if (a.kind == Collective::all_gather && a.inner != 0 && (a.inner > a.count || a.count % a.inner != 0))
+    return range_error(fn + ": expected an inner size dividing " + std::to_string(a.count) + ", got " + std::to_string(a.inner));
+  if (a.kind == Collective::broadcast && (a.root < 0 || a.root >= im.world))
+    return range_error(fn + ": expected a root in [0, " + std::to_string(im.world) + "), got " + std::to_string(a.root));
   const NcclApi& api = library().api;
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  const cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  const size_t es = dtype_size(a.dt);
+  // all_gather along an inner dimension: NCCL gathers [R][count]; a stream-ordered scratch buffer takes it, and R
+  // strided copies put rank r's rows of `inner` at column block r of out [count / inner][R][inner].
+  const bool reorder = a.kind == Collective::all_gather && a.inner != 0 && a.inner < a.count && im.world > 1;
+  void* scratch = nullptr;
+  if (reorder) LK_RETURN_IF_ERROR(cuda_malloc(im.device, a.count * es * static_cast<size_t>(im.world), &scratch));
   std::lock_guard<std::mutex> lock(im.mu);
-  if (im.aborted || im.comm == nullptr) return fail_.failed() ? fail_.status() : internal_error("allReduce(nccl): communicator aborted");
-  if (cudaSetDevice(im.device) != cudaSuccess) return Status(Code::device, "allReduce(nccl): cudaSetDevice");
-  int rc = api.AllReduce(in, out, count, type, op == ReduceOp::max ? kNcclMax : kNcclSum, im.comm, stream);
+  if (im.aborted || im.comm == nullptr) {
+    if (scratch != nullptr) cuda_free(im.device, scratch);
+    return fail_.failed() ? fail_.status() : internal_error(fn + ": communicator aborted");
+  }
+  if (cudaSetDevice(im.device) != cudaSuccess) {
+    if (scratch != nullptr) cuda_free(im.device, scratch);
+    return Status(Code::device, fn + ": cudaSetDevice");
+  }
+  int rc = kNcclSuccess;
+  switch (a.kind) {
+    case Collective::all_gather:
+      rc = api.AllGather(a.in, reorder ? scratch : a.out, a.count, type, im.comm, stream);
+      break;
+    case Collective::reduce_scatter:
+      rc = api.ReduceScatter(a.in, a.out, a.count, type, a.op == ReduceOp::max ? kNcclMax : kNcclSum, im.comm, stream);
+      break;
+    case Collective::broadcast:
+      rc = api.Broadcast(a.in, a.out, a.count, type, a.root, im.comm, stream);
+      break;
+    default:
+      rc = api.AllReduce(a.in, a.out, a.count, type, a.op == ReduceOp::max ? kNcclMax : kNcclSum, im.comm, stream);
+  }
   bool timed_out = false;
   if (rc == kNcclInProgress) rc = wait_ready(api, im.comm, deadline, &timed_out);
   if (rc != kNcclSuccess || timed_out) {
-    Status s = timed_out ? Status(Code::timeout, "allReduce(nccl): ncclAllReduce could not be enqueued before the deadline")
-                         : Status(rc == kNcclRemoteError ? Code::peer_lost : Code::device, "allReduce(nccl): ncclAllReduce: " + nccl_text(api, rc));
+    Status s = timed_out ? Status(Code::timeout, fn + ": the NCCL call could not be enqueued before the deadline")
+                         : Status(rc == kNcclRemoteError ? Code::peer_lost : Code::device, fn + ": " + nccl_text(api, rc));
     (void)api.CommAbort(im.comm);
     im.comm = nullptr;
     im.aborted = true;
+    if (scratch != nullptr) cuda_free(im.device, scratch);
     return fail_.set(s);
   }
+  if (reorder) {
+    const size_t row = a.inner * es, rows = a.count / a.inner;
+    cudaError_t e = cudaSuccess;
+    for (int r = 0; r < im.world && e == cudaSuccess; ++r)
+      e = cudaMemcpy2DAsync(static_cast<char*>(a.out) + static_cast<size_t>(r) * row, row * static_cast<size_t>(im.world),
+                            static_cast<const char*>(scratch) + static_cast<size_t>(r) * a.count * es, row, row, rows,
+                            cudaMemcpyDeviceToDevice, cs);
+    cuda_free(im.device, scratch);  // stream-ordered: after the copies
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      return fail_.set(Status(Code::device, fn + ": cudaMemcpy2DAsync (reordering the gathered blocks): " + cudaGetErrorString(e)));
+    }
+  }
   cudaEvent_t ev = nullptr;
-  if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(ev, static_cast<cudaStream_t>(stream)) != cudaSuccess) {
+  if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(ev, cs) != cudaSuccess) {
     const cudaError_t e = cudaGetLastError();
     if (ev != nullptr) (void)cudaEventDestroy(ev);
-    return fail_.set(Status(Code::device, std::string("allReduce(nccl): cudaEventRecord: ") + cudaGetErrorString(e)));
+    return fail_.set(Status(Code::device, fn + ": cudaEventRecord: " + cudaGetErrorString(e)));
   }
   im.pending.push_back({ev, deadline});
   im.cv.notify_all();

@@ -5,6 +5,8 @@
 //   ... --bench [--json]                                      (also times allReduce, allGather, broadcast, barrier)
 //   mpirun ... lk_dist_check --backend mpi --bench-raw --json (only Open MPI's own MPI_Allreduce, for bench:dist)
 //   LLMK_MPI_MAX_MESSAGE=4096 mpirun ... --backend mpi        (mpi: exercises the chunked paths with small data)
+//   build/tools/lk_dist_check --backend cuda-local --world 4  (the custom CUDA collectives on one GPU: see
+//                                                             run_cuda_local)
 //
 // Every rank regenerates every rank's input from the seed (seeded per case and rank, normal, never zero), so each
 // rank computes the expected output itself, with no communication, in two ways:
@@ -55,7 +57,9 @@
 #include <thread>
 #include <vector>
 
+#include "../cuda/cuda_backend.h"
 #include "../dist/comm.h"
+#include "../dist/cuda_ar.h"
 #include "../dist/reduce.h"
 #include "tool_common.h"
 
@@ -72,6 +76,7 @@ using dist::ReduceOp;
 struct Options {
   std::string backend, library;
   int64_t world = -1, seed = 1, deadline_ms = 60000, bench_iters = 0;
+  int64_t cuda_device = 0;
   bool bench = false, bench_raw = false, json = false, verbose = false;
 };
 
@@ -126,6 +131,150 @@ std::string case_name(const Case& c) {
   return s + ")";
 }
 
+size_t case_in_elems(const Case& c, int R) { return c.kind == Collective::reduce_scatter ? static_cast<size_t>(R) * c.count : c.count; }
+size_t case_out_elems(const Case& c, int R) { return c.kind == Collective::all_gather ? static_cast<size_t>(R) * c.count : c.count; }
+
+// Every rank's input of case c (seeded per case and rank: each rank regenerates all of them).
+void case_inputs(const Case& c, int R, uint64_t seed, std::vector<std::vector<uint8_t>>* inputs) {
+  const size_t in_elems = case_in_elems(c, R), es = dtype_size(c.dt);
+  const uint64_t case_seed = mix_seed(seed, hash_string(case_name(c)));
+  RandomFill fill;
+  fill.special_values = c.special;
+  inputs->assign(static_cast<size_t>(R), std::vector<uint8_t>(std::max<size_t>(1, in_elems * es)));
+  for (size_t r = 0; r < static_cast<size_t>(R); ++r)
+    fill_random((*inputs)[r].data(), c.dt, static_cast<int64_t>(in_elems), mix_seed(case_seed, r + 1));
+}
+
+// Rank `rank`'s expected output bits: the spec reduction in rank order, or the bytes moved. Returns the byte offset
+// of the rank's block in the inputs (reduce_scatter), for check_float64.
+size_t case_expected(const Case& c, int R, int rank, const std::vector<std::vector<uint8_t>>& inputs,
+                     std::vector<uint8_t>* expect) {
+  const size_t uR = static_cast<size_t>(R), es = dtype_size(c.dt);
+  expect->assign(std::max<size_t>(1, case_out_elems(c, R) * es), 0);
+  std::vector<const void*> srcs(uR);
+  const size_t block_off = c.kind == Collective::reduce_scatter ? static_cast<size_t>(rank) * c.count * es : 0;
+  if (c.kind == Collective::all_reduce || c.kind == Collective::reduce_scatter) {
+    for (size_t r = 0; r < uR; ++r) srcs[r] = inputs[r].data() + block_off;
+    dist::reduce_ref(srcs.data(), R, expect->data(), c.count, c.dt, c.op);
+  } else if (c.kind == Collective::all_gather && c.inner != 0) {
+    // in [outer, inner] -> out [outer, R, inner]
+    const size_t outer = c.count / c.inner, row = c.inner * es;
+    for (size_t i = 0; i < outer; ++i)
+      for (size_t r = 0; r < uR; ++r) std::memcpy(expect->data() + (i * uR + r) * row, inputs[r].data() + i * row, row);
+  } else if (c.kind == Collective::all_gather) {
+    for (size_t r = 0; r < uR; ++r) std::memcpy(expect->data() + r * c.count * es, inputs[r].data(), c.count * es);
+  } else {
+    std::memcpy(expect->data(), inputs[static_cast<size_t>(c.root)].data(), c.count * es);
+  }
+  return block_off;
+}
+
+// The float64 check of the file header; "" when within the bound.
+std::string check_float64(const Case& c, int R, const std::vector<std::vector<uint8_t>>& inputs, size_t block_off,
+                          const void* got) {
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = (R - 1) * u / (1 - (R - 1) * u);
+  const double gamma_double = R * std::ldexp(1.0, -53);  // the float64 reference's own rounding
+  int64_t bad = 0, first = -1;
+  double first_err = 0, first_bound = 0, first_want = 0;
+  for (size_t i = 0; i < c.count; ++i) {
+    double exact = 0, abs_sum = 0;
+    for (int r = 0; r < R; ++r) {
+      const double x = element_as_double(inputs[static_cast<size_t>(r)].data() + block_off, c.dt,
+                                         static_cast<int64_t>(i));
+      if (c.op == ReduceOp::sum) {
+        exact += x;
+      } else if (r == 0 || x > exact) {
+        exact = x;
+      }
+      abs_sum += std::fabs(x);
+    }
+    const double g = element_as_double(got, c.dt, static_cast<int64_t>(i));
+    double bound = 0;
+    if (c.op == ReduceOp::sum) {
+      bound = (gamma + gamma_double) * abs_sum;
+      if (c.dt != DType::f32) bound += ulp_of(g, c.dt);
+    }
+    const double err = std::fabs(g - exact);
+    if (!(err <= bound)) {
+      if (bad++ == 0) {
+        first = static_cast<int64_t>(i);
+        first_err = err;
+        first_bound = bound;
+        first_want = exact;
+      }
+    }
+  }
+  if (bad == 0) return "";
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "%lld elements outside the float64 bound, first at %lld: got %s, float64 %.9g, error %.3g > "
+                "bound %.3g; ",
+                static_cast<long long>(bad), static_cast<long long>(first),
+                format_element(got, c.dt, first).c_str(), first_want, first_err, first_bound);
+  return buf;
+}
+
+// The cases of the file header, for R ranks.
+std::vector<Case> check_cases(int world) {
+  const std::vector<size_t> counts = {1, 7, 33, 1000, 65536 + 3, 1000003};
+  const DType dts[] = {DType::f32, DType::f16, DType::bf16};
+  std::vector<Case> cases;
+  for (Collective k : {Collective::all_reduce, Collective::reduce_scatter, Collective::all_gather,
+                       Collective::broadcast})
+    for (DType dt : dts)
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+        const bool reducing = k == Collective::all_reduce || k == Collective::reduce_scatter;
+        if (!reducing && op == ReduceOp::max) continue;
+        for (size_t n : counts) {
+          Case c;
+          c.kind = k;
+          c.dt = dt;
+          c.op = op;
+          c.count = n;
+          c.root = k == Collective::broadcast ? static_cast<int>(cases.size() % static_cast<size_t>(world)) : 0;
+          cases.push_back(c);
+        }
+      }
+  for (DType dt : dts)
+    for (size_t n : {size_t(7), size_t(65536 + 3), size_t(1000003)}) {
+      Case c;
+      c.dt = dt;
+      c.count = n;
+      c.in_place = true;
+      cases.push_back(c);  // allReduce sum in place
+      c.kind = Collective::broadcast;
+      c.root = world - 1;
+      cases.push_back(c);  // broadcast in place
+    }
+  for (DType dt : dts)
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::max})
+      for (size_t n : {size_t(1000), size_t(70000)}) {
+        Case c;
+        c.dt = dt;
+        c.op = op;
+        c.count = n;
+        c.special = true;
+        cases.push_back(c);
+      }
+  for (DType dt : dts)
+    for (size_t n : {size_t(1000), size_t(65540), size_t(12)}) {
+      Case c;
+      c.kind = Collective::all_gather;
+      c.dt = dt;
+      c.count = n;
+      c.inner = n == 1000 ? 10 : n == 65540 ? 5 : 12;  // inner == count: the plain layout
+      cases.push_back(c);
+    }
+  for (Collective k : {Collective::all_reduce, Collective::all_gather}) {
+    Case c;
+    c.kind = k;
+    c.count = 0;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
 class Checker {
  public:
   Checker(const Options& opt, int rank, int world) : opt_(opt), rank_(rank), world_(world) {}
@@ -154,35 +303,12 @@ class Checker {
   bool run_case(Communicator* comm, const Case& c) {
     const std::string name = case_name(c);
     const int R = world_;
-    const size_t uR = static_cast<size_t>(R);
     const size_t es = dtype_size(c.dt);
-    const size_t in_elems = c.kind == Collective::reduce_scatter ? uR * c.count : c.count;
-    const size_t out_elems = c.kind == Collective::all_gather ? uR * c.count : c.count;
-    const uint64_t case_seed = mix_seed(static_cast<uint64_t>(opt_.seed), hash_string(name));
-    RandomFill fill;
-    fill.special_values = c.special;
-    std::vector<std::vector<uint8_t>> inputs(uR, std::vector<uint8_t>(std::max<size_t>(1, in_elems * es)));
-    for (size_t r = 0; r < uR; ++r)
-      fill_random(inputs[r].data(), c.dt, static_cast<int64_t>(in_elems), mix_seed(case_seed, r + 1));
-
-    // Expected bits: the spec reduction in rank order, or the bytes moved.
-    std::vector<uint8_t> expect(std::max<size_t>(1, out_elems * es));
-    std::vector<const void*> srcs(uR);
-    const size_t block_off = c.kind == Collective::reduce_scatter ? static_cast<size_t>(rank_) * c.count * es : 0;
-    if (c.kind == Collective::all_reduce || c.kind == Collective::reduce_scatter) {
-      for (size_t r = 0; r < uR; ++r) srcs[r] = inputs[r].data() + block_off;
-      dist::reduce_ref(srcs.data(), R, expect.data(), c.count, c.dt, c.op);
-    } else if (c.kind == Collective::all_gather && c.inner != 0) {
-      // in [outer, inner] -> out [outer, R, inner]
-      const size_t outer = c.count / c.inner, row = c.inner * es;
-      for (size_t i = 0; i < outer; ++i)
-        for (size_t r = 0; r < uR; ++r)
-          std::memcpy(expect.data() + (i * uR + r) * row, inputs[r].data() + i * row, row);
-    } else if (c.kind == Collective::all_gather) {
-      for (size_t r = 0; r < uR; ++r) std::memcpy(expect.data() + r * c.count * es, inputs[r].data(), c.count * es);
-    } else {
-      std::memcpy(expect.data(), inputs[static_cast<size_t>(c.root)].data(), c.count * es);
-    }
+    const size_t in_elems = case_in_elems(c, R), out_elems = case_out_elems(c, R);
+    std::vector<std::vector<uint8_t>> inputs;
+    case_inputs(c, R, static_cast<uint64_t>(opt_.seed), &inputs);
+    std::vector<uint8_t> expect;
+    const size_t block_off = case_expected(c, R, rank_, inputs, &expect);
 
     // The rank's buffers: an input of exactly its size; an output framed by guards and pre-filled with NaN. In place:
     // the input lives in the guarded buffer.
@@ -222,7 +348,7 @@ class Checker {
                  format_element(expect.data(), c.dt, static_cast<int64_t>(first)) + "; ";
     }
     if (!c.special && (c.kind == Collective::all_reduce || c.kind == Collective::reduce_scatter))
-      problem += check_float64(c, inputs, block_off, out.data());
+      problem += check_float64(c, R, inputs, block_off, out.data());
     // Identical bytes on every rank, checked through the backend itself.
     if (c.kind != Collective::reduce_scatter) {
       std::string hash_problem;
@@ -234,53 +360,6 @@ class Checker {
     }
     report(problem.empty(), name, problem, ms);
     return true;
-  }
-
-  // The float64 check of the file header; "" when within the bound.
-  std::string check_float64(const Case& c, const std::vector<std::vector<uint8_t>>& inputs, size_t block_off,
-                            const void* got) {
-    const int R = world_;
-    const double u = std::ldexp(1.0, -24);
-    const double gamma = (R - 1) * u / (1 - (R - 1) * u);
-    const double gamma_double = R * std::ldexp(1.0, -53);  // the float64 reference's own rounding
-    int64_t bad = 0, first = -1;
-    double first_err = 0, first_bound = 0, first_want = 0;
-    for (size_t i = 0; i < c.count; ++i) {
-      double exact = 0, abs_sum = 0;
-      for (int r = 0; r < R; ++r) {
-        const double x = element_as_double(inputs[static_cast<size_t>(r)].data() + block_off, c.dt,
-                                           static_cast<int64_t>(i));
-        if (c.op == ReduceOp::sum) {
-          exact += x;
-        } else if (r == 0 || x > exact) {
-          exact = x;
-        }
-        abs_sum += std::fabs(x);
-      }
-      const double g = element_as_double(got, c.dt, static_cast<int64_t>(i));
-      double bound = 0;
-      if (c.op == ReduceOp::sum) {
-        bound = (gamma + gamma_double) * abs_sum;
-        if (c.dt != DType::f32) bound += ulp_of(g, c.dt);
-      }
-      const double err = std::fabs(g - exact);
-      if (!(err <= bound)) {
-        if (bad++ == 0) {
-          first = static_cast<int64_t>(i);
-          first_err = err;
-          first_bound = bound;
-          first_want = exact;
-        }
-      }
-    }
-    if (bad == 0) return "";
-    char buf[256];
-    std::snprintf(buf, sizeof(buf),
-                  "%lld elements outside the float64 bound, first at %lld: got %s, float64 %.9g, error %.3g > "
-                  "bound %.3g; ",
-                  static_cast<long long>(bad), static_cast<long long>(first),
-                  format_element(got, c.dt, first).c_str(), first_want, first_err, first_bound);
-    return buf;
   }
 
   // All-gathers an 8-byte hash (as 2 f32 "elements": the backend only moves the bytes).
@@ -308,61 +387,7 @@ class Checker {
   }
 
   bool run_all_cases(Communicator* comm) {
-    const std::vector<size_t> counts = {1, 7, 33, 1000, 65536 + 3, 1000003};
-    const DType dts[] = {DType::f32, DType::f16, DType::bf16};
-    std::vector<Case> cases;
-    for (Collective k : {Collective::all_reduce, Collective::reduce_scatter, Collective::all_gather,
-                         Collective::broadcast})
-      for (DType dt : dts)
-        for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
-          const bool reducing = k == Collective::all_reduce || k == Collective::reduce_scatter;
-          if (!reducing && op == ReduceOp::max) continue;
-          for (size_t n : counts) {
-            Case c;
-            c.kind = k;
-            c.dt = dt;
-            c.op = op;
-            c.count = n;
-            c.root = k == Collective::broadcast ? static_cast<int>(cases.size() % static_cast<size_t>(world_)) : 0;
-            cases.push_back(c);
-          }
-        }
-    for (DType dt : dts)
-      for (size_t n : {size_t(7), size_t(65536 + 3), size_t(1000003)}) {
-        Case c;
-        c.dt = dt;
-        c.count = n;
-        c.in_place = true;
-        cases.push_back(c);  // allReduce sum in place
-        c.kind = Collective::broadcast;
-        c.root = world_ - 1;
-        cases.push_back(c);  // broadcast in place
-      }
-    for (DType dt : dts)
-      for (ReduceOp op : {ReduceOp::sum, ReduceOp::max})
-        for (size_t n : {size_t(1000), size_t(70000)}) {
-          Case c;
-          c.dt = dt;
-          c.op = op;
-          c.count = n;
-          c.special = true;
-          cases.push_back(c);
-        }
-    for (DType dt : dts)
-      for (size_t n : {size_t(1000), size_t(65540), size_t(12)}) {
-        Case c;
-        c.kind = Collective::all_gather;
-        c.dt = dt;
-        c.count = n;
-        c.inner = n == 1000 ? 10 : n == 65540 ? 5 : 12;  // inner == count: the plain layout
-        cases.push_back(c);
-      }
-    for (Collective k : {Collective::all_reduce, Collective::all_gather}) {
-      Case c;
-      c.kind = k;
-      c.count = 0;
-      cases.push_back(c);
-    }
+    const std::vector<Case> cases = check_cases(world_);
     for (const Case& c : cases)
       if (!run_case(comm, c)) return false;
     // Barrier.
@@ -685,6 +710,190 @@ int run_shm(const Options& opt) {
   return ok && total.failed == 0 ? 0 : 1;
 }
 
+// --backend cuda-local: the custom CUDA collectives (native/dist/cuda_ar.h) with R ranks as R buffers on one GPU
+// (CudaAllReduce::open_local), each rank's kernel on a stream of its own, so that a GPU host checks them without
+// Node or a second process. Every case of check_cases (all_reduce one-shot and two-shot), on aligned buffers and
+// (up to 65539 elements, not in place) on buffers one element off 16 bytes, then the cases of 65539 elements and
+// more again on a group of 64 KiB halves (several chunks per call). Outputs bit for bit against the spec
+// (reduce_ref / the bytes moved) and within the float64 bound, guards around every output, inputs unchanged. Then
+// the failure paths on fresh groups: a rank that never launches (the others time out: ERR_TIMEOUT within the
+// timeout + 2 s) and a rank with another count (ERR_COLLECTIVE_MISMATCH or a timeout, on some rank; never a hang).
+// What it cannot show: CUDA IPC between processes and P2P between GPUs (the multi-process path is the Node test's).
+int run_cuda_local(const Options& opt) {
+  const int R = opt.world > 0 ? static_cast<int>(opt.world) : 2;
+  const int dev = static_cast<int>(opt.cuda_device);
+  const CudaProbe probe = cuda_probe();
+  if (!probe.available) {
+    std::printf("lk_dist_check: cuda-local: CUDA unavailable: %s\n", probe.reason.c_str());
+    return 2;
+  }
+  using dist::CollectiveArgs;
+  using dist::CudaAllReduce;
+  using Group = std::vector<std::unique_ptr<CudaAllReduce>>;
+  auto open = [&](size_t capacity, Group* g) {
+    Status s = CudaAllReduce::open_local(dev, R, capacity, g);
+    if (!s.ok()) std::printf("lk_dist_check: cuda-local: open_local(%d ranks): %s: %s\n", R, code_name(s.code()), s.message().c_str());
+    return s.ok();
+  };
+  Group big, small;
+  if (!open(dist::kArDefaultCapacity, &big) || !open(size_t(64) << 10, &small)) return 2;
+  std::printf("lk_dist_check: backend cuda-local, %d ranks on cuda:%d (%s), seed %lld\n", R, dev,
+              dev < static_cast<int>(probe.devices.size()) ? probe.devices[static_cast<size_t>(dev)].name.c_str() : "?",
+              static_cast<long long>(opt.seed));
+  Tally t;
+  auto report = [&](bool ok, const std::string& name, const std::string& detail, double ms) {
+    if (ok) {
+      ++t.passed;
+      if (opt.verbose) std::printf("ok    %-60s %8.2f ms\n", name.c_str(), ms);
+    } else {
+      ++t.failed;
+      std::printf("FAIL %s: %s\n", name.c_str(), detail.c_str());
+    }
+    std::fflush(stdout);
+  };
+  constexpr size_t G = 256;  // guard bytes on both sides of every device buffer
+  constexpr uint8_t kGuard = 0xa5;
+  // One device buffer [G | payload | G] per rank and direction; the payload starts `off` bytes past G.
+  struct DevBuf {
+    int dev = 0;
+    void* p = nullptr;
+    ~DevBuf() {
+      if (p) cuda_free(dev, p);
+    }
+  };
+  // Runs case c on group g (algo for all_reduce; off: elements past 16-byte alignment); false when the group failed.
+  auto run_one = [&](Group& g, const Case& c, dist::ArAlgo algo, int off, const std::string& name) -> bool {
+    const size_t es = dtype_size(c.dt), in_b = case_in_elems(c, R) * es, out_b = case_out_elems(c, R) * es;
+    const size_t ob = static_cast<size_t>(off) * es;
+    std::vector<std::vector<uint8_t>> inputs;
+    case_inputs(c, R, static_cast<uint64_t>(opt.seed), &inputs);
+    std::vector<DevBuf> din(static_cast<size_t>(R)), dout(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) din[static_cast<size_t>(r)].dev = dout[static_cast<size_t>(r)].dev = dev;
+    std::vector<CollectiveArgs> calls(static_cast<size_t>(R));
+    std::vector<std::vector<uint8_t>> in_img(static_cast<size_t>(R)), out_img(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) {
+      const size_t ri = static_cast<size_t>(r);
+      std::vector<uint8_t>& oi = out_img[ri];
+      oi.assign(2 * G + ob + out_b, kGuard);
+      fill_poison(oi.data() + G + ob, c.dt, static_cast<int64_t>(case_out_elems(c, R)));
+      if (c.in_place) std::memcpy(oi.data() + G + ob, inputs[ri].data(), in_b);
+      Status s = cuda_malloc(dev, oi.size(), &dout[ri].p);
+      if (s.ok()) s = cuda_copy_h2d(dev, dout[ri].p, oi.data(), oi.size());
+      if (!c.in_place) {
+        std::vector<uint8_t>& ii = in_img[ri];
+        ii.assign(2 * G + ob + in_b, kGuard);
+        std::memcpy(ii.data() + G + ob, inputs[ri].data(), in_b);
+        if (s.ok()) s = cuda_malloc(dev, ii.size(), &din[ri].p);
+        if (s.ok()) s = cuda_copy_h2d(dev, din[ri].p, ii.data(), ii.size());
+      }
+      if (!s.ok()) {
+        report(false, name, std::string("device buffers: ") + code_name(s.code()) + ": " + s.message(), 0);
+        return false;
+      }
+      CollectiveArgs& a = calls[ri];
+      a.kind = c.kind;
+      a.out = static_cast<char*>(dout[ri].p) + G + ob;
+      a.in = c.in_place ? a.out : static_cast<const void*>(static_cast<char*>(din[ri].p) + G + ob);
+      a.count = c.count;
+      a.inner = c.inner;
+      a.root = c.root;
+      a.dt = c.dt;
+      a.op = c.op;
+      a.algo = algo;
+    }
+    double ms = 0;
+    const Status s = CudaAllReduce::run_local(g, calls, 20000, &ms);
+    if (!s.ok()) {
+      report(false, name, std::string(code_name(s.code())) + ": " + s.message(), ms);
+      return false;
+    }
+    std::string problem;
+    std::vector<uint8_t> expect, got;
+    for (int r = 0; r < R && problem.empty(); ++r) {
+      const size_t ri = static_cast<size_t>(r);
+      const std::string who = "rank " + std::to_string(r) + ": ";
+      got.resize(out_img[ri].size());
+      Status d = cuda_copy_d2h(dev, got.data(), dout[ri].p, got.size());
+      if (!d.ok()) {
+        problem = who + "reading the output: " + d.message();
+        break;
+      }
+      for (size_t i = 0; i < G + ob; ++i)
+        if (got[i] != kGuard || got[got.size() - 1 - (i < G ? i : 0)] != kGuard) {
+          problem += who + "wrote outside its output; ";
+          break;
+        }
+      const size_t block_off = case_expected(c, R, r, inputs, &expect);
+      const uint8_t* o = got.data() + G + ob;
+      if (std::memcmp(o, expect.data(), out_b) != 0) {
+        size_t first = 0, bad = 0;
+        for (size_t i = 0; i < out_b / es; ++i)
+          if (std::memcmp(o + i * es, expect.data() + i * es, es) != 0 && bad++ == 0) first = i;
+        problem += who + std::to_string(bad) + " of " + std::to_string(out_b / es) + " elements differ from the spec, first at " +
+                   std::to_string(first) + ": got " + format_element(o, c.dt, static_cast<int64_t>(first)) + ", want " +
+                   format_element(expect.data(), c.dt, static_cast<int64_t>(first)) + "; ";
+      }
+      if (c.kind == Collective::all_reduce || c.kind == Collective::reduce_scatter)
+        if (const std::string f = check_float64(c, R, inputs, block_off, o); !f.empty()) problem += who + f;
+      if (!c.in_place) {
+        got.resize(in_img[ri].size());
+        d = cuda_copy_d2h(dev, got.data(), din[ri].p, got.size());
+        if (!d.ok() || got != in_img[ri]) problem += who + "its input (or the guards around it) changed; ";
+      }
+    }
+    report(problem.empty(), name, problem, ms);
+    return true;
+  };
+  const std::vector<Case> cases = check_cases(R);
+  for (const Case& c : cases) {
+    if (c.count == 0) continue;  // no launch at all (enqueue returns at once)
+    std::vector<dist::ArAlgo> algos = {dist::ArAlgo::one_shot};
+    if (c.kind == Collective::all_reduce) algos.push_back(dist::ArAlgo::two_shot);
+    for (dist::ArAlgo algo : algos) {
+      const std::string base = case_name(c) + (c.kind == Collective::all_reduce ? std::string(" ") + dist::ar_algo_name(algo) : "");
+      if (!run_one(big, c, algo, 0, base)) return 1;
+      if (!c.in_place && c.count <= 65539 && !run_one(big, c, algo, 1, base + " misaligned")) return 1;
+      if (c.count >= 65539 && !run_one(small, c, algo, 0, base + " in 64 KiB chunks")) return 1;
+    }
+  }
+  // Failure paths, each on a fresh group.
+  {
+    Group g;
+    if (!open(size_t(1) << 20, &g)) return 2;
+    const size_t n = 4096;
+    std::vector<DevBuf> bufs(static_cast<size_t>(2 * R));
+    for (DevBuf& b : bufs) b.dev = dev;
+    std::vector<CollectiveArgs> calls(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) {
+      for (int k = 0; k < 2; ++k) {
+        const Status s = cuda_malloc(dev, (n + 1) * 4, &bufs[static_cast<size_t>(2 * r + k)].p);
+        if (!s.ok()) {
+          report(false, "failure paths: device buffers", s.message(), 0);
+          return 1;
+        }
+      }
+      calls[static_cast<size_t>(r)].in = bufs[static_cast<size_t>(2 * r)].p;
+      calls[static_cast<size_t>(r)].out = bufs[static_cast<size_t>(2 * r + 1)].p;
+      calls[static_cast<size_t>(r)].count = n;
+    }
+    calls[static_cast<size_t>(R - 1)].count = 0;  // rank R - 1 never launches
+    double ms = 0;
+    Status s = CudaAllReduce::run_local(g, calls, 200, &ms);
+    report(s.code() == Code::timeout && ms < 2200, "absent rank: the others time out (200 ms device-side timeout)",
+           std::string("got ") + code_name(s.code()) + " after " + std::to_string(ms) + " ms: " + s.message(), ms);
+    Group m;
+    if (!open(size_t(1) << 20, &m)) return 2;
+    for (auto& c : calls) c.count = n;
+    calls[0].count = n + 1;
+    s = CudaAllReduce::run_local(m, calls, 2000, &ms);
+    report((s.code() == Code::mismatch || s.code() == Code::timeout) && ms < 4000,
+           "mismatch: rank 0 with another count fails the call on the device (2 s timeout)",
+           std::string("got ") + code_name(s.code()) + " after " + std::to_string(ms) + " ms: " + s.message(), ms);
+  }
+  std::printf("%d passed, %d failed\n", t.passed, t.failed);
+  return t.failed == 0 ? 0 : 1;
+}
+
 // --bench-raw: Open MPI's own MPI_Allreduce (f32, MPI_SUM, in place) on MPI_COMM_WORLD, the peer of the mpi
 // backend's allReduce (which moves bytes with MPI and reduces in rank order itself). open_mpi initializes MPI and
 // loads libmpi with RTLD_GLOBAL, so its symbols resolve here without any build-time dependency; the handles are
@@ -751,8 +960,11 @@ int bench_raw_mpi(const Options& opt) {
 int run(int argc, char** argv) {
   Options opt;
   ArgParser p("lk_dist_check", "checks a communicator backend's collectives (see the file header)");
-  p.add_string("--backend", "NAME", "mpi (run under mpirun) or shm (forks --world ranks)", &opt.backend,
-               {"mpi", "shm"});
+  p.add_string("--backend", "NAME",
+               "mpi (run under mpirun), shm (forks --world ranks) or cuda-local (the custom CUDA collectives, --world "
+               "ranks as buffers on one GPU)",
+               &opt.backend, {"mpi", "shm", "cuda-local"});
+  p.add_int("--cuda-device", "N", "cuda-local: the GPU (default 0)", &opt.cuda_device, 0, 63);
   p.add_int("--world", "N", "ranks: shm forks N (default 2); mpi checks MPI's size against N", &opt.world, 1, 64);
   p.add_int("--seed", "N", "random seed", &opt.seed, 0, INT64_MAX);
   p.add_int("--deadline-ms", "MS", "deadline of every call and of the rendezvous (default 60000)", &opt.deadline_ms,
@@ -782,6 +994,13 @@ int run(int argc, char** argv) {
     return 2;
   }
   if (opt.bench_raw) return bench_raw_mpi(opt);
+  if (opt.backend == "cuda-local") {
+    if (opt.world > 8) {
+      std::fprintf(stderr, "lk_dist_check: cuda-local runs 1 to 8 ranks, got --world %lld\n", static_cast<long long>(opt.world));
+      return 2;
+    }
+    return run_cuda_local(opt);
+  }
   return opt.backend == "mpi" ? run_mpi(opt) : run_shm(opt);
 }
 

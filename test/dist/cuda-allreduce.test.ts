@@ -1,11 +1,12 @@
-// allReduce of CUDA tensors (native/dist/cuda_ar.h, nccl.cc, native/addon/dist.cc): the selection rule (a pure
-// function), the NCCL loader without NCCL, the options and the errors a machine without a GPU gives; and, on a GPU
-// host, two ranks as processes on one device checked bit for bit (fixtures/cuda-allreduce-rank.mjs).
+// Collectives of CUDA tensors (native/dist/cuda_ar.h, nccl.cc, native/addon/dist.cc): the selection rules (pure
+// functions), the NCCL loader without NCCL, the options and the errors a machine without a GPU gives; and, on a GPU
+// host, two ranks as processes on one device checked bit for bit (fixtures/cuda-allreduce-rank.mjs: allReduce,
+// allGather, reduceScatter, broadcast).
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { info, initProcessGroup, LlmKernelsError, ncclStatus, resolveProcessGroupOptions, selectAllReduce } from '../../lib/index.js';
+import { info, initProcessGroup, LlmKernelsError, ncclStatus, resolveProcessGroupOptions, selectAllReduce, selectCollective } from '../../lib/index.js';
 import { expectThrows } from '../helpers/check.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
@@ -48,6 +49,38 @@ describe('selectAllReduce', () => {
     expectThrows(() => selectAllReduce(1.5, 2, both), RangeError, undefined, /bytes/);
     expectThrows(() => selectAllReduce(8, 0, both), RangeError, 'ERR_OUT_OF_RANGE', /worldSize/);
     expectThrows(() => selectAllReduce(8, 2, { custom: 1 as unknown as boolean, nccl: true }), TypeError, 'ERR_INVALID_ARG_TYPE', /a boolean for paths.custom/);
+  });
+});
+
+describe('selectCollective', () => {
+  const both = { custom: true, nccl: true };
+  it('allReduce is selectAllReduce', () => {
+    for (const b of [4, MiB, MiB + 16, 16 * MiB + 1]) expect(selectCollective('allReduce', b, 2, both)).toEqual(selectAllReduce(b, 2, both));
+  });
+  it('the custom kernel while a rank reads <= 16 MiB (allGather reads R x bytes), NCCL above', () => {
+    expect(selectCollective('allGather', 8 * MiB, 2, both)).toEqual({ algo: 'one_shot', why: `custom: reads ${16 * MiB} bytes <= ${16 * MiB}` });
+    expect(selectCollective('allGather', 8 * MiB + 4, 2, both).algo).toBe('nccl');
+    expect(selectCollective('allGather', 4 * MiB, 8, both).algo).toBe('nccl'); // reads 32 MiB
+    expect(selectCollective('reduceScatter', 16 * MiB, 8, both).algo).toBe('one_shot');
+    expect(selectCollective('reduceScatter', 16 * MiB + 2, 8, both).algo).toBe('nccl');
+    expect(selectCollective('broadcast', 16 * MiB, 2, both).algo).toBe('one_shot');
+    expect(selectCollective('broadcast', 16 * MiB + 2, 2, both).why).toMatch(/^nccl: reads \d+ bytes > 16777216$/);
+  });
+  it('without NCCL the custom kernel at any size (in chunks); without P2P NCCL; neither: none, saying why', () => {
+    expect(selectCollective('allGather', 1 << 30, 2, { custom: true, nccl: false })).toEqual({ algo: 'one_shot', why: `custom in chunks: reads ${2 * 2 ** 30} bytes, NCCL not loaded` });
+    expect(selectCollective('broadcast', 64, 2, { custom: false, nccl: true }).why).toMatch(/no P2P between every pair of ranks/);
+    expect(selectCollective('reduceScatter', 64, 16, { custom: true, nccl: true }).why).toMatch(/more than 8 ranks/);
+    const none = selectCollective('allGather', 64, 2, { custom: false, nccl: false });
+    expect(none.algo).toBe('none');
+    expect(none.why).toMatch(/^no CUDA allGather: the custom kernels are not registered \(no P2P between every pair of ranks\) and NCCL is not loaded$/);
+  });
+  it('validates its arguments', () => {
+    expectThrows(() => selectCollective('gather' as 'allGather', 8, 2, both), RangeError, 'ERR_OUT_OF_RANGE', /expected 'allReduce', 'allGather', 'reduceScatter' or 'broadcast' for kind, got "gather"/);
+    expectThrows(() => selectCollective(3 as unknown as 'allGather', 8, 2, both), TypeError, 'ERR_INVALID_ARG_TYPE', /for kind, got 3/);
+    expectThrows(() => selectCollective('toString' as 'allGather', 8, 2, both), RangeError, 'ERR_OUT_OF_RANGE', /for kind/);
+    expectThrows(() => selectCollective('allGather', -1, 2, both), RangeError, 'ERR_OUT_OF_RANGE', /^selectCollective: .*bytes/);
+    expectThrows(() => selectCollective('allGather', 8, 0, both), RangeError, 'ERR_OUT_OF_RANGE', /worldSize/);
+    expectThrows(() => selectCollective('allGather', 8, 2, { custom: true } as { custom: boolean; nccl: boolean }), TypeError, 'ERR_INVALID_ARG_TYPE', /paths.nccl/);
   });
 });
 
@@ -94,7 +127,8 @@ describe('process groups with a CUDA device', () => {
     const pg = await initProcessGroup({ env: {} });
     const x = Tensor.fromArray([1, 2, 3]).to('cuda:0');
     expectThrows(() => pg.allReduce(x), LlmKernelsError, 'ERR_UNSUPPORTED', /this group was opened without a CUDA device; use initProcessGroup\(\{ device: 'cuda:0' \}\)/);
-    expectThrows(() => pg.allGather(x), LlmKernelsError, 'ERR_UNSUPPORTED', /on CUDA only allReduce is implemented/);
+    for (const f of [() => pg.allGather(x), () => pg.broadcast(x), () => pg.reduceScatter(x)])
+      expectThrows(f, LlmKernelsError, 'ERR_UNSUPPORTED', /this group was opened without a CUDA device/);
     x.dispose();
     pg.close();
   });
@@ -116,9 +150,17 @@ function runRanks(world: number, env: Record<string, string>): Promise<{ code: n
   );
 }
 
-describe('allReduce of CUDA tensors', () => {
+describe('collectives of CUDA tensors', () => {
+  it('the check that runs on a GPU host, on CPU tensors (shm): its spec agrees with the CPU backends bit for bit', async () => {
+    const results = await runRanks(2, { LK_TEST_CUDA_DEVICE: 'cpu' });
+    for (const r of results) {
+      expect(r.code, r.err).toBe(0);
+      const line = JSON.parse(r.out[r.out.length - 1]!) as { failures: string[] };
+      expect(line.failures).toEqual([]);
+    }
+  }, 120_000);
   it.skipIf(!cudaAvailable)(
-    '2 ranks (processes) on one device: bit-identical to the rank-order f32 spec on every path (needs a GPU; none here)',
+    '2 ranks (processes) on one device: allReduce, allGather (dim 0 and -1), reduceScatter, broadcast, bit-identical to the spec on every path (needs a GPU; none here)',
     async () => {
       const results = await runRanks(2, { LK_TEST_CUDA_DEVICE: 'cuda:0' });
       for (const r of results) {

@@ -8,10 +8,11 @@
 #                                           M > 8 cases and matmul_q_wgmma_cuda (forced) on its int8 i8_pc cases
 #                                           with M >= 64 (quick: K <= 1000; S: only case names containing S)
 #   native/cuda/emu/run.sh --conversions    f32 -> f16/bf16 of elementwise.cuh vs dtype.h, all 2^32 inputs (~20 s)
-#   native/cuda/emu/run.sh --allreduce [quick]  the custom all-reduce (native/dist/cuda_ar_kernels.cuh): a separate
-#                                           program, ar_check.cc, that runs R = 2..8 ranks as OS threads, each
-#                                           launching the kernels through the host's own plan_call, against
-#                                           reduce.h, plus the timeout / abort / mismatch paths (see its header)
+#   native/cuda/emu/run.sh --allreduce [quick]  the custom collectives (native/dist/cuda_ar_kernels.cuh: all-reduce,
+#                                           all-gather, reduce-scatter, broadcast): a separate program, ar_check.cc,
+#                                           that runs R = 2..8 ranks as OS threads, each launching the kernels
+#                                           through the host's own plan_call, against reduce.h and byte moves, plus
+#                                           the timeout / abort / mismatch paths (see its header)
 # Work files go to $EMU_BUILD (default /tmp/llmk-emu).
 set -eu
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
