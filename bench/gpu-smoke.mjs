@@ -1,14 +1,15 @@
 // The Node-level check of the CUDA backend on a GPU host, for what lk_check (C++, op by op) cannot reach: the
 // TypeScript layer on CUDA tensors (streams, cross-device copies, the quantized-weight and KV-cache classes), the
-// whole model on the GPU, sampling on the device, and the GPU all-reduce between processes. bench/gpu-check.sh runs
-// it when a Node binary was carried to the GPU host (the host has no Node; see the "Carrying Node" part of the GPU
-// notes): `node --test bench/gpu-smoke.mjs`, with the compiled dist/ and the addon built there.
+// whole model on the GPU (alone and tensor-parallel), sampling on the device, and the GPU collectives between
+// processes. bench/gpu-check.sh runs it when a Node binary was carried to the GPU host (the host has no Node; see the
+// "Carrying Node" part of the GPU notes): `node --test bench/gpu-smoke.mjs`, with the compiled dist/ and the addon
+// built there.
 //
 // Every check compares the CUDA result with the CPU backend's on the same inputs (the CPU backend is checked against
 // the references by the test suite). Bounds: quantizers and exact ops bit for bit; f32 products and the model within
 // a few times f32 summation-order noise; timings are printed, never asserted.
 // Without CUDA every test fails with the reason. A dry run of this file on a machine without a GPU:
-// LK_SMOKE_DEVICE=cpu compares the CPU with itself (every path of the file runs; the all-reduce test is skipped).
+// LK_SMOKE_DEVICE=cpu compares the CPU with itself (every path of the file runs; the collectives on CPU tensors).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -176,7 +177,7 @@ for (const [label, options, kv, bound] of [
     if (kv === 'f32') assert.equal(same, -1, `greedy tokens differ from position ${same}: cpu ${c.tokens}, cuda ${g.tokens}`);
   });
 
-test('GPU all-reduce: 2 ranks (processes) on one device, bit for bit with the rank-order spec', { skip: DEV === 'cpu' && 'dry run on the CPU' }, async () => {
+test('GPU collectives: 2 ranks (processes) on one device, allReduce / allGather / reduceScatter / broadcast bit for bit with the rank-order spec', async () => {
   gpu();
   const fixture = join(ROOT, 'test', 'dist', 'fixtures', 'cuda-allreduce-rank.mjs');
   const name = `smoke-${process.pid}`;
@@ -198,9 +199,34 @@ test('GPU all-reduce: 2 ranks (processes) on one device, bit for bit with the ra
   for (const r of runs) {
     assert.equal(r.code, 0, `rank ${r.rank} exited ${r.code}: ${r.err.slice(-2000)}`);
     const line = JSON.parse(r.out.split('\n').pop());
-    console.log(`# all-reduce rank ${r.rank}: paths ${JSON.stringify(line.cuda)}, ${line.failures.length} failures`);
+    console.log(`# collectives rank ${r.rank}: paths ${JSON.stringify(line.cuda)}, ${line.failures.length} failures`);
     assert.deepEqual(line.failures, []);
   }
+});
+
+test('logits --device cuda --tp 2 (each rank on the GPU, the LM head gathered there) match the CPU at TP = 1', async () => {
+  gpu();
+  const { mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'lk-smoke-tp-'));
+  const cli = join(ROOT, 'dist', 'cli', 'main.js');
+  const tokens = ['--tokens', '1,104,105,106,107', '--tokens', '1,50'];
+  const run = (name, extra) =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [cli, 'logits', ...tokens, '--kv-dtype', 'f32', '--out', join(dir, name), ...extra]);
+      let err = '';
+      p.stderr.on('data', (d) => (err += d));
+      const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
+      p.on('close', (code) => (clearTimeout(timer), resolve({ code, err })));
+    });
+  for (const [name, extra] of [['cpu.json', ['--device', 'cpu']], ['tp.json', ['--device', DEV, '--tp', '2']]]) {
+    const r = await run(name, extra);
+    assert.equal(r.code, 0, `${name}: exited ${r.code}: ${r.err.slice(-2000)}`);
+  }
+  const flat = (n) => JSON.parse(readFileSync(join(dir, n), 'utf8')).sequences.flatMap((q) => q.logits.flat());
+  const e = relMax(flat('tp.json'), flat('cpu.json'));
+  console.log(`# logits --device ${DEV} --tp 2 vs cpu: rel max diff ${e.toExponential(2)}`);
+  assert.ok(e < 1e-4, `rel max diff ${e} >= 1e-4`);
 });
 
 test('kernels demo on CUDA (matmul, quantized GEMV, paged decode against the measured device copy rate)', async () => {

@@ -35,13 +35,17 @@ function note(s: string): void {
 const TP_ENV = 'LLM_KERNELS_TP';
 
 /**
- * --tp N. N = 1: null (the whole model here). In the process the user started: relaunches this very command as N
+ * --device and --tp N. The device is checked first (a bad or unavailable one fails before any rank starts). N = 1:
+ * no group, the whole model on that device. In the process the user started: relaunches this very command as N
  * ranks (`llm-kernels launch`, unprefixed output), waits, sets the exit code and returns 'done'. In a rank: joins
- * the group, gives the rank its share of the cores, silences ranks other than 0, and returns the group.
+ * the group, gives the rank its share of the cores, silences ranks other than 0, and returns the group with the
+ * rank's device: with a CUDA device every rank opens its group on a GPU ('cuda' and 'auto': cuda:<local rank mod
+ * the number of GPUs>; 'cuda:N': every rank on N), so that the collectives take that GPU's tensors.
  */
-async function tensorParallel(tpArg: string | undefined): Promise<ProcessGroup | null | 'done'> {
+async function tensorParallel(tpArg: string | undefined, spec: string): Promise<{ group: ProcessGroup | null; dev: Device } | 'done'> {
+  const dev = device(spec as 'auto');
   const tp = num(tpArg, '--tp', 1, 256, true) ?? 1;
-  if (tp === 1) return null;
+  if (tp === 1) return { group: null, dev };
   if (process.env[TP_ENV] !== String(tp)) {
     const script = process.argv[1];
     if (!script) throw new LlmKernelsError('ERR_INTERNAL', '--tp: cannot find the llm-kernels script to relaunch');
@@ -49,10 +53,10 @@ async function tensorParallel(tpArg: string | undefined): Promise<ProcessGroup |
     process.exitCode = r.code;
     return 'done';
   }
-  const group = await initProcessGroup();
+  const group = await initProcessGroup(dev.kind === 'cpu' ? {} : { device: /^cuda:\d+$/.test(spec) ? (dev.name as `cuda:${number}`) : 'cuda' });
   setThreads(Math.max(1, Math.floor(info().cpu.hardwareThreads / tp)));
   quiet = group.rank !== 0;
-  return group;
+  return { group, dev: device(group.device) };
 }
 
 function progressBar(label: string): { onProgress: (p: LoadProgress) => void; stop: () => void } {
@@ -76,15 +80,6 @@ function checkFormat(q: string | undefined): QuantFormat | undefined {
   if (!(QUANT_FORMATS as readonly string[]).includes(q))
     throw new RangeError(`expected a format (${QUANT_FORMATS.join(', ')}, or none) for --quantize, got '${q}'`);
   return q as QuantFormat;
-}
-
-// --device: cpu, cuda, cuda:N or auto. Every model op has a CUDA kernel, but tensor parallelism gathers the vocabulary
-// slices of the logits with allGather, which the process groups do only on CPU tensors so far.
-function checkDevice(spec: string, tpArg: string | undefined): Device {
-  const d = device(spec as 'auto');
-  if (d.kind !== 'cpu' && (num(tpArg, '--tp', 1, 256, true) ?? 1) > 1)
-    throw new LlmKernelsError('ERR_UNSUPPORTED', `--tp ${tpArg} with --device ${spec}: tensor parallelism runs on the CPU only (allGather of CUDA tensors is not implemented yet); use --device cpu or --tp 1`);
-  return d;
 }
 
 async function load(path: string, quantize: QuantFormat | undefined, label = 'loading', group: ProcessGroup | null = null, dev: Device = device('cpu')): Promise<LlamaForCausalLM> {
@@ -129,9 +124,9 @@ export interface GenerateCliOptions {
 
 /** `llm-kernels generate` */
 export async function generateCommand(o: GenerateCliOptions): Promise<void> {
-  const dev = checkDevice(o.device, o.tp);
-  const group = await tensorParallel(o.tp);
-  if (group === 'done') return;
+  const tpr = await tensorParallel(o.tp, o.device);
+  if (tpr === 'done') return;
+  const { group, dev } = tpr;
   const q = checkFormat(o.quantize);
   if ((o.prompt === undefined) === (o.tokens === undefined)) throw new RangeError('generate: give exactly one of --prompt TEXT or --tokens 1,2,3');
   const n = num(o.n, '-n', 1, 1 << 20, true)!;
@@ -178,9 +173,9 @@ export interface LogitsCliOptions {
 
 /** `llm-kernels logits`: every --tokens list is one sequence; all run in one batched forward over the paged cache. */
 export async function logitsCommand(o: LogitsCliOptions): Promise<void> {
-  const dev = checkDevice(o.device, o.tp);
-  const group = await tensorParallel(o.tp);
-  if (group === 'done') return;
+  const tpr = await tensorParallel(o.tp, o.device);
+  if (tpr === 'done') return;
+  const { group, dev } = tpr;
   const q = checkFormat(o.quantize);
   if (!(KV_DTYPES as readonly string[]).includes(o.kvDtype)) throw new RangeError(`expected one of ${KV_DTYPES.join(', ')} for --kv-dtype, got '${o.kvDtype}'`);
   if (!o.tokens || o.tokens.length === 0) throw new RangeError('logits: expected at least one --tokens list');
@@ -217,9 +212,9 @@ export interface EvalCliOptions {
 
 /** `llm-kernels eval`: perplexity (and bits per byte for byte-level models), KL and top-1 against a reference format. */
 export async function evalCommand(o: EvalCliOptions): Promise<void> {
-  const dev = checkDevice(o.device, o.tp);
-  const group = await tensorParallel(o.tp);
-  if (group === 'done') return;
+  const tpr = await tensorParallel(o.tp, o.device);
+  if (tpr === 'done') return;
+  const { group, dev } = tpr;
   const q = checkFormat(o.quantize);
   const tok = loadTokenizer(o.model);
   let text = readFileSync(o.text);
@@ -265,8 +260,9 @@ export interface DemoOptions {
  * text (perplexity, bits per byte, KL and top-1 agreement against bf16).
  */
 export async function demoCommand(o: DemoOptions): Promise<void> {
-  const group = await tensorParallel(o.tp);
-  if (group === 'done') return;
+  const tpr = await tensorParallel(o.tp, 'cpu');
+  if (tpr === 'done') return;
+  const { group } = tpr;
   const n = num(o.n, '-n', 1, 4096, true)!;
   const evalBytes = o.evalBytes === 'all' ? Infinity : num(o.evalBytes, '--eval-bytes', 2, 2 ** 31, true)!;
   if (!(KV_DTYPES as readonly string[]).includes(o.kvDtype)) throw new RangeError(`expected one of ${KV_DTYPES.join(', ')} for --kv-dtype, got '${o.kvDtype}'`);

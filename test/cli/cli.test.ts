@@ -49,9 +49,24 @@ describe('llm-kernels --device', () => {
   it.skipIf(cudaAvailable)('cuda on a machine without a GPU: ERR_DEVICE saying why (this machine has none)', async () => {
     await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f32', tokens: ['1'], out: '/dev/null' })).rejects.toMatchObject({ code: 'ERR_DEVICE', message: expect.stringMatching(/CUDA unavailable/) });
   });
-  it.skipIf(!cudaAvailable)('cuda with --tp 2 is refused before anything runs (allGather is CPU-only) (needs a GPU)', async () => {
-    await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f32', tokens: ['1'], out: '/dev/null', tp: '2' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringMatching(/--tp 2 with --device cuda/) });
+  it.skipIf(cudaAvailable)('cuda with --tp 2 on a machine without a GPU: ERR_DEVICE before any rank starts (this machine has none)', async () => {
+    await expect(logitsCommand({ model: BUNDLED_MODEL, device: 'cuda', kvDtype: 'f32', tokens: ['1'], out: '/dev/null', tp: '2' })).rejects.toMatchObject({ code: 'ERR_DEVICE', message: expect.stringMatching(/CUDA unavailable/) });
   });
+  it.skipIf(!cudaAvailable)('logits --device cuda --tp 2 (ranks on the GPU, the LM head gathered on it) writes the CPU logits within the tolerance table (needs a GPU)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { compare } = await import('../helpers/check.js');
+    const cli = join(packageRoot, 'dist', 'cli', 'main.js');
+    const dir = mkdtempSync(join(tmpdir(), 'lk-cli-tp-cuda-'));
+    const tokens = ['--tokens', '1,104,105,106', '--tokens', '1,50'];
+    for (const [name, extra] of [['cpu', []], ['cuda2', ['--device', 'cuda', '--tp', '2']]] as const) {
+      const r = spawnSync(process.execPath, [cli, 'logits', ...tokens, '--kv-dtype', 'f16', '--out', join(dir, `${name}.json`), ...extra], { encoding: 'utf8', timeout: 120_000 });
+      expect(r.status, r.stderr).toBe(0);
+    }
+    type L = { sequences: { logits: number[][] }[] };
+    const [a, b] = ['cpu', 'cuda2'].map((n) => (JSON.parse(readFileSync(join(dir, `${n}.json`), 'utf8')) as L).sequences.flatMap((s) => s.logits.flat()));
+    const c = compare('matmul', 'f32', b!, a!, 'logits --device cuda --tp 2');
+    expect(c.ok, c.message).toBe(true);
+  }, 240_000);
   it.skipIf(!cudaAvailable)('logits --device cuda writes the CPU logits (max abs diff < 1e-4) (needs a GPU)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lk-cli-'));
     captureStdout();
