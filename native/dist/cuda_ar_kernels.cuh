@@ -191,6 +191,16 @@ __device__ inline bool block_barrier(const ArParams& p, uint64_t epoch, int* s_f
   return *s_fail == 0;
 }
 
+// Every kernel's entry: after an earlier failure (the error word) or an abort the whole block returns at once.
+__device__ __forceinline__ bool entry_failed(const ArParams& p, int* s_fail) {
+  if (threadIdx.x == 0) *s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
+  __syncthreads();
+  return *s_fail != 0;
+}
+// Grid-stride loops over positions: a thread's first position and the stride.
+__device__ __forceinline__ uint64_t grid_first() { return static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x; }
+__device__ __forceinline__ uint64_t grid_stride() { return static_cast<uint64_t>(gridDim.x) * kThreads; }
+
 template <class T, int N>
 __device__ __forceinline__ Pack<T, N> reduce_at(const ArParams& p, size_t byte_off) {
   float acc[N];
@@ -218,13 +228,10 @@ __device__ __forceinline__ Pack<T, N> reduce_at(const ArParams& p, size_t byte_o
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) all_reduce_one_shot(const ArParams p) {
   __shared__ int s_fail;
-  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;  // an earlier failure: do nothing
-  __syncthreads();
-  if (s_fail) return;
+  if (entry_failed(p, &s_fail)) return;
   using V = Pack<T, N>;
   V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
-  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const uint64_t stride = grid_stride(), first = grid_first();
   for (uint64_t i = first; i < p.npack; i += stride) own[i] = load_io<T, N>(p, i);
   if (!block_barrier(p, p.epoch, &s_fail)) return;
   for (uint64_t i = first; i < p.npack; i += stride) store_io<T, N>(p, i, reduce_at<T, N>(p, i * sizeof(V)));
@@ -234,15 +241,12 @@ __global__ void __launch_bounds__(kThreads) all_reduce_one_shot(const ArParams p
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) all_reduce_two_shot(const ArParams p) {
   __shared__ int s_fail;
-  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
-  __syncthreads();
-  if (s_fail) return;
+  if (entry_failed(p, &s_fail)) return;
   using V = Pack<T, N>;
   V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
   const uint64_t R = static_cast<uint64_t>(p.world);
   const uint64_t L = (p.npack + R - 1) / R;
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
-  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const uint64_t stride = grid_stride(), first = grid_first();
   // Copy-in: position j of every slice s (pack s * L + j), the positions this block owns on every rank.
   for (uint64_t s = 0; s < R; ++s) {
     const uint64_t base = s * L, end = base + L < p.npack ? base + L : p.npack;
@@ -273,13 +277,10 @@ __global__ void __launch_bounds__(kThreads) all_reduce_two_shot(const ArParams p
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) all_gather_kernel(const ArParams p) {
   __shared__ int s_fail;
-  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
-  __syncthreads();
-  if (s_fail) return;
+  if (entry_failed(p, &s_fail)) return;
   using V = Pack<T, N>;
   V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
-  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const uint64_t stride = grid_stride(), first = grid_first();
   for (uint64_t i = first; i < p.npack; i += stride) own[i] = load_io<T, N>(p, i);
   if (!block_barrier(p, p.epoch, &s_fail)) return;
   const uint64_t R = static_cast<uint64_t>(p.world);
@@ -297,14 +298,11 @@ __global__ void __launch_bounds__(kThreads) all_gather_kernel(const ArParams p) 
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) reduce_scatter_kernel(const ArParams p) {
   __shared__ int s_fail;
-  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
-  __syncthreads();
-  if (s_fail) return;
+  if (entry_failed(p, &s_fail)) return;
   using V = Pack<T, N>;
   V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
   const uint64_t R = static_cast<uint64_t>(p.world);
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
-  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const uint64_t stride = grid_stride(), first = grid_first();
   for (uint64_t s = 0; s < R; ++s)
     for (uint64_t i = first; i < p.npack; i += stride) own[s * p.npack + i] = load_io<T, N>(p, s * p.span + p.base + i);
   if (!block_barrier(p, p.epoch, &s_fail)) return;
@@ -319,12 +317,9 @@ __global__ void __launch_bounds__(kThreads) reduce_scatter_kernel(const ArParams
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) broadcast_kernel(const ArParams p) {
   __shared__ int s_fail;
-  if (threadIdx.x == 0) s_fail = (*p.error != 0 || *p.abort != 0) ? 1 : 0;
-  __syncthreads();
-  if (s_fail) return;
+  if (entry_failed(p, &s_fail)) return;
   using V = Pack<T, N>;
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * kThreads;
-  const uint64_t first = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const uint64_t stride = grid_stride(), first = grid_first();
   const bool root = p.rank == p.root;
   if (root) {
     V* own = reinterpret_cast<V*>(p.bufs[p.rank]);
