@@ -18,6 +18,11 @@
 //                             (both then also run wgmma.cuh's wrappers against plain products, and
 //                             matmul_q_wgmma_cuda, force-enabled, on the int8 i8_pc cases with M >= 64, bit for bit)
 //   emu_check OP SUBSTRING    the cases of one op whose name contains SUBSTRING (e.g. matmul_q ",dequant)")
+//   emu_check --matmul-q-exact [S]  matmul_q's int8 path (params.i[0] = 0) bit for bit against the exact integer
+//                             products and matmul_q_ref, on data whose floating-point part is exact by construction:
+//                             the GEMV (M <= 8), matmul_q_mma_cuda (M > 8) and matmul_q_wgmma_cuda (forced, i8_pc,
+//                             M >= 64), every format, odd M / N / K, and the int32 extremes (K up to 17000017);
+//                             see check_matmul_q_exact (~75 s; S: only the cases whose name contains S)
 //   emu_check --conversions   from_f32<f16_t/bf16_t> of elementwise.cuh against dtype.h for all 2^32 f32 inputs,
 //                             through cuda_fp16/cuda_bf16's host versions of the intrinsics (~20 s; the f8e4m3
 //                             stores call dtype.h's f32_to_f8e4m3 itself)
@@ -27,6 +32,7 @@
 // tails, vector and scalar paths, the block and warp reductions and the host launch logic.
 // Build and run: native/cuda/emu/run.sh [args].
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -1162,6 +1168,406 @@ int check_wgmma_matmul_q(bool quick, const char* filter) {
   return failures;
 }
 
+// ---- --matmul-q-exact: matmul_q's integer path (params.i[0] = 0) bit for bit ----
+//
+// The spec (matmul_q_ref.cc, quant.h) makes the integer part exact: qx = quantize_act_block(x) per block of 32 (per
+// row for i8_pc), and the dot of a block (row) sum qx * (q - z) is an exact integer in every backend. What follows is
+// floating point: block formats add dx[m, b] * s(n, b) * dot_b over the blocks (double in the reference, f32 in a
+// lane / warp / tile order of the kernels' own), i8_pc computes float(double(dx[m]) * double(s[n]) * double(dot)).
+// So the check is exact by construction:
+//  * i8_pc: for any x and any f32 scale the output is the reference's expression of the exact int64 row sum; the
+//    emulated y must equal the reference's byte for byte on random data (kind "any").
+//  * block formats (q8_0, q4_0, q4_g32/64/128): x is built per block as integers times 2^e with a +-127 in the block,
+//    so that the quantizer returns those integers and dx = 2^e exactly (127 / amax and amax / 127 are powers of two);
+//    the weights' f16 scales are 1 (kind "unit": x and q over their whole ranges) or 2^f (kind "pow2": e, f in
+//    -1..1, integers in about +-31 so that the wrong block's or group's scale changes y). Every term dx * s * dot,
+//    and every partial sum of terms any kernel can form (a lane's share of a block's dot included), is then an
+//    integer multiple of 2^(lo + tz) (lo: the smallest exponent of dx * s in that output; tz: the largest power of
+//    two dividing every product qx * w) below 2^(24 + lo + tz) in magnitude, so f32 and double hold all of them
+//    exactly and the summation order cannot matter. That bound is verified for every output before the run (a case
+//    that misses it is reported as a setup failure, not compared).
+// Each case compares three values bit for bit: the exact value computed here from the integers (int64 sums, then
+// one rounding to y's dtype), matmul_q_ref's y (the spec's own code must agree with it), and the emulated kernels' y
+// (guard bytes untouched; NaN equals NaN). Routes: M <= 8 the op's entry (matmul_q_cuda: the GEMV, after
+// matmul_q_mma_cuda declined, which is checked), M > 8 matmul_q_mma_cuda (must take it), and for i8_pc with M >= 64
+// also matmul_q_wgmma_cuda forced (as --mma does; the emulation has no sm_90a device to enable it). Two ways each: x
+// and y aligned with 1 "SM", and x and y one element off with 132 SMs (the GEMV's grid over chunks of rows).
+// Data: odd M (1, 3, 7, 8 on the GEMV: its chunks of 1, 4 and 8 rows with clamped rows; 9, 33, 65, 130 on the
+// tensor cores: partial 64-row tiles), N of 1, 7, 33 (partial 8-row panels), K from 1 to 1000 with partial blocks and
+// groups (no format needs K to be a multiple of anything); with "unit" x row 1 holds an all-zero block (dx = 0;
+// M >= 3) and the last row a NaN (that row's y is NaN; M >= 2); zero points 0..16 (the quantizer writes at most 15,
+// so the case-matrix check never sees 16, which GPTQ v1 imports give; it also leaves a nonzero padding nibble past K
+// in a partial group, which only qx's zeros there cancel).
+// The integer extremes (x all -127 or all +127: the quantizer never gives -128, so 127 is the largest |qx|; weights
+// at their most negative value, q8_0 / i8_pc -128, q4_0 -8, q4_gG q = 0 with z = 16: -16), whose sums sit at the
+// int32 limits the kernels' headers argue about:
+//  * every format, K = 131072: one row's dot is 127 * 128 * 131072 = 2^31 - 2^24 for i8_pc (every block's at
+//    32 * 127 * 128 for q8_0); GEMV (M = 1, sum > 0) and tensor cores (M = 9, sum < 0);
+//  * i8_pc on the tensor cores, K = 262244: runs of 4096 blocks flushed into int64 (a run holds 2^31 - 2^24), a row
+//    sum of 4.26e9;
+//  * i8_pc on wgmma (forced), M = 64, K = 131072: its int32 accumulator at 2^31 - 2^24; and K = 131104 must decline;
+//  * i8_pc on the GEMV, K = 17000017: each lane's int32 gains up to 4 * 4 * 127 * 128 per outer step and overflows
+//    after 8257 steps; this K gives 8301 steps, so only the flush into double every 8192 steps keeps it exact.
+// Returns the number of failures. `filter`: only the cases whose name contains it.
+namespace qexact {
+
+// A matmul_q problem in integers: x as floats (exact in xt), the weight's raw integers q [N, K] (q8_0 / i8_pc: int8;
+// q4: 0..15), zero points z [N, ng] (q4_gG) and scales sc [N, ng] (ng: blocks for q8_0 / q4_0, groups for q4_gG,
+// 1 for i8_pc).
+struct Problem {
+  std::string name;
+  DType f = DType::q8_0, xt = DType::f32;
+  int64_t M = 0, N = 0, K = 0;
+  std::vector<float> x;
+  std::vector<int32_t> q, z;
+  std::vector<float> sc;
+};
+
+int64_t scales_per_row(DType f, int64_t K) {
+  return f == DType::i8_pc ? 1 : qceil(K, quant_group(f, K));
+}
+
+// The row form of quant.h (GGUF's blocks for q8_0 / q4_0; padding past K: the zero value, q4_gG min(z, 15)).
+std::vector<uint8_t> row_form(const Problem& p) {
+  const int64_t N = p.N, K = p.K, rb = quant_row_bytes(p.f, K), ns = scales_per_row(p.f, K);
+  std::vector<uint8_t> rows(quant_row_form_bytes(p.f, N, K), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    uint8_t* r = rows.data() + n * rb;
+    const int32_t* q = p.q.data() + n * K;
+    if (p.f == DType::i8_pc) {
+      for (int64_t k = 0; k < K; ++k) r[k] = static_cast<uint8_t>(q[k]);
+      memcpy(rows.data() + N * rb + 4 * n, &p.sc[n], 4);
+    } else if (p.f == DType::q8_0 || p.f == DType::q4_0) {
+      const bool q8 = p.f == DType::q8_0;
+      const int64_t bs = q8 ? 34 : 18;
+      for (int64_t b = 0; b < ns; ++b) {
+        uint8_t* o = r + b * bs;
+        const uint16_t h = f32_to_f16(p.sc[n * ns + b]);
+        memcpy(o, &h, 2);
+        for (int64_t j = 0; j < 32; ++j) {
+          const int64_t k = 32 * b + j;
+          const int32_t v = k < K ? q[k] : (q8 ? 0 : 8);
+          if (q8)
+            o[2 + j] = static_cast<uint8_t>(v);
+          else
+            o[2 + j % 16] |= static_cast<uint8_t>(v << (j < 16 ? 0 : 4));
+        }
+      }
+    } else {
+      const int64_t G = quant_group(p.f, K), gb = 4 + G / 2;
+      for (int64_t g = 0; g < ns; ++g) {
+        uint8_t* o = r + g * gb;
+        const uint16_t h = f32_to_f16(p.sc[n * ns + g]);
+        memcpy(o, &h, 2);
+        const int32_t z = p.z[n * ns + g];
+        o[2] = static_cast<uint8_t>(z);
+        for (int64_t j = 0; j < G; ++j) {
+          const int64_t k = g * G + j;
+          const int32_t v = k < K ? q[k] : std::min(z, 15);
+          o[4 + j / 2] |= static_cast<uint8_t>(v << (4 * (j & 1)));
+        }
+      }
+    }
+  }
+  return rows;
+}
+
+// q - z of w[n, k] as the spec reads it.
+int32_t wval(const Problem& p, int64_t n, int64_t k) {
+  const int32_t q = p.q[n * p.K + k];
+  if (p.f == DType::q4_0) return q - 8;
+  if (quant_has_zero(p.f)) return q - p.z[n * scales_per_row(p.f, p.K) + k / quant_group(p.f, p.K)];
+  return q;
+}
+float wscale(const Problem& p, int64_t n, int64_t k) {
+  if (p.f == DType::i8_pc) return p.sc[n];
+  return p.sc[n * scales_per_row(p.f, p.K) + k / quant_group(p.f, p.K)];
+}
+
+// The exact y (as y's dtype bytes, into `want`) from x as stored: quantize_act_block, the exact int64 dots, then
+// the spec's expressions; for block formats also the exactness bound of the header. Returns "" or what breaks it.
+std::string exact_y(const Problem& p, const TensorView& x, std::vector<uint8_t>* want) {
+  const int64_t M = p.M, N = p.N, K = p.K, nb = qceil(K, kQBlock), Kp = nb * kQBlock;
+  const bool pc = p.f == DType::i8_pc;
+  std::vector<float> xr(static_cast<size_t>(Kp));
+  std::vector<int8_t> qx(static_cast<size_t>(M * Kp));
+  std::vector<float> dx(static_cast<size_t>(M * nb));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < Kp; ++k) xr[k] = k < K ? load_f32(x.data, x.dtype, m * K + k) : 0.0f;
+    int32_t sum;
+    if (pc)
+      dx[m * nb] = quantize_act_block(xr.data(), Kp, qx.data() + m * Kp, &sum);
+    else
+      for (int64_t b = 0; b < nb; ++b) dx[m * nb + b] = quantize_act_block(xr.data() + 32 * b, 32, qx.data() + m * Kp + 32 * b, &sum);
+  }
+  want->assign(static_cast<size_t>(M * N) * dtype_size(p.xt), 0);
+  std::vector<int32_t> wv(static_cast<size_t>(K));
+  std::vector<float> ws(static_cast<size_t>(nb));
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) wv[k] = wval(p, n, k);
+    for (int64_t b = 0; b < nb; ++b) ws[b] = wscale(p, n, 32 * b);
+    for (int64_t m = 0; m < M; ++m) {
+      const int8_t* q = qx.data() + m * Kp;
+      float y;
+      if (pc) {
+        int64_t dot = 0;
+        for (int64_t k = 0; k < K; ++k) dot += static_cast<int64_t>(q[k]) * wv[k];
+        y = static_cast<float>(static_cast<double>(dx[m * nb]) * static_cast<double>(ws[0]) * static_cast<double>(dot));
+      } else {
+        // Terms t_b = dx * s * dot_b with dx * s = 2^e_b (or 0), and every product qx * w a multiple of 2^tz: any
+        // partial sum is a multiple of 2^(lo + tz), so all are exact in f32 when sum_b 2^(e_b - lo) * sum_k |qx * w|
+        // < 2^(24 + tz). (tz > 0 only at the extremes, whose products are all 127 * 2^7, 127 * 2^3 or 127 * 2^4.)
+        double sum = 0, mag = 0;
+        int lo = INT_MAX, tz = 63;
+        bool nan = false;
+        for (int64_t b = 0; b < nb; ++b) {
+          const double sf = static_cast<double>(dx[m * nb + b]) * ws[b];
+          if (std::isnan(sf)) nan = true;
+          if (sf == 0 || std::isnan(sf)) continue;
+          int e;
+          if (std::frexp(std::fabs(sf), &e) != 0.5) return "a block's dx * s is not a power of two";
+          lo = std::min(lo, e - 1);
+        }
+        for (int64_t b = 0; b < nb && !nan; ++b) {
+          const double sf = static_cast<double>(dx[m * nb + b]) * ws[b];
+          int64_t dot = 0, dmag = 0;
+          for (int64_t k = 32 * b; k < std::min(K, 32 * b + 32); ++k) {
+            dot += static_cast<int64_t>(q[k]) * wv[k];
+            const int64_t pr = std::llabs(static_cast<int64_t>(q[k]) * wv[k]);
+            dmag += pr;
+            if (pr && sf != 0) tz = std::min(tz, __builtin_ctzll(static_cast<unsigned long long>(pr)));
+          }
+          sum += sf * static_cast<double>(dot);
+          if (sf != 0) mag += std::ldexp(std::fabs(sf), -lo) * static_cast<double>(dmag);
+        }
+        if (mag >= std::ldexp(1.0, 24 + std::min(tz, 40))) return "y[" + std::to_string(m) + ", " + std::to_string(n) + "] has partial sums beyond 2^24 ulps";
+        y = nan ? std::nanf("") : static_cast<float>(sum);
+      }
+      store_f32(want->data(), p.xt, m * N + n, y);
+    }
+  }
+  return "";
+}
+
+// Bytes of y against `want`, NaN equal to NaN; prints the first few differences. Returns their number.
+int diff_y(const std::string& what, const Problem& p, const uint8_t* got, const uint8_t* want) {
+  const size_t es = dtype_size(p.xt);
+  int bad = 0;
+  for (int64_t i = 0; i < p.M * p.N; ++i) {
+    const uint8_t *g = got + i * es, *w = want + i * es;
+    if (memcmp(g, w, es) == 0 || (is_nan(g, p.xt) && is_nan(w, p.xt))) continue;
+    if (bad++ < 3)
+      printf("  %s %s: y[%lld, %lld] = %.9g, want %.9g\n", p.name.c_str(), what.c_str(), (long long)(i / p.N),
+             (long long)(i % p.N), load_f32(got, p.xt, i), load_f32(want, p.xt, i));
+  }
+  return bad;
+}
+
+struct Tally {
+  int runs = 0, failures = 0, gemv = 0, mma = 0, wgmma = 0, refs = 0;
+};
+
+// Runs p: the exact value, the reference, then each route and way (`ways`: 1 aligned only, 2 also one element off).
+void run(const Problem& p, int ways, Tally* t) {
+  Buffer w = make_buffer({p.f, {p.N, p.K}}, 0);
+  {
+    const std::vector<uint8_t> rows = row_form(p);
+    import_panels(p.f, p.N, p.K, rows.data(), static_cast<uint8_t*>(w.v.data), 0, qceil(p.N, kQPanel));
+  }
+  std::vector<uint8_t> want;
+  for (int way = 0; way < ways; ++way) {
+    g_sms = way ? 132 : 1;
+    Buffer x = make_buffer({p.xt, {p.M, p.K}}, way);
+    for (int64_t i = 0; i < p.M * p.K; ++i) store_f32(x.v.data, p.xt, i, p.x[i]);
+    if (way == 0) {
+      const std::string why = exact_y(p, x.v, &want);
+      if (!why.empty()) {
+        printf("FAIL %s: not exact by construction: %s\n", p.name.c_str(), why.c_str());
+        ++t->failures;
+        return;
+      }
+      Buffer yr = make_buffer({p.xt, {p.M, p.N}}, 0);
+      TensorView iv[2] = {x.v, w.v};
+      OpArgs a = matmul_q_args(iv);
+      a.params.i[0] = 0;
+      a.out = &yr.v;
+      const Status sr = matmul_q_ref(a);
+      ++t->refs;
+      if (!sr.ok()) {
+        printf("FAIL %s: matmul_q_ref: %s\n", p.name.c_str(), sr.message().c_str());
+        ++t->failures;
+      } else if (diff_y("matmul_q_ref", p, static_cast<const uint8_t*>(yr.v.data), want.data())) {
+        printf("FAIL %s: matmul_q_ref is not the exact value\n", p.name.c_str());
+        ++t->failures;
+      }
+    }
+    const bool pc = p.f == DType::i8_pc;
+    for (int route = 0; route < 3; ++route) {
+      const char* rn = route == 0 ? "gemv" : route == 1 ? "mma" : "wgmma";
+      if ((route == 0) != (p.M <= 8) || (route == 2 && !(pc && p.M >= 64 && p.K <= 131072))) continue;
+      Buffer y = make_buffer({p.xt, {p.M, p.N}}, way);
+      TensorView iv[2] = {x.v, w.v};
+      OpArgs a = matmul_q_args(iv);
+      a.params.i[0] = 0;
+      a.out = &y.v;
+      Status se = Status::OK();
+      bool taken;
+      if (route == 0) {
+        taken = !matmul_q_mma_cuda(a, 0, &se);  // M <= 8: the tensor cores must decline, then the entry's GEMV runs
+        if (taken) se = run_emulated(a);
+      } else if (route == 1) {
+        taken = matmul_q_mma_cuda(a, 0, &se);
+      } else {
+        taken = matmul_q_wgmma_cuda(a, 0, &se, true);
+      }
+      ++t->runs;
+      (route == 0 ? t->gemv : route == 1 ? t->mma : t->wgmma)++;
+      const std::string tag = std::string(rn) + " v" + std::to_string(way);
+      if (!taken || !se.ok()) {
+        printf("FAIL %s %s: %s\n", p.name.c_str(), tag.c_str(),
+               !taken ? (route == 0 ? "matmul_q_mma_cuda took M <= 8" : "declined") : se.message().c_str());
+        ++t->failures;
+        continue;
+      }
+      const uint8_t* g = static_cast<const uint8_t*>(y.v.data);
+      int bad = diff_y(tag, p, g, want.data());
+      for (int i = 1; i <= kGuardBytes; ++i)
+        if (g[-i] != kGuard || g[y.v.nbytes() + i - 1] != kGuard) {
+          printf("  %s %s: guard bytes written\n", p.name.c_str(), tag.c_str());
+          ++bad;
+          break;
+        }
+      if (bad) {
+        printf("FAIL %s %s (%d bad)\n", p.name.c_str(), tag.c_str(), bad);
+        ++t->failures;
+      }
+    }
+  }
+}
+
+std::string case_name(const Problem& p, const char* kind) {
+  return std::string("matmul_q-exact(") + dtype_name(p.f) + ",M=" + std::to_string(p.M) + ",N=" + std::to_string(p.N) +
+         ",K=" + std::to_string(p.K) + "," + dtype_name(p.xt) + "," + kind + (p.M <= 8 ? ",gemv)" : ",mma)");
+}
+
+// Random data of a kind (0 "unit", 1 "pow2"; i8_pc: 1 is "any", random floats and f32 scales).
+Problem random_problem(DType f, DType xt, int64_t M, int64_t N, int64_t K, int kind) {
+  Problem p;
+  p.f = f;
+  p.xt = xt;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.name = case_name(p, kind == 0 ? "unit" : f == DType::i8_pc ? "any" : "pow2");
+  const bool pc = f == DType::i8_pc, q4 = quant_is_q4(f);
+  const int64_t ns = scales_per_row(f, K);
+  auto irange = [](int64_t lo, int64_t hi) { return static_cast<int32_t>(lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1))); };
+  auto pow2 = [&](int lo, int hi) { return std::ldexp(1.0f, irange(lo, hi)); };
+  p.x.assign(static_cast<size_t>(M * K), 0.0f);
+  if (pc && kind == 1) {
+    std::uniform_real_distribution<float> u(-2.f, 2.f);
+    for (float& v : p.x) v = u(rng);
+  } else {
+    // An anchor of +-127 per block (per row for i8_pc) and integers of at most R around it, all times 2^e.
+    const int32_t R = kind == 0 ? 127 : 31;
+    const int64_t span = pc ? K : 32;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t b0 = 0; b0 < K; b0 += span) {
+        const int64_t len = std::min(span, K - b0);
+        if (kind == 0 && M >= 3 && m == 1 && b0 == 0) continue;  // an all-zero block: dx = 0 (i8_pc: zeros)
+        const float e = kind == 0 ? 1.0f : pow2(-1, 1);
+        const int64_t anchor = b0 + irange(0, len - 1);
+        for (int64_t k = b0; k < b0 + len; ++k)
+          p.x[m * K + k] = e * static_cast<float>(k == anchor ? (rng() & 1 ? 127 : -127) : irange(-R, R));
+      }
+    if (kind == 0 && M >= 2) p.x[(M - 1) * K + K / 2] = std::nanf("");
+  }
+  p.q.resize(static_cast<size_t>(N * K));
+  for (int32_t& v : p.q) {
+    if (q4)
+      v = irange(0, 15);
+    else if (kind == 0 || pc)
+      v = irange(-128, 127);
+    else
+      v = rng() % 32 == 0 ? (rng() & 1 ? 127 : -128) : irange(-32, 31);
+  }
+  p.z.assign(static_cast<size_t>(N * ns), 0);
+  if (quant_has_zero(f))
+    for (int32_t& v : p.z) v = irange(0, 16);
+  p.sc.resize(static_cast<size_t>(N * ns));
+  for (float& v : p.sc) v = kind == 0 ? 1.0f : pc ? std::uniform_real_distribution<float>(1e-3f, 1.0f)(rng) : pow2(-1, 1);
+  return p;
+}
+
+// x all `xv`, every weight at the format's most negative value (scale 1).
+Problem extreme_problem(DType f, int64_t M, int64_t N, int64_t K, float xv) {
+  Problem p;
+  p.f = f;
+  p.xt = DType::f32;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.name = case_name(p, xv > 0 ? "extreme-" : "extreme+");
+  const int64_t ns = scales_per_row(f, K);
+  p.x.assign(static_cast<size_t>(M * K), xv);
+  p.q.assign(static_cast<size_t>(N * K), quant_is_q4(f) ? 0 : -128);  // q4_0: 0 - 8; q4_gG: 0 - 16
+  p.z.assign(static_cast<size_t>(N * ns), 16);
+  p.sc.assign(static_cast<size_t>(N * ns), 1.0f);
+  return p;
+}
+
+}  // namespace qexact
+
+int check_matmul_q_exact(const char* filter) {
+  using namespace qexact;
+  const auto t0 = std::chrono::steady_clock::now();
+  const DType formats[] = {DType::q8_0, DType::q4_0, DType::q4_g32, DType::q4_g64, DType::q4_g128, DType::i8_pc};
+  struct S { int64_t M, N, K; DType t; };
+  const S shapes[] = {{1, 33, 1000, DType::f32}, {1, 1, 1, DType::bf16},   {3, 7, 130, DType::f16},
+                      {7, 33, 200, DType::bf16}, {8, 1, 33, DType::f32},   {7, 7, 688, DType::f32},
+                      {9, 33, 200, DType::f16},  {9, 1, 33, DType::bf16},  {33, 7, 1000, DType::f32},
+                      {33, 33, 100, DType::bf16}, {65, 33, 264, DType::f32}, {130, 7, 96, DType::f16}};
+  Tally t;
+  auto want_case = [&](const Problem& p) { return !filter || p.name.find(filter) != std::string::npos; };
+  for (DType f : formats)
+    for (const S& s : shapes)
+      for (int kind = 0; kind < 2; ++kind) {
+        // Drawn whether filtered or not, so that a filtered run sees the same data as the whole one.
+        const Problem p = random_problem(f, s.t, s.M, s.N, s.K, kind);
+        if (want_case(p)) run(p, 2, &t);
+      }
+  const int random_runs = t.runs;
+  std::vector<Problem> ex;
+  for (DType f : formats) {
+    ex.push_back(extreme_problem(f, 1, 1, 131072, -127.f));
+    ex.push_back(extreme_problem(f, 9, 7, 131072, 127.f));
+  }
+  ex.push_back(extreme_problem(DType::i8_pc, 9, 1, 262244, -127.f));
+  ex.push_back(extreme_problem(DType::i8_pc, 64, 7, 131072, -127.f));
+  ex.push_back(extreme_problem(DType::i8_pc, 1, 1, 17000017, -127.f));
+  for (const Problem& p : ex)
+    if (want_case(p)) run(p, 1, &t);
+  // wgmma must decline a K whose int32 row sum could wrap (K > 131072), even forced.
+  if (!filter) {
+    Buffer x = make_buffer({DType::f32, {64, 131104}}, 0), w = make_buffer({DType::i8_pc, {8, 131104}}, 0);
+    Buffer y = make_buffer({DType::f32, {64, 8}}, 0);
+    TensorView iv[2] = {x.v, w.v};
+    OpArgs a = matmul_q_args(iv);
+    a.params.i[0] = 0;
+    a.out = &y.v;
+    Status se = Status::OK();
+    if (matmul_q_wgmma_cuda(a, 0, &se, true)) {
+      printf("FAIL matmul_q_wgmma_cuda took K = 131104 (forced)\n");
+      ++t.failures;
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  printf("matmul_q exact integer path: %d emulated runs (%d on random data, %d at the extremes; gemv %d, mma %d, "
+         "wgmma %d)%s, matmul_q_ref against the exact value on %d problems: %d failures, %.0f s\n", t.runs, random_runs,
+         t.runs - random_runs, t.gemv, t.mma, t.wgmma, filter ? "" : " and a wgmma decline", t.refs, t.failures, secs);
+  return t.failures;
+}
+
 // paged_attention_prefill's data-dependent errors (paged_prefill.cu): block ids outside [0, numBlocks) in the
 // block table (far outside: reading one would fault the emulation) must read nothing, turn exactly the rows that
 // see those positions into NaN, and leave every other row as the reference computes it with valid ids there.
@@ -1249,6 +1655,11 @@ int main(int argc, char** argv) {
     const int f = check_mma_wrappers() + check_wgmma_wrappers() + check_mma_matmul_q(quick, filter) +
                   check_wgmma_matmul_q(quick, filter);
     printf("emu_check --mma: %s\n", f ? "FAILED" : "OK");
+    return f ? 1 : 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--matmul-q-exact") {
+    const int f = check_matmul_q_exact(argc > 2 ? argv[2] : nullptr);
+    printf("emu_check --matmul-q-exact: %s\n", f ? "FAILED" : "OK");
     return f ? 1 : 0;
   }
   const char* only = argc > 1 ? argv[1] : nullptr;

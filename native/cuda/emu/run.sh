@@ -7,6 +7,10 @@
 #   native/cuda/emu/run.sh --mma [quick [S]]  mma.cuh's and wgmma.cuh's wrappers, then matmul_q_mma_cuda on matmul_q's
 #                                           M > 8 cases and matmul_q_wgmma_cuda (forced) on its int8 i8_pc cases
 #                                           with M >= 64 (quick: K <= 1000; S: only case names containing S)
+#   native/cuda/emu/run.sh --matmul-q-exact [S]  matmul_q's int8 path bit for bit: the GEMV (M <= 8), mma.sync
+#                                           (M > 8) and wgmma (forced, i8_pc, M >= 64) against the exact integer
+#                                           products and matmul_q_ref, on data whose float part is exact by
+#                                           construction, int32 extremes included (~75 s; S: case names with S)
 #   native/cuda/emu/run.sh --conversions    f32 -> f16/bf16 of elementwise.cuh vs dtype.h, all 2^32 inputs (~20 s)
 #   native/cuda/emu/run.sh --allreduce [quick]  the custom collectives (native/dist/cuda_ar_kernels.cuh: all-reduce,
 #                                           all-gather, reduce-scatter, broadcast): a separate program, ar_check.cc,
