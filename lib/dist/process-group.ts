@@ -405,7 +405,7 @@ export class ProcessGroup implements Disposable {
     if (out === t && this.worldSize > 1) throw rangeError(expected(fn, 'an output other than x', 'options.out', 'x', true));
     // Along dim > 0: blocks of `inner` elements (the dims from dim on) interleave by rank.
     const inner = dim === 0 ? 0 : t.shape.slice(dim).reduce((a, b) => a * b, 1);
-    this.#run(fn, t, out, 0, 0, timeout, inner === t.numel ? 0 : inner);
+    this.#run(fn, t, out, 0, 0, timeout, inner === t.numel || t.numel === 0 ? 0 : inner);
     return out;
   }
 
@@ -459,12 +459,15 @@ export class ProcessGroup implements Disposable {
   }
 
   /**
-   * Waits for everything queued on this rank's stream (collectives included) and rethrows the first failure.
+   * Waits for everything queued on this rank's streams (collectives included: the CPU stream, and the group's GPU's
+   * when it was opened with a CUDA device) and rethrows the first failure.
    * @throws {LlmKernelsError} the failure of a queued op or collective
    */
-  synchronize(): Promise<void> {
+  async synchronize(): Promise<void> {
     this.#live('synchronize');
-    return device('cpu').synchronize();
+    const waits = [device('cpu').synchronize()];
+    if (this.device !== 'cpu') waits.push(device(this.device).synchronize());
+    await Promise.all(waits);
   }
 
   /**

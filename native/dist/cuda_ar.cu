@@ -283,6 +283,8 @@ Status CudaAllReduce::enqueue(const CollectiveArgs& a, void* stream, int64_t tim
   if (a.kind == Collective::broadcast && (a.root < 0 || a.root >= world_))
     return range_error(fn + ": expected a root in [0, " + std::to_string(world_) + "), got " + std::to_string(a.root));
   if (a.count == 0) return Status::OK();
+  if (ar::chunk_elems_of(a, capacity_, world_) == 0)
+    return internal_error(fn + ": a registered half of " + std::to_string(capacity_) + " bytes holds no 16-byte pack per rank");
   Impl& im = *impl_;
   LK_CUDA_CHECK(cudaSetDevice(device_), fn + ": cudaSetDevice(" + std::to_string(device_) + ")");
   const cudaError_t e = ar::enqueue_chunks(&calls_, a, rank_, world_, im.peer_data, im.peer_signal, capacity_,

@@ -222,6 +222,8 @@ class NcclComm {
 
  private:
   NcclComm() = default;
+  // collective()'s NCCL call (on scratch when not null: an inner-dimension gather), reorder copies and event.
+  Status enqueue_locked(const CollectiveArgs& a, int type, void* scratch, void* stream, int64_t timeout_ms);
   std::unique_ptr<Impl> impl_;
   FailState fail_;
 };

@@ -466,7 +466,9 @@ inline ArCall plan_call(uint64_t k, const CollectiveArgs& a, size_t done, size_t
   p.world = world;
   p.root = a.root;
   p.is_max = a.op == ReduceOp::max ? 1 : 0;
-  p.io_vec = ((reinterpret_cast<uintptr_t>(p.in) | reinterpret_cast<uintptr_t>(p.out)) & 15) == 0 ? 1 : 0;
+  // A broadcast's non-root never reads `in`: only `out` decides.
+  const uintptr_t read = a.kind == Collective::broadcast && rank != a.root ? 0 : reinterpret_cast<uintptr_t>(p.in);
+  p.io_vec = ((read | reinterpret_cast<uintptr_t>(p.out)) & 15) == 0 ? 1 : 0;
   return c;
 }
 
@@ -485,6 +487,7 @@ inline cudaError_t enqueue_chunks(uint64_t* calls, const CollectiveArgs& a, int 
                                   uint64_t* const* signal, size_t capacity, uint64_t timeout_ns, int* words,
                                   cudaStream_t stream) {
   const size_t chunk = chunk_elems_of(a, capacity, world);
+  if (chunk == 0) return cudaErrorInvalidValue;  // a half smaller than one pack per rank: nothing would advance
   for (size_t done = 0; done < a.count; done += chunk) {
     const size_t n = a.count - done < chunk ? a.count - done : chunk;
     const ArCall c = plan_call(*calls, a, done, n, rank, world, data, signal, capacity, timeout_ns, words);

@@ -331,42 +331,61 @@ Status NcclComm::collective(const CollectiveArgs& a, void* stream, int64_t timeo
   if (fail_.failed()) return fail_.status();
   const int type = a.dt == DType::f32 ? kNcclFloat32 : a.dt == DType::f16 ? kNcclFloat16 : a.dt == DType::bf16 ? kNcclBfloat16 : -1;
   if (type < 0) return type_error(fn + ": expected dtype f32, f16 or bf16, got " + dtype_name(a.dt));
+  if (a.kind != Collective::all_reduce && a.kind != Collective::all_gather && a.kind != Collective::reduce_scatter &&
+      a.kind != Collective::broadcast)
+    return internal_error(fn + ": not a collective of NCCL's");
   Impl& im = *impl_;
   if (a.kind == Collective::all_gather && a.inner != 0 && (a.inner > a.count || a.count % a.inner != 0))
     return range_error(fn + ": expected an inner size dividing " + std::to_string(a.count) + ", got " + std::to_string(a.inner));
   if (a.kind == Collective::broadcast && (a.root < 0 || a.root >= im.world))
     return range_error(fn + ": expected a root in [0, " + std::to_string(im.world) + "), got " + std::to_string(a.root));
+  const cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  const size_t es = dtype_size(a.dt);
+  // all_gather along an inner dimension: NCCL gathers [R][count]; a scratch buffer takes it, and R strided copies
+  // put rank r's rows of `inner` at column block r of out [count / inner][R][inner]. The scratch comes from the
+  // device's stream-ordered pool, whose stream must be the one the gather runs on (it is: the addon passes the
+  // device's stream), or the free could overtake the gather.
+  const bool reorder = a.kind == Collective::all_gather && a.inner != 0 && a.inner < a.count && im.world > 1;
+  void* scratch = nullptr;
+  if (reorder) {
+    void* ds = nullptr;
+    LK_RETURN_IF_ERROR(cuda_stream(im.device, &ds));
+    if (ds != stream) return internal_error(fn + ": an inner-dimension gather must run on the device's own stream");
+    LK_RETURN_IF_ERROR(cuda_malloc(im.device, a.count * es * static_cast<size_t>(im.world), &scratch));
+  }
+  Status s = enqueue_locked(a, type, scratch, cs, timeout_ms);
+  // Freed after the lock is dropped: without a memory pool cuda_free is a cudaFree, which waits for the device, and
+  // the watchdog needs the lock to abort a gather that waits for a dead peer. Stream-ordered otherwise: after the
+  // copies.
+  if (scratch != nullptr) cuda_free(im.device, scratch);
+  return s;
+}
+
+// The NCCL call, the reorder copies and the watchdog's event, under the communicator's lock.
+Status NcclComm::enqueue_locked(const CollectiveArgs& a, int type, void* scratch, void* stream, int64_t timeout_ms) {
+  const std::string fn = std::string(collective_name(a.kind)) + "(nccl)";
+  Impl& im = *impl_;
   const NcclApi& api = library().api;
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   const cudaStream_t cs = static_cast<cudaStream_t>(stream);
   const size_t es = dtype_size(a.dt);
-  // all_gather along an inner dimension: NCCL gathers [R][count]; a stream-ordered scratch buffer takes it, and R
-  // strided copies put rank r's rows of `inner` at column block r of out [count / inner][R][inner].
-  const bool reorder = a.kind == Collective::all_gather && a.inner != 0 && a.inner < a.count && im.world > 1;
-  void* scratch = nullptr;
-  if (reorder) LK_RETURN_IF_ERROR(cuda_malloc(im.device, a.count * es * static_cast<size_t>(im.world), &scratch));
   std::lock_guard<std::mutex> lock(im.mu);
-  if (im.aborted || im.comm == nullptr) {
-    if (scratch != nullptr) cuda_free(im.device, scratch);
-    return fail_.failed() ? fail_.status() : internal_error(fn + ": communicator aborted");
-  }
-  if (cudaSetDevice(im.device) != cudaSuccess) {
-    if (scratch != nullptr) cuda_free(im.device, scratch);
-    return Status(Code::device, fn + ": cudaSetDevice");
-  }
+  if (im.aborted || im.comm == nullptr) return fail_.failed() ? fail_.status() : internal_error(fn + ": communicator aborted");
+  if (cudaSetDevice(im.device) != cudaSuccess) return Status(Code::device, fn + ": cudaSetDevice");
+  const int op = a.op == ReduceOp::max ? kNcclMax : kNcclSum;
   int rc = kNcclSuccess;
   switch (a.kind) {
     case Collective::all_gather:
-      rc = api.AllGather(a.in, reorder ? scratch : a.out, a.count, type, im.comm, stream);
+      rc = api.AllGather(a.in, scratch != nullptr ? scratch : a.out, a.count, type, im.comm, stream);
       break;
     case Collective::reduce_scatter:
-      rc = api.ReduceScatter(a.in, a.out, a.count, type, a.op == ReduceOp::max ? kNcclMax : kNcclSum, im.comm, stream);
+      rc = api.ReduceScatter(a.in, a.out, a.count, type, op, im.comm, stream);
       break;
     case Collective::broadcast:
       rc = api.Broadcast(a.in, a.out, a.count, type, a.root, im.comm, stream);
       break;
-    default:
-      rc = api.AllReduce(a.in, a.out, a.count, type, a.op == ReduceOp::max ? kNcclMax : kNcclSum, im.comm, stream);
+    default:  // all_reduce (collective() refused the rest)
+      rc = api.AllReduce(a.in, a.out, a.count, type, op, im.comm, stream);
   }
   bool timed_out = false;
   if (rc == kNcclInProgress) rc = wait_ready(api, im.comm, deadline, &timed_out);
@@ -376,17 +395,15 @@ Status NcclComm::collective(const CollectiveArgs& a, void* stream, int64_t timeo
     (void)api.CommAbort(im.comm);
     im.comm = nullptr;
     im.aborted = true;
-    if (scratch != nullptr) cuda_free(im.device, scratch);
     return fail_.set(s);
   }
-  if (reorder) {
+  if (scratch != nullptr) {
     const size_t row = a.inner * es, rows = a.count / a.inner;
     cudaError_t e = cudaSuccess;
     for (int r = 0; r < im.world && e == cudaSuccess; ++r)
       e = cudaMemcpy2DAsync(static_cast<char*>(a.out) + static_cast<size_t>(r) * row, row * static_cast<size_t>(im.world),
                             static_cast<const char*>(scratch) + static_cast<size_t>(r) * a.count * es, row, row, rows,
                             cudaMemcpyDeviceToDevice, cs);
-    cuda_free(im.device, scratch);  // stream-ordered: after the copies
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
       return fail_.set(Status(Code::device, fn + ": cudaMemcpy2DAsync (reordering the gathered blocks): " + cudaGetErrorString(e)));

@@ -54,6 +54,11 @@ describe('a single-rank group', () => {
     expect(rs.shape).toEqual([2, 2]);
     using b = pg.broadcast(x);
     expect(Array.from(await b.data())).toEqual([1.5, -2, 3.25, 7]);
+    // An empty tensor gathered along an inner dimension (a step with no rows): [0, 5] -> [0, 5 R].
+    using e = Tensor.empty([0, 5]);
+    using ge = pg.allGather(e, { dim: -1 });
+    expect(ge.shape).toEqual([0, 5]);
+    await pg.synchronize();
     await pg.barrier();
     expect(pg.failure).toBeUndefined();
     expect(pg.toString()).toBe('ProcessGroup(rank 0 of 1, shm)');

@@ -502,7 +502,7 @@ std::vector<Case> other_cases(int R, DType dt, bool large) {
         v.push_back(Case{Collective::reduce_scatter, dt, op, ArAlgo::one_shot, n, io});
     }
     for (int root : {0, R - 1})
-      for (int io : {0, 1, 3}) v.push_back(Case{Collective::broadcast, dt, ReduceOp::sum, ArAlgo::one_shot, n, io, 0, root});
+      for (int io : {0, 1, 2, 3}) v.push_back(Case{Collective::broadcast, dt, ReduceOp::sum, ArAlgo::one_shot, n, io, 0, root});
   }
   // all_gather along an inner dimension: (rows x inner) with inner of 1 pack, 3 packs, 5 elements, 7 elements.
   for (size_t inner : {V, 3 * V, size_t(5), size_t(7)})
