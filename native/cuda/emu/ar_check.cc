@@ -606,6 +606,27 @@ std::vector<double> launch_all(Group& g, std::vector<RankCall>& rc, uint64_t tim
   return el;
 }
 
+// launch_all of launch number g.calls, counted (the group's counter and the runs); returns its seconds.
+double timed_launch(Group& g, std::vector<RankCall>& rc, uint64_t timeout_ns, uint64_t seed,
+                    const std::function<void()>& while_running = nullptr) {
+  const auto t = Clock::now();
+  (void)launch_all(g, rc, timeout_ns, seed, while_running);
+  ++g.calls;
+  ++runs;
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Ranks 0 .. upto - 1 must hold error `code`; returns them, the failed ranks.
+std::vector<int> expect_error(const Group& g, int upto, int code, const std::string& name) {
+  std::vector<int> failed;
+  for (int r = 0; r < upto; ++r) {
+    if (g.error(r) != code)
+      fail(name + ": rank " + std::to_string(r) + " error word " + err_name(g.error(r)) + ", expected " + err_name(code));
+    failed.push_back(r);
+  }
+  return failed;
+}
+
 // The highest epoch any flag slot holds that rank r stored (flags[b][r] in every rank's signal area).
 uint64_t max_epoch_from(const Group& g, int r) {
   uint64_t m = 0;
@@ -719,18 +740,8 @@ void check_failures(bool quick, uint64_t* seed) {
           std::mt19937_64 rng(*seed);
           RankCalls c(R, f.kind, dt, f.algo, g->calls, rng, [&](int) { return n; }, [&](int r) { return r != R - 1; });
           std::vector<RankCall>& rc = c.rc;
-          const auto t = Clock::now();
-          (void)launch_all(*g, rc, 50ull * 1000000ull, *seed);
-          const double s = std::chrono::duration<double>(Clock::now() - t).count();
-          ++g->calls;
-          ++runs;
-          std::vector<int> failed;
-          for (int r = 0; r < R - 1; ++r) {
-            if (g->error(r) != ar::kErrTimeout)
-              fail(name + ": rank " + std::to_string(r) + " error word " + err_name(g->error(r)) +
-                   ", expected timeout");
-            failed.push_back(r);
-          }
+          const double s = timed_launch(*g, rc, 50ull * 1000000ull, *seed);
+          const std::vector<int> failed = expect_error(*g, R - 1, ar::kErrTimeout, name);
           if (g->error(R - 1) != 0) fail(name + ": the absent rank's error word is set");
           if (s > 30) fail(name + ": took " + std::to_string(s) + " s");
           // (d) later calls on the failed ranks exit at once.
@@ -743,20 +754,11 @@ void check_failures(bool quick, uint64_t* seed) {
           std::mt19937_64 rng(*seed);
           RankCalls c(R, f.kind, dt, f.algo, g->calls, rng, [&](int) { return n; }, [&](int r) { return r != R - 1; });
           std::vector<RankCall>& rc = c.rc;
-          const auto t = Clock::now();
-          (void)launch_all(*g, rc, 20ull * 1000000000ull, *seed, [&] {
+          const double s = timed_launch(*g, rc, 20ull * 1000000000ull, *seed, [&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(30));
             for (int r = 0; r < R - 1; ++r) g->set_abort(r);
           });
-          const double s = std::chrono::duration<double>(Clock::now() - t).count();
-          ++g->calls;
-          ++runs;
-          std::vector<int> failed;
-          for (int r = 0; r < R - 1; ++r) {
-            if (g->error(r) != ar::kErrAbort)
-              fail(name + ": rank " + std::to_string(r) + " error word " + err_name(g->error(r)) + ", expected abort");
-            failed.push_back(r);
-          }
+          std::vector<int> failed = expect_error(*g, R - 1, ar::kErrAbort, name);
           if (s > 10) fail(name + ": took " + std::to_string(s) + " s after an abort");
           // (d) every later call exits at once: the aborted ranks, and the absent rank once the host aborts it too
           // (an abort before the launch: the kernel does nothing and leaves the error word alone).
@@ -778,11 +780,7 @@ void check_failures(bool quick, uint64_t* seed) {
           if (kind == 0) rc[0].a.op = ReduceOp::max;
           if (kind == 2 && is_ar) rc[0].a.algo = f.algo == ArAlgo::one_shot ? ArAlgo::two_shot : ArAlgo::one_shot;
           if (kind == 2 && !is_ar) rc[0].a.kind = f.kind == Collective::broadcast ? Collective::all_gather : Collective::broadcast;
-          const auto t = Clock::now();
-          (void)launch_all(*g, rc, 50ull * 1000000ull, *seed);
-          const double s = std::chrono::duration<double>(Clock::now() - t).count();
-          ++g->calls;
-          ++runs;
+          const double s = timed_launch(*g, rc, 50ull * 1000000ull, *seed);
           int mismatches = 0;
           std::vector<int> failed;
           for (int r = 0; r < R; ++r) {

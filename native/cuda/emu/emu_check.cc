@@ -39,6 +39,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <atomic>
@@ -745,6 +746,19 @@ int check_mma_wrappers() {
   return bad ? 1 : 0;
 }
 
+// quantize of x into wr by the reference and into we by the emulated CUDA kernel: their two Statuses.
+std::pair<Status, Status> quantize_both(Buffer& x, Buffer& wr, Buffer& we) {
+  OpArgs a;
+  a.op = OpId::quantize;
+  a.in = &x.v;
+  a.n_in = 1;
+  a.n_out = 1;
+  a.out = &wr.v;
+  Status sr = quantize_ref(a);
+  a.out = &we.v;
+  return {std::move(sr), quantize_cuda(a)};
+}
+
 // quantize on fill_quantize_edges' data: every format and x dtype, panels with padding rows, K with a partial last
 // block and group; the three ways of the main loop (1 SM, 132 SMs, x one element off). Bytes compared exactly.
 int check_quantize_edges() {
@@ -762,15 +776,7 @@ int check_quantize_edges() {
           Buffer x = make_buffer({t, {nk.first, nk.second}}, variant == 2 ? 1 : 0);
           Buffer wr = make_buffer({f, {nk.first, nk.second}}, 0), we = make_buffer({f, {nk.first, nk.second}}, 0);
           fill_quantize_edges({x.v}, 1000u * static_cast<uint64_t>(runs) + 17);
-          OpArgs a;
-          a.op = OpId::quantize;
-          a.in = &x.v;
-          a.n_in = 1;
-          a.n_out = 1;
-          a.out = &wr.v;
-          const Status sr = quantize_ref(a);
-          a.out = &we.v;
-          const Status se = quantize_cuda(a);
+          const auto [sr, se] = quantize_both(x, wr, we);
           ++runs;
           if (!sr.ok() || !se.ok()) {
             printf("FAIL %s v%d: ref: %s; emulated: %s\n", c.name.c_str(), variant, sr.message().c_str(), se.message().c_str());
@@ -818,15 +824,7 @@ int check_quantize_errors() {
           else if (t == DType::f16) static_cast<uint16_t*>(x.v.data)[i] = f32_to_f16(pl.v);
           else static_cast<uint16_t*>(x.v.data)[i] = f32_to_bf16(pl.v);
         }
-        OpArgs a;
-        a.op = OpId::quantize;
-        a.in = &x.v;
-        a.n_in = 1;
-        a.n_out = 1;
-        a.out = &wr.v;
-        const Status sr = quantize_ref(a);
-        a.out = &we.v;
-        const Status se = quantize_cuda(a);
+        const auto [sr, se] = quantize_both(x, wr, we);
         ++runs;
         errors += !sr.ok();
         const std::string name = std::string("quantize-errors(") + dtype_name(f) + ",x=" + dtype_name(t) +
